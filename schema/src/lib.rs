@@ -3,6 +3,7 @@
 
 pub mod content_id;
 pub mod manifest;
+pub mod planning;
 pub mod signature;
 mod strict_yaml;
 pub mod time_spec;
@@ -12,6 +13,7 @@ pub use manifest::{
     AdRule, ClosingAnnouncement, Interrupt, InterruptLevel, Limits, Manifest, ManifestError, MediaEntry,
     MediaKind, PlayOrder, Playlist, Program, ScheduleRule, Shop, SCHEMA_V1,
 };
+pub use planning::{MediaMeta, Planning};
 pub use signature::{
     check_installable, verify, KeyError, KeyId, PublicKey, Refusal, SecretKey, TrustedKeys, Verified,
     VerifyError,

@@ -57,6 +57,17 @@ pub enum MediaKind {
     Urgent,
 }
 
+impl MediaKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MediaKind::Music => "music",
+            MediaKind::Ad => "ad",
+            MediaKind::Announcement => "announcement",
+            MediaKind::Urgent => "urgent",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MediaEntry {

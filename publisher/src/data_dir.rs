@@ -1,0 +1,200 @@
+//! The publisher's data directory: where each file lives, `init`, and loading the
+//! signing key, settings and TLS material from it.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use skycast_schema::{PublicKey, SecretKey};
+
+use crate::db::Db;
+use crate::error::{PublisherError, Result};
+use crate::store::Store;
+use crate::tls;
+
+#[derive(Debug, Clone)]
+pub struct DataDir {
+    root: PathBuf,
+}
+
+/// Settings `init` writes and later commands read.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// The URL players use to reach `serve`; printed into player configs.
+    pub public_url: String,
+}
+
+/// What `init` produced, for the caller to print.
+pub struct InitReport {
+    pub public_key: PublicKey,
+    /// Set only when the password was generated; shown once, never stored in clear.
+    pub generated_admin_password: Option<String>,
+}
+
+pub struct InitOptions {
+    pub public_url: String,
+    pub admin_user: String,
+    pub admin_password: Option<String>,
+    /// Use this certificate and key instead of generating a local CA.
+    pub tls_cert_and_key: Option<(PathBuf, PathBuf)>,
+    /// Extra DNS names or IP addresses for the generated server certificate.
+    pub extra_names: Vec<String>,
+}
+
+impl DataDir {
+    pub fn new(root: impl Into<PathBuf>) -> DataDir {
+        DataDir { root: root.into() }
+    }
+
+    /// Opens an initialised directory, with a clear error when it is not one.
+    pub fn open(root: impl Into<PathBuf>) -> Result<DataDir> {
+        let dir = DataDir::new(root);
+        if !dir.settings_path().exists() {
+            return Err(PublisherError::NotInitialised { path: dir.root });
+        }
+        Ok(dir)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+    pub fn store_path(&self) -> PathBuf {
+        self.root.join("store.git")
+    }
+    pub fn db_path(&self) -> PathBuf {
+        self.root.join("publisher.sqlite")
+    }
+    pub fn settings_path(&self) -> PathBuf {
+        self.root.join("publisher.toml")
+    }
+    pub fn secret_key_path(&self) -> PathBuf {
+        self.root.join("keys/signing.key")
+    }
+    pub fn public_key_path(&self) -> PathBuf {
+        self.root.join("keys/signing.pub")
+    }
+    pub fn ca_cert_path(&self) -> PathBuf {
+        self.root.join("tls/ca.pem")
+    }
+    pub fn ca_key_path(&self) -> PathBuf {
+        self.root.join("tls/ca.key")
+    }
+    pub fn server_cert_path(&self) -> PathBuf {
+        self.root.join("tls/server.pem")
+    }
+    pub fn server_key_path(&self) -> PathBuf {
+        self.root.join("tls/server.key")
+    }
+
+    pub fn init(&self, opts: InitOptions, seed: [u8; 32]) -> Result<InitReport> {
+        if self.settings_path().exists() || self.store_path().exists() {
+            return Err(PublisherError::AlreadyInitialised {
+                path: self.root.clone(),
+            });
+        }
+        for sub in ["keys", "tls"] {
+            let dir = self.root.join(sub);
+            fs::create_dir_all(&dir).map_err(PublisherError::io("create", &dir))?;
+        }
+        Store::init(&self.store_path())?;
+
+        let secret = SecretKey::from_seed(seed);
+        write_private(&self.secret_key_path(), secret.to_file_text().as_bytes())?;
+        write_public(
+            &self.public_key_path(),
+            format!("{}\n", secret.public()).as_bytes(),
+        )?;
+
+        match &opts.tls_cert_and_key {
+            Some((cert, key)) => {
+                let cert_pem = fs::read(cert).map_err(PublisherError::io("read", cert))?;
+                let key_pem = fs::read(key).map_err(PublisherError::io("read", key))?;
+                tls::server_config(&cert_pem, &key_pem)?; // refuse unusable material now, not at serve time
+                write_public(&self.server_cert_path(), &cert_pem)?;
+                write_private(&self.server_key_path(), &key_pem)?;
+                // Players pin the chain they were given; with a supplied cert that is the cert itself.
+                write_public(&self.ca_cert_path(), &cert_pem)?;
+            }
+            None => {
+                let material = tls::generate(&opts.extra_names)?;
+                write_public(&self.ca_cert_path(), material.ca_cert_pem.as_bytes())?;
+                write_private(&self.ca_key_path(), material.ca_key_pem.as_bytes())?;
+                write_public(&self.server_cert_path(), material.server_cert_pem.as_bytes())?;
+                write_private(&self.server_key_path(), material.server_key_pem.as_bytes())?;
+            }
+        }
+
+        let db = Db::open(&self.db_path())?;
+        let (password, generated) = match opts.admin_password {
+            Some(p) => (p, None),
+            None => {
+                let p = crate::random_token(18);
+                (p.clone(), Some(p))
+            }
+        };
+        db.create_user(&opts.admin_user, &password, crate::db::Role::Admin)?;
+
+        // Written last: its presence marks a complete init.
+        let settings = Settings {
+            public_url: opts.public_url,
+        };
+        let text = toml::to_string(&settings).map_err(|e| PublisherError::Internal(e.to_string()))?;
+        write_public(&self.settings_path(), text.as_bytes())?;
+        Ok(InitReport {
+            public_key: secret.public(),
+            generated_admin_password: generated,
+        })
+    }
+
+    pub fn settings(&self) -> Result<Settings> {
+        let path = self.settings_path();
+        let text = fs::read_to_string(&path).map_err(PublisherError::io("read", &path))?;
+        toml::from_str(&text).map_err(|e| PublisherError::Planning {
+            path,
+            reason: e.to_string(),
+        })
+    }
+
+    pub fn secret_key(&self) -> Result<SecretKey> {
+        let path = self.secret_key_path();
+        let text = fs::read_to_string(&path).map_err(PublisherError::io("read", &path))?;
+        Ok(SecretKey::from_file_text(&text)?)
+    }
+
+    pub fn public_key(&self) -> Result<PublicKey> {
+        let path = self.public_key_path();
+        let text = fs::read_to_string(&path).map_err(PublisherError::io("read", &path))?;
+        Ok(text.trim().parse()?)
+    }
+
+    pub fn store(&self) -> Result<Store> {
+        Store::open(&self.store_path())
+    }
+
+    pub fn db(&self) -> Result<Db> {
+        Db::open(&self.db_path())
+    }
+}
+
+fn write_with_mode(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .map_err(PublisherError::io("create", path))?;
+    f.write_all(bytes)
+        .and_then(|_| f.sync_all())
+        .map_err(PublisherError::io("write", path))
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_with_mode(path, bytes, 0o600)
+}
+
+fn write_public(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_with_mode(path, bytes, 0o644)
+}

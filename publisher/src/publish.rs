@@ -1,0 +1,277 @@
+//! Publishing: a planning and its MP3s become a signed manifest and one commit;
+//! a rollback republishes an old version's content under a new, higher version.
+
+use std::collections::BTreeSet;
+use std::io::Read;
+use std::num::NonZeroU64;
+use std::path::{Component, Path};
+
+use chrono::{DateTime, Duration, Utc};
+use git2::Oid;
+use skycast_schema::{
+    verify, ContentHasher, Limits, Manifest, MediaEntry, MediaId, MediaKind, Planning, Program, TrustedKeys,
+    SCHEMA_V1,
+};
+
+use crate::data_dir::DataDir;
+use crate::error::{PublisherError, Result};
+use crate::media::inspect_mp3;
+use crate::store::{NewVersion, Store, MANIFEST_FILE, SIGNATURE_FILE};
+
+/// What a publish produced.
+#[derive(Debug, Clone)]
+pub struct Published {
+    pub version: u64,
+    pub commit: Oid,
+    pub media_count: usize,
+    /// Media this version has that the previous head did not.
+    pub new_media: usize,
+}
+
+/// A manifest before it has a version number and signature.
+struct Draft {
+    timezone: String,
+    validity: Duration,
+    media: Vec<(MediaEntry, Oid)>,
+    program: Program<MediaId>,
+}
+
+fn check_author(author: &str) -> Result<()> {
+    let ok = !author.trim().is_empty()
+        && author.len() <= 100
+        && !author.chars().any(|c| c.is_control() || c == '<' || c == '>');
+    if ok {
+        Ok(())
+    } else {
+        Err(PublisherError::BadRequest(format!(
+            "author `{author}` is not usable: give a name without <, > or control characters"
+        )))
+    }
+}
+
+/// Reads one media file of a planning, refusing anything that is not a whole MP3.
+fn read_media(path: &Path, shown: &str, limits: &Limits) -> Result<(Vec<u8>, MediaId)> {
+    let file = std::fs::File::open(path).map_err(PublisherError::io("open", path))?;
+    let size = file.metadata().map_err(PublisherError::io("stat", path))?.len();
+    if size > limits.max_media_bytes {
+        return Err(PublisherError::MediaTooLarge {
+            path: shown.to_string(),
+            size_bytes: size,
+            max_bytes: limits.max_media_bytes,
+        });
+    }
+    let mut bytes = Vec::with_capacity(size as usize);
+    file.take(limits.max_media_bytes + 1)
+        .read_to_end(&mut bytes)
+        .map_err(PublisherError::io("read", path))?;
+    let mut hasher = ContentHasher::new();
+    hasher.update(&bytes);
+    Ok((bytes, hasher.finalize().0))
+}
+
+/// Resolves a planning's media path against its directory, refusing absolute paths
+/// and `..` so a planning cannot reach outside its own folder.
+fn resolve(base: &Path, rel: &str, planning: &Path) -> Result<std::path::PathBuf> {
+    let p = Path::new(rel);
+    if p.components()
+        .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
+    {
+        return Err(PublisherError::Planning {
+            path: planning.to_path_buf(),
+            reason: format!("media path `{rel}` must be relative and stay inside the planning's folder"),
+        });
+    }
+    Ok(base.join(p))
+}
+
+pub fn publish_planning(
+    data: &DataDir,
+    planning_path: &Path,
+    author: &str,
+    message: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<Published> {
+    check_author(author)?;
+    let text = std::fs::read_to_string(planning_path).map_err(PublisherError::io("read", planning_path))?;
+    let planning = Planning::parse(&text).map_err(|e| PublisherError::Planning {
+        path: planning_path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    let base = planning_path.parent().unwrap_or(Path::new("."));
+    let limits = Limits::default();
+
+    // Validate every file before writing anything, so a bad file stores nothing.
+    let mut files = Vec::new();
+    for rel in planning.media_paths() {
+        let path = resolve(base, rel, planning_path)?;
+        let (bytes, id) = read_media(&path, rel, &limits)?;
+        let info = inspect_mp3(&bytes).map_err(|reason| PublisherError::NotMp3 {
+            path: rel.to_string(),
+            reason,
+        })?;
+        let meta = planning.media.get(rel).cloned().unwrap_or_default();
+        let stem = Path::new(rel)
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or(rel)
+            .to_string();
+        let entry = MediaEntry {
+            id,
+            size: bytes.len() as u64,
+            duration_ms: info.duration_ms,
+            title: meta
+                .title
+                .or(info.title)
+                .filter(|t| !t.trim().is_empty())
+                .unwrap_or(stem),
+            artist: meta.artist.or(info.artist).filter(|a| !a.trim().is_empty()),
+            kind: meta.kind.unwrap_or(MediaKind::Music),
+        };
+        files.push((rel.to_string(), entry, bytes));
+    }
+
+    let store = data.store()?;
+    let mut media = Vec::new();
+    let mut seen = BTreeSet::new();
+    for (_, entry, bytes) in &files {
+        if seen.insert(entry.id) {
+            media.push((entry.clone(), store.write_blob(bytes)?));
+        }
+    }
+    let program = planning.program.try_map_media(|_, rel: String| {
+        files
+            .iter()
+            .find(|(r, _, _)| *r == rel)
+            .map(|(_, e, _)| e.id)
+            .ok_or_else(|| PublisherError::Internal(format!("media `{rel}` was not read")))
+    })?;
+    let draft = Draft {
+        timezone: planning.timezone,
+        validity: Duration::days(planning.valid_days.into()),
+        media,
+        program,
+    };
+    let file_name = planning_path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("planning");
+    let message = message
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("Publish {file_name}"));
+    commit_draft(data, &store, draft, author, &message, now)
+}
+
+/// Publishes a new version whose content equals version `target`: a rollback never
+/// lowers the version number, so players accept it like any other update.
+pub fn rollback(data: &DataDir, target: u64, author: &str, now: DateTime<Utc>) -> Result<Published> {
+    check_author(author)?;
+    let store = data.store()?;
+    let commit = store
+        .commit_of_version(target)?
+        .ok_or(PublisherError::NoSuchVersion(target))?;
+    let bytes = store
+        .file_at(&commit, MANIFEST_FILE)?
+        .ok_or(PublisherError::NoSuchVersion(target))?;
+    let sig = store
+        .file_at(&commit, SIGNATURE_FILE)?
+        .ok_or(PublisherError::NoSuchVersion(target))?;
+    // Only content that still verifies may come back.
+    let old = verify(
+        &bytes,
+        &sig,
+        &TrustedKeys::new([data.public_key()?]),
+        &Limits::default(),
+    )?;
+    let blobs = store.media_in(&commit)?;
+    let mut media = Vec::new();
+    for entry in &old.media {
+        let oid = blobs
+            .iter()
+            .find(|(name, _)| *name == entry.id.file_name())
+            .map(|(_, oid)| *oid)
+            .ok_or_else(|| PublisherError::Internal(format!("version {target} lacks media {}", entry.id)))?;
+        media.push((entry.clone(), oid));
+    }
+    let draft = Draft {
+        timezone: old.timezone.clone(),
+        validity: old.expires_at.0 - old.published_at.0,
+        media,
+        program: old.program.clone(),
+    };
+    commit_draft(
+        data,
+        &store,
+        draft,
+        author,
+        &format!("Roll back to version {target}"),
+        now,
+    )
+}
+
+fn commit_draft(
+    data: &DataDir,
+    store: &Store,
+    draft: Draft,
+    author: &str,
+    message: &str,
+    now: DateTime<Utc>,
+) -> Result<Published> {
+    let head = store.head_version()?;
+    let version = head.map_or(1, |(v, _)| v + 1);
+    let previous_media: BTreeSet<String> = match head {
+        Some((_, oid)) => store
+            .media_in(&store.find_commit(oid)?)?
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect(),
+        None => BTreeSet::new(),
+    };
+    let now = now.with_nanosecond_zero();
+    let manifest = Manifest {
+        schema: SCHEMA_V1.to_string(),
+        // Cannot be zero: it is at least 1.
+        version: NonZeroU64::new(version).expect("version >= 1"),
+        published_at: now.into(),
+        expires_at: (now + draft.validity).into(),
+        published_by: author.to_string(),
+        timezone: draft.timezone,
+        media: draft.media.iter().map(|(e, _)| e.clone()).collect(),
+        program: draft.program,
+    };
+    manifest.validate(&Limits::default())?;
+    let bytes = format!("# Skycast manifest, signed: do not edit\n{}", manifest.to_yaml()).into_bytes();
+    let signature = data.secret_key()?.sign(&bytes);
+    let media: Vec<(MediaId, Oid)> = draft.media.iter().map(|(e, oid)| (e.id, *oid)).collect();
+    let commit = store.commit_version(NewVersion {
+        version,
+        manifest: &bytes,
+        signature: signature.as_bytes(),
+        media: &media,
+        author,
+        message,
+        time: now,
+        parent: head.map(|(_, oid)| oid),
+    })?;
+    let new_media = media
+        .iter()
+        .filter(|(id, _)| !previous_media.contains(&id.file_name()))
+        .count();
+    Ok(Published {
+        version,
+        commit,
+        media_count: media.len(),
+        new_media,
+    })
+}
+
+trait NoNanos {
+    fn with_nanosecond_zero(self) -> Self;
+}
+
+impl NoNanos for DateTime<Utc> {
+    /// Manifests carry whole seconds; dropping the rest keeps emitted and parsed times equal.
+    fn with_nanosecond_zero(self) -> Self {
+        use chrono::Timelike;
+        self.with_nanosecond(0).unwrap_or(self)
+    }
+}
