@@ -1,0 +1,282 @@
+#!/usr/bin/env bash
+# The one command for the demo: a publisher and three shop players (main, lille,
+# nantes) on this machine, over real HTTPS on loopback.
+#
+#   bash scripts/demo.sh [--keep-running] [--release]
+#
+# 1. init a publisher data directory (prints the generated admin password unless
+#    SKYCAST_ADMIN_PASSWORD is set), 2. serve it on a free 127.0.0.1 port,
+# 3. register one player per shop and start its puller, 4. publish
+# content-example/planning.yaml and time how long until every player runs v1,
+# 5. publish planning-v2.yaml (one more track) and show that each player
+# downloaded only that track, 6. show history, diff 1 2 and verify.
+#
+# Options:
+#   --keep-running   leave publisher and pullers running until Ctrl-C
+#   --release        build and run release binaries instead of debug
+# Environment:
+#   SKYCAST_DEMO_DIR       where all demo state goes (default ./demo-data,
+#                          wiped at start; only a directory made by this script
+#                          or an empty one is ever wiped)
+#   SKYCAST_ADMIN_PASSWORD passed through to `skycast-publisher init`
+#   SKYCAST_DEMO_TIMEOUT   seconds to wait for each sync (default 60)
+#   SKYCAST_SKIP_APT=1     passed on to install-deps.sh
+
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+KEEP_RUNNING=0
+PROFILE=debug
+for arg in "$@"; do
+    case "$arg" in
+        --keep-running) KEEP_RUNNING=1 ;;
+        --release) PROFILE=release ;;
+        -h | --help)
+            sed -n '2,/^$/p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+            exit 0
+            ;;
+        *)
+            echo "demo.sh: unknown argument \`$arg\` (try --help)" >&2
+            exit 2
+            ;;
+    esac
+done
+
+SHOPS=(main lille nantes)
+TIMEOUT="${SKYCAST_DEMO_TIMEOUT:-60}"
+MARKER=".skycast-demo"
+
+say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+die() {
+    printf 'demo.sh: %s\n' "$*" >&2
+    exit 1
+}
+now() {
+    if [[ -n "${EPOCHREALTIME:-}" ]]; then echo "${EPOCHREALTIME/,/.}"; else date +%s; fi
+}
+elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
+
+# jget JSON PATH: a value from JSON (PATH like .a.b), empty when absent or null.
+jget() {
+    if command -v jq >/dev/null 2>&1; then
+        jq -r "$2 // empty" <<<"$1" 2>/dev/null || true
+    else
+        python3 -c '
+import json, sys
+try:
+    v = json.loads(sys.stdin.read())
+    for k in [k for k in sys.argv[1].split(".") if k]:
+        v = v[k]
+    if v is not None:
+        print(v)
+except Exception:
+    pass
+' "$2" <<<"$1"
+    fi
+}
+
+# ---------------------------------------------------------------- build
+say "Dependencies and build ($PROFILE)"
+bash "$ROOT/scripts/install-deps.sh"
+if ! command -v cargo >/dev/null 2>&1 && [[ -x "$HOME/.cargo/bin/cargo" ]]; then
+    export PATH="$HOME/.cargo/bin:$PATH"
+fi
+if [[ "$PROFILE" == release ]]; then
+    cargo build --workspace --bins --release
+else
+    cargo build --workspace --bins
+fi
+BIN="${CARGO_TARGET_DIR:-$ROOT/target}/$PROFILE"
+PUB="$BIN/skycast-publisher"
+PULL="$BIN/skycast-puller"
+[[ -x "$PUB" ]] || die "$PUB was not built"
+[[ -x "$PULL" ]] || die "$PULL was not built"
+
+# ---------------------------------------------------------------- demo directory
+D="${SKYCAST_DEMO_DIR:-$ROOT/demo-data}"
+mkdir -p "$D"
+D="$(cd "$D" && pwd)"
+case "$D" in
+    / | "$HOME" | "$ROOT" | "$ROOT/content-example") die "refusing to use $D as the demo directory" ;;
+esac
+if [[ -n "$(ls -A "$D")" && ! -e "$D/$MARKER" ]]; then
+    die "$D is not empty and was not made by demo.sh ($MARKER missing): choose another SKYCAST_DEMO_DIR"
+fi
+find "$D" -mindepth 1 -delete
+touch "$D/$MARKER"
+mkdir -p "$D/players" "$D/logs"
+echo "demo directory: $D"
+
+# ---------------------------------------------------------------- processes
+PIDS=()
+# shellcheck disable=SC2317 # invoked by the EXIT trap
+cleanup() {
+    local rc=$? pid
+    trap - EXIT INT TERM
+    if [[ ${#PIDS[@]} -gt 0 ]]; then
+        echo
+        echo "stopping ${#PIDS[@]} background process(es)"
+        for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+        for _ in $(seq 1 50); do
+            local alive=0
+            for pid in "${PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+            [[ $alive -eq 0 ]] && break
+            sleep 0.1
+        done
+        for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+        wait 2>/dev/null || true
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# alive PID LOG: fail with the log's tail when a background process has died.
+alive() {
+    if ! kill -0 "$1" 2>/dev/null; then
+        echo "--- last lines of $2 ---" >&2
+        tail -n 30 "$2" >&2 || true
+        die "process $1 exited early (log: $2)"
+    fi
+}
+
+# ---------------------------------------------------------------- 1. init
+say "1. Initialise the publisher"
+"$PUB" init --data "$D/publisher" 2>&1 | tee "$D/logs/init.log"
+CA="$D/publisher/tls/ca.pem"
+[[ -f "$CA" ]] || die "init did not write $CA"
+
+# ---------------------------------------------------------------- 2. serve
+say "2. Serve the store over HTTPS"
+PORT="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')"
+URL="https://127.0.0.1:$PORT"
+"$PUB" serve --data "$D/publisher" --listen "127.0.0.1:$PORT" >"$D/logs/publisher.log" 2>&1 &
+PUB_PID=$!
+PIDS+=("$PUB_PID")
+t0="$(now)"
+while :; do
+    alive "$PUB_PID" "$D/logs/publisher.log"
+    code="$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 --cacert "$CA" "$URL/v1/head" || true)"
+    # No token: 401 means the server is up and answers over TLS with our CA.
+    if [[ "$code" == 401 || "$code" == 200 ]]; then break; fi
+    if awk -v a="$t0" -v b="$(now)" -v t="$TIMEOUT" 'BEGIN { exit !(b - a > t) }'; then
+        tail -n 30 "$D/logs/publisher.log" >&2 || true
+        die "publisher did not answer on $URL/v1/head within ${TIMEOUT}s (last HTTP code: ${code:-none})"
+    fi
+    sleep 0.2
+done
+echo "publisher up at $URL (pid $PUB_PID, ${code} on /v1/head without a token, $(elapsed "$t0")s)"
+
+# ---------------------------------------------------------------- 3. players
+say "3. Register one player per shop and start the pullers"
+declare -A PULL_PID=()
+for shop in "${SHOPS[@]}"; do
+    id="$shop-1"
+    "$PUB" player add --data "$D/publisher" --id "$id" --shop "$shop" \
+        --server-url "$URL" --player-data "$D/players/$id" >"$D/players/$id.toml"
+    "$PULL" run --config "$D/players/$id.toml" >"$D/logs/$id.log" 2>&1 &
+    PIDS+=("$!")
+    PULL_PID[$shop]=$!
+    echo "player $id (shop $shop): config $D/players/$id.toml, pid $!, log $D/logs/$id.log"
+done
+
+status_json() { "$PULL" status --config "$D/players/$1.toml" 2>/dev/null || true; }
+
+table() {
+    printf '%-8s %-10s %-15s %-11s %s\n' shop player active_version media_count media_bytes
+    local shop id s
+    for shop in "${SHOPS[@]}"; do
+        id="$shop-1"
+        s="$(status_json "$id")"
+        printf '%-8s %-10s %-15s %-11s %s\n' "$shop" "$id" "$(jget "$s" .active_version)" \
+            "$(jget "$s" .media_count)" "$(jget "$s" .media_bytes)"
+    done
+}
+
+# wait_version N: until every player reports active_version N; prints the seconds.
+wait_version() {
+    local want="$1" t0 shop id v done_all
+    t0="$(now)"
+    while :; do
+        done_all=1
+        for shop in "${SHOPS[@]}"; do
+            id="$shop-1"
+            alive "${PULL_PID[$shop]}" "$D/logs/$id.log"
+            v="$(jget "$(status_json "$id")" .active_version)"
+            [[ "$v" == "$want" ]] || done_all=0
+        done
+        [[ $done_all -eq 1 ]] && break
+        if awk -v a="$t0" -v b="$(now)" -v t="$TIMEOUT" 'BEGIN { exit !(b - a > t) }'; then
+            table >&2
+            die "not every player reached version $want within ${TIMEOUT}s (logs in $D/logs/)"
+        fi
+        sleep 0.2
+    done
+    SYNC_SECS="$(elapsed "$t0")"
+}
+
+# ---------------------------------------------------------------- 4. publish v1
+say "4. Publish content-example/planning.yaml (version 1)"
+t_pub="$(now)"
+"$PUB" publish --data "$D/publisher" --planning "$ROOT/content-example/planning.yaml" \
+    --author demo --message "Pilot planning"
+PUB_SECS="$(elapsed "$t_pub")"
+wait_version 1
+echo
+echo "publish took ${PUB_SECS}s; all ${#SHOPS[@]} players on version 1 ${SYNC_SECS}s later ($(elapsed "$t_pub")s from the start of publish)"
+table
+
+# ---------------------------------------------------------------- 5. publish v2
+say "5. Publish content-example/planning-v2.yaml (version 2: one more track)"
+t_pub="$(now)"
+"$PUB" publish --data "$D/publisher" --planning "$ROOT/content-example/planning-v2.yaml" \
+    --author demo --message "Add one track"
+PUB_SECS="$(elapsed "$t_pub")"
+wait_version 2
+echo
+echo "publish took ${PUB_SECS}s; all ${#SHOPS[@]} players on version 2 ${SYNC_SECS}s later ($(elapsed "$t_pub")s from the start of publish)"
+table
+NEW_TRACK="$ROOT/content-example/music/extra-e.mp3"
+NEW_BYTES="$(stat -c %s "$NEW_TRACK")"
+echo
+printf '%-10s %s\n' player "last_sync.downloaded_bytes (the new track, music/extra-e.mp3, is $NEW_BYTES bytes)"
+for shop in "${SHOPS[@]}"; do
+    id="$shop-1"
+    got="$(jget "$(status_json "$id")" .last_sync.downloaded_bytes)"
+    note=""
+    if [[ -n "$got" && "$got" == "$NEW_BYTES" ]]; then note="  (just the new track)"; fi
+    printf '%-10s %s%s\n' "$id" "${got:-?}" "$note"
+done
+
+# ---------------------------------------------------------------- 6. audit
+say "6. History, diff 1 2, verify"
+echo "\$ skycast-publisher history"
+"$PUB" history --data "$D/publisher"
+echo
+echo "\$ skycast-publisher diff 1 2"
+"$PUB" diff --data "$D/publisher" 1 2
+echo
+echo "\$ skycast-publisher verify"
+"$PUB" verify --data "$D/publisher"
+
+# ---------------------------------------------------------------- 7. end
+if [[ $KEEP_RUNNING -eq 1 ]]; then
+    say "Running: publisher at $URL, 3 pullers (Ctrl-C stops everything)"
+    echo "CA certificate:  $CA"
+    echo "logs:            $D/logs/"
+    echo "player configs:  $D/players/*.toml"
+    echo "status:          $PULL status --config $D/players/main-1.toml"
+    echo "admin password:  \$SKYCAST_ADMIN_PASSWORD if you set it, else the one printed by init above ($D/logs/init.log)"
+    trap 'exit 0' INT # Ctrl-C is the normal way out here
+    while :; do
+        for pid in "${PIDS[@]}"; do
+            kill -0 "$pid" 2>/dev/null || die "background process $pid stopped (logs in $D/logs/)"
+        done
+        sleep 1
+    done
+fi
+say "Demo finished: stopping the publisher and the pullers (run with --keep-running to keep them)"
+exit 0
