@@ -16,7 +16,7 @@ use base64::Engine;
 
 pub use data_dir::{DataDir, InitOptions};
 pub use error::{PublisherError, Result};
-pub use server::{run, Head, ServeConfig, TransportMode};
+pub use server::{run, Head, ServeConfig, TlsListener, TransportMode};
 
 /// `n` bytes from the OS random source, as URL-safe base64 text.
 pub fn random_token(n: usize) -> String {

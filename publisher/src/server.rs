@@ -64,7 +64,8 @@ const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 
 struct AppState {
     data: DataDir,
-    head: watch::Receiver<Head>,
+    head: watch::Sender<Head>,
+    head_oid: Mutex<Option<Oid>>,
     media: RwLock<HashMap<MediaId, Oid>>,
     db: Mutex<crate::db::Db>,
     shutdown: watch::Receiver<bool>,
@@ -77,31 +78,22 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let data = config.data.clone();
-    let (head, media) = {
+    let media = {
         let data = data.clone();
-        blocking(move || {
-            let store = data.store()?;
-            store.repair_tags()?;
-            Ok((read_head(&data)?, store.media_index()?))
-        })
-        .await?
+        blocking(move || data.store()?.media_index()).await?
     };
-    tracing::info!(version = head.version, media_count = media.len(), "store opened");
-    let (head_tx, head_rx) = watch::channel(head);
+    tracing::info!(media_count = media.len(), "store opened");
     let (stop_tx, stop_rx) = watch::channel(false);
     let state = Arc::new(AppState {
         data: data.clone(),
-        head: head_rx,
+        head: watch::Sender::new(Head::default()),
+        head_oid: Mutex::new(None),
         media: RwLock::new(media),
         db: Mutex::new(data.db()?),
         shutdown: stop_rx.clone(),
     });
-    tokio::spawn(watch_head(
-        state.clone(),
-        head_tx,
-        config.head_check_interval,
-        stop_rx,
-    ));
+    refresh_head(&state).await?;
+    tokio::spawn(watch_head(state.clone(), config.head_check_interval, stop_rx));
 
     let app = router(state);
     let graceful = async move {
@@ -166,14 +158,9 @@ fn read_head(data: &DataDir) -> Result<Head> {
     })
 }
 
-/// Follows `main`, which other processes (`publish`, `rollback`) move.
-async fn watch_head(
-    state: Arc<AppState>,
-    tx: watch::Sender<Head>,
-    every: Duration,
-    mut stop: watch::Receiver<bool>,
-) {
-    let mut last_oid = None;
+/// Follows `main`, which other processes (`publish`, `rollback`) move: on a timer
+/// for long-polls, and on every `head` request so a plain poll is never behind.
+async fn watch_head(state: Arc<AppState>, every: Duration, mut stop: watch::Receiver<bool>) {
     let mut ticker = tokio::time::interval(every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -181,42 +168,52 @@ async fn watch_head(
             _ = ticker.tick() => {}
             _ = stop.changed() => return,
         }
-        let data = state.data.clone();
-        let seen = last_oid;
-        let checked = blocking(move || {
-            let store = data.store()?;
-            let oid = store.head_oid()?;
-            if oid == seen {
-                return Ok(None);
-            }
-            store.repair_tags()?;
-            let media = match oid {
-                Some(o) => store.media_in(&store.find_commit(o)?)?,
-                None => Vec::new(),
-            };
-            Ok(Some((oid, read_head(&data)?, media)))
-        })
-        .await;
-        match checked {
-            Ok(None) => {}
-            Ok(Some((oid, head, media))) => {
-                {
-                    let mut index = state.media.write().unwrap_or_else(|p| p.into_inner());
-                    for (name, blob) in media {
-                        if let Some(id) = name.strip_suffix(".mp3").and_then(|h| h.parse::<MediaId>().ok()) {
-                            index.insert(id, blob);
-                        }
-                    }
-                }
-                last_oid = oid;
-                if tx.borrow().version != head.version {
-                    tracing::info!(version = head.version, "new head");
-                }
-                tx.send_replace(head);
-            }
-            Err(e) => tracing::warn!(error = %e, "cannot read head of the store"),
+        if let Err(e) = refresh_head(&state).await {
+            tracing::warn!(error = %e, "cannot read head of the store");
         }
     }
+}
+
+/// Re-reads `main`; on a change, indexes the new version's media before announcing it,
+/// so a player never learns of a version whose media this server cannot serve yet.
+async fn refresh_head(state: &Arc<AppState>) -> Result<()> {
+    let data = state.data.clone();
+    let seen = *state.head_oid.lock().unwrap_or_else(|p| p.into_inner());
+    let changed = blocking(move || {
+        let store = data.store()?;
+        let oid = store.head_oid()?;
+        if oid == seen {
+            return Ok(None);
+        }
+        store.repair_tags()?;
+        let media = match oid {
+            Some(o) => store.media_in(&store.find_commit(o)?)?,
+            None => Vec::new(),
+        };
+        Ok(Some((oid, read_head(&data)?, media)))
+    })
+    .await?;
+    let Some((oid, head, media)) = changed else {
+        return Ok(());
+    };
+    {
+        let mut index = state.media.write().unwrap_or_else(|p| p.into_inner());
+        for (name, blob) in media {
+            if let Some(id) = name.strip_suffix(".mp3").and_then(|h| h.parse::<MediaId>().ok()) {
+                index.insert(id, blob);
+            }
+        }
+    }
+    *state.head_oid.lock().unwrap_or_else(|p| p.into_inner()) = oid;
+    state.head.send_if_modified(|current| {
+        if *current == head {
+            return false;
+        }
+        tracing::info!(version = head.version, "new head");
+        *current = head;
+        true
+    });
+    Ok(())
 }
 
 async fn require_player(State(state): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
@@ -254,8 +251,9 @@ struct HeadQuery {
     wait: Option<u64>,
 }
 
-async fn head(State(state): State<Arc<AppState>>, Query(q): Query<HeadQuery>) -> Json<Head> {
-    let mut rx = state.head.clone();
+async fn head(State(state): State<Arc<AppState>>, Query(q): Query<HeadQuery>) -> Result<Json<Head>> {
+    refresh_head(&state).await?;
+    let mut rx = state.head.subscribe();
     if let (Some(after), Some(wait)) = (q.after, q.wait) {
         let wait = Duration::from_secs(wait.min(MAX_WAIT_SECS));
         let mut stop = state.shutdown.clone();
@@ -265,7 +263,7 @@ async fn head(State(state): State<Arc<AppState>>, Query(q): Query<HeadQuery>) ->
         }
     }
     let current = rx.borrow().clone();
-    Json(current)
+    Ok(Json(current))
 }
 
 async fn version_file(
@@ -386,13 +384,13 @@ async fn media(
 
 /// Accepts TCP connections and runs each TLS handshake in its own task, so a slow
 /// or silent client cannot hold up the others; finished handshakes queue here.
-struct TlsListener {
+pub struct TlsListener {
     ready: mpsc::Receiver<(tokio_rustls::server::TlsStream<TcpStream>, SocketAddr)>,
     local: SocketAddr,
 }
 
 impl TlsListener {
-    fn spawn(listener: TcpListener, config: Arc<rustls::ServerConfig>) -> TlsListener {
+    pub fn spawn(listener: TcpListener, config: Arc<rustls::ServerConfig>) -> TlsListener {
         let local = listener
             .local_addr()
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));

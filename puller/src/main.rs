@@ -1,1 +1,154 @@
-fn main() {}
+//! `skycast-puller`: command-line entry point (sync, run, status) over the library.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use chrono::Utc;
+use clap::{Args, Parser, Subcommand};
+use skycast_puller::{Config, Overrides, TransportPolicy};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(
+    name = "skycast-puller",
+    version,
+    about = "Skycast shop daemon: pull, verify, swap atomically"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Pull once: swap to the server's head version if it is newer and valid.
+    Sync(Common),
+    /// Run as a daemon: long-poll the server and sync whenever it publishes.
+    Run(Common),
+    /// Print the local state as JSON.
+    Status(Common),
+}
+
+#[derive(Args)]
+struct Common {
+    /// Puller configuration file (TOML).
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+    /// Server base URL, overriding `server` in the config.
+    #[arg(long, value_name = "URL")]
+    server: Option<String>,
+    /// Data directory, overriding `data` in the config.
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// Accept a plain http:// server URL (test benches only).
+    #[arg(long)]
+    allow_insecure_http: bool,
+}
+
+impl Common {
+    fn load(&self) -> anyhow::Result<Config> {
+        let overrides = Overrides {
+            server: self.server.clone(),
+            data: self.data.clone(),
+            transport: self
+                .allow_insecure_http
+                .then_some(TransportPolicy::AllowInsecureHttp),
+        };
+        Ok(Config::load_with(&self.config, &overrides)?)
+    }
+}
+
+/// Exit status when the configuration cannot be used (clap uses 2 for bad flags).
+const EXIT_CONFIG: u8 = 2;
+const EXIT_FAILED: u8 = 1;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_level = match cli.command {
+        Command::Run(_) => "info",
+        // One line of result on stdout, one line of reason on stderr: keep logs quiet.
+        Command::Sync(_) | Command::Status(_) => "warn",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level)))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+
+    let (common, command) = match &cli.command {
+        Command::Sync(c) => (c, "sync"),
+        Command::Run(c) => (c, "run"),
+        Command::Status(c) => (c, "status"),
+    };
+    let config = match common.load() {
+        Ok(c) => c,
+        Err(e) => return fail(EXIT_CONFIG, &e),
+    };
+    if command == "status" {
+        return match skycast_puller::status(&config) {
+            Ok(status) => match serde_json::to_string_pretty(&status) {
+                Ok(json) => {
+                    println!("{json}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(EXIT_FAILED, &e.into()),
+            },
+            Err(e) => fail(EXIT_FAILED, &e.into()),
+        };
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            return fail(
+                EXIT_FAILED,
+                &anyhow::Error::new(e).context("cannot start the async runtime"),
+            )
+        }
+    };
+    runtime.block_on(async move {
+        if command == "sync" {
+            match skycast_puller::sync_once(&config, Utc::now).await {
+                Ok(report) => {
+                    println!("{report}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(EXIT_FAILED, &e.into()),
+            }
+        } else {
+            match skycast_puller::run(config, shutdown_signal()).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(EXIT_FAILED, &e.into()),
+            }
+        }
+    })
+}
+
+/// Prints the reason on one line of stderr, without a trailing period.
+fn fail(code: u8, err: &anyhow::Error) -> ExitCode {
+    let text = skycast_puller::client::one_line(err.as_ref());
+    eprintln!("error: {}", text.trim_end_matches('.'));
+    ExitCode::from(code)
+}
+
+/// Completes on ctrl-c or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("stop requested");
+}

@@ -1,1 +1,291 @@
-//! placeholder
+//! End-to-end test harness: a real publisher (in-process, on a listener the test
+//! binds to 127.0.0.1:0, over real HTTPS), real `skycast-puller` processes, and a
+//! tampering HTTPS proxy for fault injection.
+
+pub mod proxy;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use chrono::{DateTime, Utc};
+use skycast_publisher::publish::Published;
+use skycast_publisher::{DataDir, InitOptions, ServeConfig, TransportMode};
+use skycast_schema::{ContentHasher, Limits, MediaId, PublicKey, TrustedKeys};
+use tokio::sync::oneshot;
+
+/// A binary of this workspace, built by `cargo build --workspace` / `cargo test --workspace`.
+pub fn bin(name: &str) -> PathBuf {
+    // target/debug/deps/<test-exe> → target/debug/<name>
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().and_then(Path::parent).expect("target/debug");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --workspace` first",
+        path.display()
+    );
+    path
+}
+
+pub fn example(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../content-example")
+        .join(rel)
+}
+
+/// The music files of content-example, sorted, relative to content-example/.
+pub fn example_music() -> Vec<String> {
+    let mut out: Vec<String> = std::fs::read_dir(example("music"))
+        .expect("content-example/music")
+        .filter_map(|e| e.ok())
+        .map(|e| format!("music/{}", e.file_name().to_string_lossy()))
+        .filter(|n| n.ends_with(".mp3"))
+        .collect();
+    out.sort();
+    out
+}
+
+/// Writes a planning in `dir` playing `tracks` (paths under content-example/) all
+/// day in every shop, copying the files beside it.
+pub fn write_planning(dir: &Path, tracks: &[&str]) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    for t in tracks {
+        let to = dir.join(t);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(example(t), &to).unwrap_or_else(|e| panic!("copy {t}: {e}"));
+    }
+    let items = tracks.join(", ");
+    let text = format!(
+        "timezone: Europe/Paris\n\
+         playlists:\n  allday: {{items: [{items}]}}\n\
+         shops:\n  main: {{tags: [pilot]}}\n  lille: {{tags: [pilot]}}\n  nantes: {{tags: [pilot]}}\n\
+         schedule:\n  - {{playlist: allday, shops: [all]}}\n"
+    );
+    let path = dir.join("planning.yaml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+pub fn file_id(path: &Path) -> (MediaId, u64) {
+    let mut h = ContentHasher::new();
+    h.update(&std::fs::read(path).unwrap());
+    h.finalize()
+}
+
+/// A publisher data directory with `serve` running in this process.
+pub struct PublisherFixture {
+    pub dir: tempfile::TempDir,
+    pub data: DataDir,
+    pub addr: std::net::SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<skycast_publisher::Result<()>>>,
+}
+
+impl PublisherFixture {
+    /// Initialises a data directory and starts serving HTTPS on 127.0.0.1:0.
+    pub async fn start() -> PublisherFixture {
+        let dir = tempfile::tempdir().unwrap();
+        let data = DataDir::new(dir.path().join("publisher"));
+        data.init(
+            InitOptions {
+                public_url: "https://127.0.0.1:1".into(),
+                admin_user: "admin".into(),
+                admin_password: Some("admin-password".into()),
+                tls_cert_and_key: None,
+                extra_names: Vec::new(),
+            },
+            skycast_publisher::random_seed(),
+        )
+        .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let mut config = ServeConfig::new(data.clone(), TransportMode::Https);
+        config.head_check_interval = std::time::Duration::from_millis(50);
+        let task = tokio::spawn(skycast_publisher::run(config, listener, async {
+            let _ = stopped.await;
+        }));
+        PublisherFixture {
+            dir,
+            data,
+            addr,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.addr.port())
+    }
+
+    pub fn publish(&self, planning: &Path) -> Published {
+        self.publish_at(planning, Utc::now())
+    }
+
+    pub fn publish_at(&self, planning: &Path, now: DateTime<Utc>) -> Published {
+        skycast_publisher::publish::publish_planning(&self.data, planning, "tester", None, now)
+            .unwrap_or_else(|e| panic!("publish {}: {e}", planning.display()))
+    }
+
+    pub fn public_key(&self) -> PublicKey {
+        self.data.public_key().unwrap()
+    }
+
+    pub fn trusted(&self) -> TrustedKeys {
+        TrustedKeys::new([self.public_key()])
+    }
+
+    /// Registers a player with the real CLI and returns a puller whose config
+    /// points at `server_url` (the publisher, or a proxy in front of it).
+    pub fn add_player(&self, id: &str, shop: &str, server_url: &str) -> Puller {
+        let player_dir = self.dir.path().join("players").join(id);
+        std::fs::create_dir_all(&player_dir).unwrap();
+        let out = std::process::Command::new(bin("skycast-publisher"))
+            .args(["player", "add", "--data"])
+            .arg(self.data.root())
+            .args([
+                "--id",
+                id,
+                "--shop",
+                shop,
+                "--server-url",
+                server_url,
+                "--player-data",
+                "data",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "player add: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let config = player_dir.join("puller.toml");
+        std::fs::write(&config, &out.stdout).unwrap();
+        Puller {
+            config,
+            data: player_dir.join("data"),
+        }
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.await.unwrap().unwrap();
+        }
+    }
+}
+
+/// One shop's puller: its config file and data directory.
+#[derive(Debug, Clone)]
+pub struct Puller {
+    pub config: PathBuf,
+    pub data: PathBuf,
+}
+
+impl Puller {
+    pub fn command(&self, sub: &str) -> tokio::process::Command {
+        let mut c = tokio::process::Command::new(bin("skycast-puller"));
+        c.arg(sub)
+            .arg("--config")
+            .arg(&self.config)
+            .env("RUST_LOG", "warn")
+            .kill_on_drop(true);
+        c
+    }
+
+    pub async fn sync(&self) -> Output {
+        self.command("sync").output().await.unwrap()
+    }
+
+    /// Runs `sync` and fails the test with its stderr unless it exits 0.
+    pub async fn sync_ok(&self) -> String {
+        let out = self.sync().await;
+        assert!(
+            out.status.success(),
+            "sync failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    }
+
+    pub async fn status(&self) -> serde_json::Value {
+        let out = self.command("status").output().await.unwrap();
+        assert!(
+            out.status.success(),
+            "status failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// The version `current` names, read straight from the file system.
+    pub fn current_version(&self) -> Option<u64> {
+        let target = std::fs::read_link(self.data.join("current")).ok()?;
+        target.file_name()?.to_str()?.parse().ok()
+    }
+
+    /// Checks the puller's invariants on disk: `current` (if any) names a version
+    /// whose signature verifies and whose every media file is present and hashes
+    /// right; `media/` holds only files matching their names. Returns the version.
+    pub fn check_consistent(&self, trusted: &TrustedKeys) -> Result<Option<u64>, String> {
+        let media_dir = self.data.join("media");
+        if let Ok(entries) = std::fs::read_dir(&media_dir) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().to_string();
+                let (id, _) = file_id(&e.path());
+                if name != id.file_name() {
+                    return Err(format!("media/{name} is not a verified file (hashes to {id})"));
+                }
+            }
+        }
+        let Some(version) = self.current_version() else {
+            return if self.data.join("current").exists() {
+                Err("current is not a version link".into())
+            } else {
+                Ok(None)
+            };
+        };
+        let dir = self.data.join("current");
+        let bytes = std::fs::read(dir.join("manifest.yaml")).map_err(|e| format!("current manifest: {e}"))?;
+        let sig =
+            std::fs::read(dir.join("manifest.yaml.sig")).map_err(|e| format!("current signature: {e}"))?;
+        let m =
+            skycast_schema::verify(&bytes, &sig, trusted, &Limits::default()).map_err(|e| e.to_string())?;
+        if m.version() != version {
+            return Err(format!(
+                "current links to {version} but holds manifest {}",
+                m.version()
+            ));
+        }
+        for entry in &m.media {
+            let path = media_dir.join(entry.id.file_name());
+            if !path.exists() {
+                return Err(format!("version {version} lacks media {}", entry.id));
+            }
+        }
+        Ok(Some(version))
+    }
+
+    /// Media files present in media/.
+    pub fn media_files(&self) -> BTreeSet<String> {
+        std::fs::read_dir(self.data.join("media"))
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// Rewrites a puller config, e.g. to point it at a proxy or change its keys.
+pub fn edit_config(puller: &Puller, f: impl FnOnce(&mut toml::Table)) {
+    let text = std::fs::read_to_string(&puller.config).unwrap();
+    let mut table: toml::Table = text.parse().unwrap();
+    f(&mut table);
+    std::fs::write(&puller.config, toml::to_string(&table).unwrap()).unwrap();
+}

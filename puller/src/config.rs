@@ -1,0 +1,377 @@
+//! The puller's TOML configuration, resolved against the config file's directory and
+//! checked (server URL scheme, trusted keys, CA certificate) before anything runs.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use skycast_schema::{PublicKey, TrustedKeys};
+
+/// Whether the puller may talk to a server over plain HTTP. HTTPS only unless a
+/// test or a lab explicitly opts out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TransportPolicy {
+    #[default]
+    HttpsOnly,
+    AllowInsecureHttp,
+}
+
+/// The player's bearer token. Its `Debug` never shows the value, so it cannot leak
+/// through logs or error reports.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token(String);
+
+impl Token {
+    pub fn new(value: impl Into<String>) -> Token {
+        Token(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Token(<redacted>)")
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config file {path} is invalid: {reason}")]
+    Parse { path: PathBuf, reason: String },
+    #[error("server URL `{url}` is invalid: {reason}")]
+    BadServerUrl { url: String, reason: String },
+    #[error(
+        "server URL `{url}` uses plain HTTP: use an https:// URL, or pass --allow-insecure-http \
+         (allow_insecure_http = true) on a test bench only"
+    )]
+    InsecureHttp { url: String },
+    #[error("trusted key #{index} in {path} is invalid: {reason}")]
+    BadTrustedKey {
+        path: PathBuf,
+        index: usize,
+        reason: String,
+    },
+    #[error("no trusted_keys in {path}: add the publisher's public key (`ed25519:...`)")]
+    NoTrustedKeys { path: PathBuf },
+    #[error("ca_cert in {path} holds no PEM certificate: paste the publisher's tls/ca.pem")]
+    BadCaCert { path: PathBuf },
+    #[error("`{field}` in {path} must be at least {min}")]
+    OutOfRange {
+        path: PathBuf,
+        field: &'static str,
+        min: u64,
+    },
+}
+
+/// The file as written (see ARCHITECTURE.md, "Puller configuration").
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    player_id: String,
+    #[serde(default)]
+    shop: Option<String>,
+    server: String,
+    token: String,
+    data: PathBuf,
+    trusted_keys: Vec<String>,
+    #[serde(default)]
+    ca_cert: Option<String>,
+    #[serde(default = "default_poll_interval")]
+    poll_interval_secs: u64,
+    #[serde(default = "default_long_poll")]
+    long_poll_secs: u64,
+    #[serde(default = "default_parallel")]
+    parallel_downloads: usize,
+    #[serde(default)]
+    allow_insecure_http: bool,
+}
+
+fn default_poll_interval() -> u64 {
+    10
+}
+fn default_long_poll() -> u64 {
+    30
+}
+fn default_parallel() -> usize {
+    4
+}
+
+/// Command-line values that take precedence over the file.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub server: Option<String>,
+    /// Relative paths here are relative to the working directory, as usual for flags.
+    pub data: Option<PathBuf>,
+    /// `Some(AllowInsecureHttp)` when `--allow-insecure-http` was given.
+    pub transport: Option<TransportPolicy>,
+}
+
+/// A checked configuration. Build it with [`Config::load`] or [`Config::from_toml`].
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub player_id: String,
+    pub shop: Option<String>,
+    /// Base URL without a trailing slash, e.g. `https://127.0.0.1:8443`.
+    pub server: String,
+    pub token: Token,
+    /// Data directory, already resolved against the config file's directory.
+    pub data: PathBuf,
+    pub trusted_keys: Vec<PublicKey>,
+    /// PEM of the only CA trusted for the server's certificate, when given.
+    pub ca_cert: Option<String>,
+    pub poll_interval: Duration,
+    pub long_poll: Duration,
+    pub parallel_downloads: usize,
+    pub transport: TransportPolicy,
+}
+
+impl Config {
+    /// Reads and checks a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Config::load_with(path, &Overrides::default())
+    }
+
+    /// Reads a config file, applies command-line overrides, then checks the result.
+    pub fn load_with(path: &Path, overrides: &Overrides) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let base = if base.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            base
+        };
+        // Absolute, so logs and `status` name the directory unambiguously.
+        let base = std::path::absolute(base).unwrap_or_else(|_| base.to_path_buf());
+        Config::from_toml(&text, path, &base, overrides)
+    }
+
+    /// Parses config text. `origin` names the file in errors; relative `data` paths are
+    /// resolved against `base_dir`.
+    pub fn from_toml(
+        text: &str,
+        origin: &Path,
+        base_dir: &Path,
+        overrides: &Overrides,
+    ) -> Result<Config, ConfigError> {
+        let parse_err = |reason: String| ConfigError::Parse {
+            path: origin.to_path_buf(),
+            reason: reason.trim().replace('\n', " "),
+        };
+        let file: ConfigFile = toml::from_str(text).map_err(|e| parse_err(e.message().to_string()))?;
+        let transport = match (overrides.transport, file.allow_insecure_http) {
+            (Some(t), _) => t,
+            (None, true) => TransportPolicy::AllowInsecureHttp,
+            (None, false) => TransportPolicy::HttpsOnly,
+        };
+        let server = check_server_url(overrides.server.as_deref().unwrap_or(&file.server), transport)?;
+        let data = match &overrides.data {
+            Some(d) => d.clone(),
+            None if file.data.is_absolute() => file.data.clone(),
+            None => base_dir.join(&file.data),
+        };
+        let mut trusted_keys = Vec::new();
+        for (index, text) in file.trusted_keys.iter().enumerate() {
+            let key = text
+                .parse::<PublicKey>()
+                .map_err(|e| ConfigError::BadTrustedKey {
+                    path: origin.to_path_buf(),
+                    index,
+                    reason: e.to_string(),
+                })?;
+            trusted_keys.push(key);
+        }
+        if trusted_keys.is_empty() {
+            return Err(ConfigError::NoTrustedKeys {
+                path: origin.to_path_buf(),
+            });
+        }
+        let ca_cert = match file.ca_cert {
+            Some(pem) if !pem.trim().is_empty() => {
+                let certs = rustls_pemfile::certs(&mut pem.as_bytes())
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|_| ConfigError::BadCaCert {
+                        path: origin.to_path_buf(),
+                    })?;
+                if certs.is_empty() {
+                    return Err(ConfigError::BadCaCert {
+                        path: origin.to_path_buf(),
+                    });
+                }
+                Some(pem)
+            }
+            _ => None,
+        };
+        let at_least = |field: &'static str, value: u64, min: u64| {
+            if value < min {
+                Err(ConfigError::OutOfRange {
+                    path: origin.to_path_buf(),
+                    field,
+                    min,
+                })
+            } else {
+                Ok(())
+            }
+        };
+        at_least("poll_interval_secs", file.poll_interval_secs, 1)?;
+        at_least("long_poll_secs", file.long_poll_secs, 1)?;
+        at_least("parallel_downloads", file.parallel_downloads as u64, 1)?;
+        Ok(Config {
+            player_id: file.player_id,
+            shop: file.shop,
+            server,
+            token: Token(file.token),
+            data,
+            trusted_keys,
+            ca_cert,
+            poll_interval: Duration::from_secs(file.poll_interval_secs),
+            // The server caps waits at 60 s; asking for more only delays error detection.
+            long_poll: Duration::from_secs(file.long_poll_secs.min(60)),
+            parallel_downloads: file.parallel_downloads.min(64),
+            transport,
+        })
+    }
+
+    /// Replaces the server URL, re-checking it against the transport policy.
+    pub fn with_server(mut self, url: &str) -> Result<Config, ConfigError> {
+        self.server = check_server_url(url, self.transport)?;
+        Ok(self)
+    }
+
+    pub fn with_data(mut self, dir: impl Into<PathBuf>) -> Config {
+        self.data = dir.into();
+        self
+    }
+
+    pub fn trusted(&self) -> TrustedKeys {
+        TrustedKeys::new(self.trusted_keys.iter().copied())
+    }
+}
+
+/// Parses the URL, refuses plain HTTP unless allowed, and drops a trailing slash.
+pub fn check_server_url(url: &str, transport: TransportPolicy) -> Result<String, ConfigError> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| ConfigError::BadServerUrl {
+        url: url.to_string(),
+        reason: e.to_string(),
+    })?;
+    match (parsed.scheme(), transport) {
+        ("https", _) | ("http", TransportPolicy::AllowInsecureHttp) => {}
+        ("http", TransportPolicy::HttpsOnly) => {
+            return Err(ConfigError::InsecureHttp { url: url.to_string() });
+        }
+        (other, _) => {
+            return Err(ConfigError::BadServerUrl {
+                url: url.to_string(),
+                reason: format!("scheme `{other}` is not https"),
+            })
+        }
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err(ConfigError::BadServerUrl {
+            url: url.to_string(),
+            reason: "a server URL has no query or fragment".into(),
+        });
+    }
+    Ok(parsed.as_str().trim_end_matches('/').to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use skycast_schema::SecretKey;
+
+    fn text(server: &str, extra: &str) -> String {
+        format!(
+            "player_id = \"main-1\"\nshop = \"main\"\nserver = \"{server}\"\ntoken = \"tok\"\n\
+             data = \"skycast-main-1\"\ntrusted_keys = [\"{}\"]\n{extra}",
+            SecretKey::from_seed([1; 32]).public()
+        )
+    }
+
+    fn load(text: &str, overrides: &Overrides) -> Result<Config, ConfigError> {
+        Config::from_toml(text, Path::new("/etc/p.toml"), Path::new("/etc/sky"), overrides)
+    }
+
+    #[test]
+    fn relative_data_is_resolved_against_the_config_directory() {
+        let c = load(&text("https://h:8443/", ""), &Overrides::default()).unwrap();
+        assert_eq!(c.data, Path::new("/etc/sky/skycast-main-1"));
+        assert_eq!(c.server, "https://h:8443");
+        assert_eq!(c.poll_interval, Duration::from_secs(10));
+        assert_eq!(c.parallel_downloads, 4);
+        assert_eq!(c.transport, TransportPolicy::HttpsOnly);
+    }
+
+    #[test]
+    fn plain_http_is_refused_unless_explicitly_allowed() {
+        let err = load(&text("http://h:8080", ""), &Overrides::default()).unwrap_err();
+        assert!(matches!(err, ConfigError::InsecureHttp { .. }), "{err}");
+        assert!(err.to_string().contains("--allow-insecure-http"));
+        let c = load(
+            &text("http://h:8080", "allow_insecure_http = true\n"),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(c.transport, TransportPolicy::AllowInsecureHttp);
+        let flag = Overrides {
+            transport: Some(TransportPolicy::AllowInsecureHttp),
+            ..Overrides::default()
+        };
+        load(&text("http://h:8080", ""), &flag).unwrap();
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let o = Overrides {
+            server: Some("http://127.0.0.1:9".into()),
+            data: Some(PathBuf::from("rel")),
+            transport: Some(TransportPolicy::AllowInsecureHttp),
+        };
+        let c = load(&text("https://h", ""), &o).unwrap();
+        assert_eq!(c.server, "http://127.0.0.1:9");
+        assert_eq!(c.data, PathBuf::from("rel"));
+        let o = Overrides {
+            server: Some("http://127.0.0.1:9".into()),
+            ..Overrides::default()
+        };
+        assert!(matches!(
+            load(&text("https://h", ""), &o),
+            Err(ConfigError::InsecureHttp { .. })
+        ));
+    }
+
+    #[test]
+    fn bad_keys_unknown_fields_and_bad_ca_are_refused() {
+        let bad_key = text("https://h", "").replace("ed25519:", "ed25519:xx");
+        assert!(matches!(
+            load(&bad_key, &Overrides::default()),
+            Err(ConfigError::BadTrustedKey { index: 0, .. })
+        ));
+        let typo = text("https://h", "allow_insecure_htp = true\n");
+        let err = load(&typo, &Overrides::default()).unwrap_err().to_string();
+        assert!(err.contains("allow_insecure_htp"), "{err}");
+        let ca = text("https://h", "ca_cert = \"not a pem\"\n");
+        assert!(matches!(
+            load(&ca, &Overrides::default()),
+            Err(ConfigError::BadCaCert { .. })
+        ));
+    }
+
+    #[test]
+    fn token_is_never_shown_by_debug() {
+        let c = load(&text("https://h", ""), &Overrides::default()).unwrap();
+        assert!(!format!("{c:?}").contains("\"tok\""));
+    }
+}

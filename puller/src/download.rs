@@ -1,0 +1,496 @@
+//! Media downloads: into `partial/`, hashed while streaming, capped at the size the
+//! verified manifest declares, resumed with `Range`, and renamed into `media/` only
+//! once size and blake3 match.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use futures_util::stream::{self, StreamExt};
+use reqwest::header::{HeaderMap, CONTENT_RANGE};
+use reqwest::StatusCode;
+use skycast_schema::{ContentHasher, Manifest, MediaEntry, MediaId, Verified};
+use tokio::io::AsyncWriteExt;
+
+use crate::client::{one_line, Client, ClientError};
+use crate::local_store::{fsync_dir, remove_file_if_exists, Layout, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DownloadError {
+    #[error(transparent)]
+    Http(#[from] ClientError),
+    #[error(
+        "{url} sent more than the {declared_bytes} bytes the manifest declares for media {id}: \
+         cut off and deleted the partial download, possible attack"
+    )]
+    TooLong {
+        url: String,
+        id: MediaId,
+        declared_bytes: u64,
+    },
+    #[error(
+        "media from {url} does not match the manifest: expected blake3 {expected}, got {got}: \
+         deleted the partial download, possible tampering"
+    )]
+    HashMismatch {
+        url: String,
+        expected: MediaId,
+        got: MediaId,
+    },
+    #[error(
+        "download of {url} stopped at {received_bytes} of {declared_bytes} bytes ({detail}): \
+         the partial file is kept and the next sync resumes it"
+    )]
+    Cut {
+        url: String,
+        received_bytes: u64,
+        declared_bytes: u64,
+        detail: String,
+    },
+    #[error("{url} kept refusing to resume or restart the download ({detail}): try again later")]
+    NoProgress { url: String, detail: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+use crate::local_store::io_err as io;
+
+/// What a sync's downloads did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct DownloadStats {
+    /// Media files that were fetched (fully or resumed) and moved into `media/`.
+    pub media: u64,
+    /// Bytes received from the network for them.
+    pub bytes: u64,
+    /// Media already present in `media/`.
+    pub reused: u64,
+}
+
+/// Downloads every media of the manifest missing from `media/`, at most `parallel`
+/// at a time. All downloads run to their end; the first failure is returned.
+pub async fn download_missing(
+    client: &Client,
+    layout: &Layout,
+    manifest: &Verified<Manifest>,
+    parallel: usize,
+) -> Result<DownloadStats, DownloadError> {
+    let mut stats = DownloadStats::default();
+    let missing: Vec<&MediaEntry> = manifest
+        .media
+        .iter()
+        .filter(|e| {
+            let present = layout.has_media(&e.id, e.size);
+            if present {
+                stats.reused += 1;
+            }
+            !present
+        })
+        .collect();
+    // Futures are built first so no closure ends up in the stream's type: a closure
+    // over borrowed entries would make the whole sync future not `Send`.
+    let jobs: Vec<_> = missing
+        .into_iter()
+        .map(|entry| fetch_tagged(client, layout, entry))
+        .collect();
+    let results: Vec<(MediaId, Result<u64, DownloadError>)> = stream::iter(jobs)
+        .buffer_unordered(parallel.max(1))
+        .collect()
+        .await;
+    let mut first_error = None;
+    let mut failures = 0;
+    for (id, result) in results {
+        match result {
+            Ok(bytes) => {
+                stats.media += 1;
+                stats.bytes += bytes;
+            }
+            Err(e) => {
+                tracing::info!(media = %id.short(), error = %e, "media download failed");
+                failures += 1;
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    match first_error {
+        Some(e) => {
+            if failures > 1 {
+                tracing::info!(failures, "several media downloads failed; reporting the first");
+            }
+            Err(e)
+        }
+        None => Ok(stats),
+    }
+}
+
+async fn fetch_tagged(
+    client: &Client,
+    layout: &Layout,
+    entry: &MediaEntry,
+) -> (MediaId, Result<u64, DownloadError>) {
+    (entry.id, fetch_media(client, layout, entry).await)
+}
+
+enum Attempt {
+    Done,
+    StartOver(String),
+}
+
+/// Brings one media file into `media/`, resuming a partial download if there is one.
+/// Returns the number of bytes received.
+pub async fn fetch_media(client: &Client, layout: &Layout, entry: &MediaEntry) -> Result<u64, DownloadError> {
+    let started = Instant::now();
+    let mut received = 0u64;
+    let mut last_reason = String::new();
+    // A resume the server cannot honour starts over once; a second refusal is an error.
+    for _ in 0..3 {
+        match attempt(client, layout, entry, &mut received).await? {
+            Attempt::Done => {
+                tracing::info!(
+                    media = %entry.id.short(),
+                    size_bytes = entry.size,
+                    received_bytes = received,
+                    duration_ms = started.elapsed().as_millis() as u64,
+                    "media verified and stored"
+                );
+                return Ok(received);
+            }
+            Attempt::StartOver(reason) => {
+                tracing::info!(media = %entry.id.short(), reason = %reason, "restarting download from byte 0");
+                remove_file_if_exists(&layout.partial_path(&entry.id))?;
+                last_reason = reason;
+            }
+        }
+    }
+    Err(DownloadError::NoProgress {
+        url: client.media_url(&entry.id),
+        detail: last_reason,
+    })
+}
+
+async fn attempt(
+    client: &Client,
+    layout: &Layout,
+    entry: &MediaEntry,
+    received: &mut u64,
+) -> Result<Attempt, DownloadError> {
+    let partial = layout.partial_path(&entry.id);
+    let declared = entry.size;
+    let mut hasher = hash_existing(&partial).await?;
+    let mut offset = hasher.len();
+    if offset > declared {
+        return Ok(Attempt::StartOver(format!(
+            "partial file holds {offset} bytes, more than the declared {declared}"
+        )));
+    }
+    if offset == declared {
+        return match finish(layout, entry, &partial, &hasher, &client.media_url(&entry.id)).await {
+            Ok(()) => Ok(Attempt::Done),
+            Err(DownloadError::HashMismatch { .. }) => Ok(Attempt::StartOver(
+                "complete partial file did not match its hash".into(),
+            )),
+            Err(e) => Err(e),
+        };
+    }
+
+    let (url, mut resp) = client.media(&entry.id, offset).await?;
+    let mut append = offset > 0;
+    match resp.status() {
+        StatusCode::PARTIAL_CONTENT => match range_start(resp.headers()) {
+            Some(start) if start == offset => {}
+            Some(0) => {
+                append = false;
+                offset = 0;
+                hasher = ContentHasher::new();
+            }
+            other => {
+                return Ok(Attempt::StartOver(format!(
+                    "206 answer starts at {other:?}, not at byte {offset}"
+                )))
+            }
+        },
+        StatusCode::RANGE_NOT_SATISFIABLE if offset > 0 => {
+            return Ok(Attempt::StartOver(format!(
+                "server cannot resume at byte {offset} (416)"
+            )));
+        }
+        s if s.is_success() && s != StatusCode::PARTIAL_CONTENT => {
+            // 200: the whole file again, from byte 0.
+            append = false;
+            offset = 0;
+            hasher = ContentHasher::new();
+        }
+        s => {
+            return Err(ClientError::Status {
+                url,
+                status: s,
+                message: None,
+            }
+            .into())
+        }
+    }
+    let too_long = || DownloadError::TooLong {
+        url: url.clone(),
+        id: entry.id,
+        declared_bytes: declared,
+    };
+    if resp.content_length().is_some_and(|n| offset + n > declared) {
+        drop(resp);
+        remove_file_if_exists(&partial)?;
+        return Err(too_long());
+    }
+
+    let mut file = tokio::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .append(append)
+        .truncate(!append)
+        .open(&partial)
+        .await
+        .map_err(io("open", &partial))?;
+    loop {
+        let chunk = match resp.chunk().await {
+            Ok(Some(c)) => c,
+            Ok(None) => break,
+            Err(e) => {
+                file.flush().await.map_err(io("write", &partial))?;
+                return Err(DownloadError::Cut {
+                    url,
+                    received_bytes: hasher.len(),
+                    declared_bytes: declared,
+                    detail: one_line(&e),
+                });
+            }
+        };
+        if hasher.len() + chunk.len() as u64 > declared {
+            // Stop reading at once: the rest of the body is never consumed.
+            drop(resp);
+            drop(file);
+            remove_file_if_exists(&partial)?;
+            return Err(too_long());
+        }
+        file.write_all(&chunk).await.map_err(io("write", &partial))?;
+        hasher.update(&chunk);
+        *received += chunk.len() as u64;
+    }
+    file.flush().await.map_err(io("write", &partial))?;
+    if hasher.len() < declared {
+        return Err(DownloadError::Cut {
+            url,
+            received_bytes: hasher.len(),
+            declared_bytes: declared,
+            detail: "the server ended the answer early".into(),
+        });
+    }
+    file.sync_all().await.map_err(io("fsync", &partial))?;
+    drop(file);
+    finish(layout, entry, &partial, &hasher, &url).await?;
+    Ok(Attempt::Done)
+}
+
+/// Checks the hash of a complete partial file, then fsyncs it and renames it into
+/// `media/`. On a mismatch the partial file is deleted.
+async fn finish(
+    layout: &Layout,
+    entry: &MediaEntry,
+    partial: &Path,
+    hasher: &ContentHasher,
+    url: &str,
+) -> Result<(), DownloadError> {
+    let (got, len) = hasher.finalize();
+    if got != entry.id || len != entry.size {
+        remove_file_if_exists(partial)?;
+        return Err(DownloadError::HashMismatch {
+            url: url.to_string(),
+            expected: entry.id,
+            got,
+        });
+    }
+    let partial = partial.to_path_buf();
+    let target = layout.media_path(&entry.id);
+    let media_dir = layout.media_dir();
+    run_blocking(move || {
+        std::fs::File::open(&partial)
+            .and_then(|f| f.sync_all())
+            .map_err(io("fsync", &partial))?;
+        std::fs::rename(&partial, &target).map_err(io("rename into", &target))?;
+        fsync_dir(&media_dir)
+    })
+    .await?;
+    Ok(())
+}
+
+/// Hashes what an earlier, interrupted download left, so resuming keeps one hash
+/// over the whole file. An absent file is an empty prefix.
+async fn hash_existing(path: &Path) -> Result<ContentHasher, StoreError> {
+    let path: PathBuf = path.to_path_buf();
+    run_blocking(move || {
+        let mut hasher = ContentHasher::new();
+        let mut file = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(hasher),
+            Err(e) => return Err(io("open", &path)(e)),
+        };
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = file.read(&mut buf).map_err(io("read", &path))?;
+            if n == 0 {
+                return Ok(hasher);
+            }
+            hasher.update(&buf[..n]);
+        }
+    })
+    .await
+}
+
+async fn run_blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r,
+        Err(e) => Err(StoreError::Io {
+            action: "run file task for",
+            path: PathBuf::from("<data dir>"),
+            source: std::io::Error::other(e.to_string()),
+        }),
+    }
+}
+
+/// First byte of a `Content-Range: bytes A-B/T` answer.
+fn range_start(headers: &HeaderMap) -> Option<u64> {
+    let v = headers.get(CONTENT_RANGE)?.to_str().ok()?;
+    v.strip_prefix("bytes ")?.split('-').next()?.trim().parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::{client_for, Fault, TestServer};
+
+    fn entry(bytes: &[u8]) -> MediaEntry {
+        MediaEntry {
+            id: MediaId::of(bytes),
+            size: bytes.len() as u64,
+            duration_ms: 1000,
+            title: "t".into(),
+            artist: None,
+            kind: skycast_schema::MediaKind::Music,
+        }
+    }
+
+    fn body(n: usize) -> Vec<u8> {
+        (0..n).map(|i| (i * 7 % 251) as u8).collect()
+    }
+
+    async fn setup(data: &[u8]) -> (TestServer, tempfile::TempDir, Layout, Client) {
+        let server = TestServer::start().await;
+        server.put_media(data.to_vec());
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path());
+        std::fs::create_dir_all(layout.partial_dir()).unwrap();
+        std::fs::create_dir_all(layout.media_dir()).unwrap();
+        let client = client_for(&server);
+        (server, dir, layout, client)
+    }
+
+    #[tokio::test]
+    async fn download_is_verified_then_renamed_into_media() {
+        let data = body(300_000);
+        let (_server, _dir, layout, client) = setup(&data).await;
+        let got = fetch_media(&client, &layout, &entry(&data)).await.unwrap();
+        assert_eq!(got, data.len() as u64);
+        assert_eq!(
+            std::fs::read(layout.media_path(&MediaId::of(&data))).unwrap(),
+            data
+        );
+        assert!(!layout.partial_path(&MediaId::of(&data)).exists());
+    }
+
+    #[tokio::test]
+    async fn download_longer_than_declared_size_is_cut_off_and_refused() {
+        let data = body(100_000);
+        let (server, _dir, layout, client) = setup(&data).await;
+        // Declared 1000 bytes shorter than what the server sends, without Content-Length.
+        let mut e = entry(&data);
+        e.size -= 1000;
+        server.set_fault(Fault::NoContentLength);
+        let err = fetch_media(&client, &layout, &e).await.unwrap_err();
+        assert!(matches!(err, DownloadError::TooLong { .. }), "{err}");
+        assert!(!layout.partial_path(&e.id).exists());
+        assert!(!layout.media_path(&e.id).exists());
+        // With an honest Content-Length, nothing is read at all.
+        server.set_fault(Fault::None);
+        let err = fetch_media(&client, &layout, &e).await.unwrap_err();
+        assert!(matches!(err, DownloadError::TooLong { .. }), "{err}");
+    }
+
+    #[tokio::test]
+    async fn tampered_media_is_deleted_and_the_error_names_the_expected_hash() {
+        let data = body(50_000);
+        let (server, _dir, layout, client) = setup(&data).await;
+        server.set_fault(Fault::FlipByte(1234));
+        let e = entry(&data);
+        let err = fetch_media(&client, &layout, &e).await.unwrap_err();
+        assert!(err.to_string().contains(&e.id.to_string()), "{err}");
+        assert!(!layout.partial_path(&e.id).exists());
+        assert!(!layout.media_path(&e.id).exists());
+    }
+
+    #[tokio::test]
+    async fn resumes_partial_download_with_range() {
+        let data = body(200_000);
+        let (server, _dir, layout, client) = setup(&data).await;
+        let e = entry(&data);
+        server.set_fault(Fault::CutAfter(70_000));
+        let err = fetch_media(&client, &layout, &e).await.unwrap_err();
+        assert!(matches!(err, DownloadError::Cut { .. }), "{err}");
+        let kept = std::fs::metadata(layout.partial_path(&e.id)).unwrap().len();
+        assert!(kept > 0 && kept < data.len() as u64, "kept {kept}");
+        assert!(!layout.media_path(&e.id).exists());
+
+        server.set_fault(Fault::None);
+        let got = fetch_media(&client, &layout, &e).await.unwrap();
+        assert_eq!(got, data.len() as u64 - kept);
+        assert_eq!(server.ranges_seen(), vec![format!("bytes={kept}-")]);
+        assert_eq!(std::fs::read(layout.media_path(&e.id)).unwrap(), data);
+    }
+
+    #[tokio::test]
+    async fn server_ignoring_range_restarts_from_zero() {
+        let data = body(20_000);
+        let (server, _dir, layout, client) = setup(&data).await;
+        let e = entry(&data);
+        std::fs::write(layout.partial_path(&e.id), &data[..5000]).unwrap();
+        server.set_fault(Fault::IgnoreRange);
+        assert_eq!(
+            fetch_media(&client, &layout, &e).await.unwrap(),
+            data.len() as u64
+        );
+        assert_eq!(std::fs::read(layout.media_path(&e.id)).unwrap(), data);
+    }
+
+    #[tokio::test]
+    async fn unsatisfiable_range_deletes_the_partial_and_starts_over() {
+        let data = body(20_000);
+        let (server, _dir, layout, client) = setup(&data).await;
+        let e = entry(&data);
+        std::fs::write(layout.partial_path(&e.id), &data[..5000]).unwrap();
+        server.set_fault(Fault::RangeNotSatisfiable);
+        assert_eq!(
+            fetch_media(&client, &layout, &e).await.unwrap(),
+            data.len() as u64
+        );
+        assert_eq!(std::fs::read(layout.media_path(&e.id)).unwrap(), data);
+    }
+
+    #[tokio::test]
+    async fn corrupt_partial_prefix_fails_the_hash_and_is_deleted() {
+        let data = body(20_000);
+        let (_server, _dir, layout, client) = setup(&data).await;
+        let e = entry(&data);
+        std::fs::write(layout.partial_path(&e.id), vec![0u8; 5000]).unwrap();
+        let err = fetch_media(&client, &layout, &e).await.unwrap_err();
+        assert!(matches!(err, DownloadError::HashMismatch { .. }), "{err}");
+        assert!(!layout.partial_path(&e.id).exists());
+        fetch_media(&client, &layout, &e).await.unwrap();
+    }
+}

@@ -1,0 +1,477 @@
+//! The shop's data directory: layout, the exclusive lock, crash-safe writes of version
+//! files, the atomic `current` swap, and pruning of what no version needs any more.
+
+use std::collections::BTreeSet;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use nix::fcntl::{Flock, FlockArg};
+use skycast_schema::{Limits, Manifest, MediaId, Verified};
+
+const CURRENT: &str = "current";
+const CURRENT_TMP_PREFIX: &str = "current.tmp-";
+const TMP_MARK: &str = ".tmp-";
+const LOCK: &str = "puller.lock";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot {action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("data directory {path} is in use by another skycast-puller: wait for it to finish or stop it")]
+    Busy { path: PathBuf },
+    #[error("{path} is not a symlink to versions/<N> (found {found}): move it away and sync again")]
+    BadCurrent { path: PathBuf, found: String },
+    #[error("cannot read installed manifest {path}: {reason}")]
+    BadInstalledManifest { path: PathBuf, reason: String },
+    #[error("refusing to swap to version {version}: media {id} is missing from {path}")]
+    MissingMedia {
+        version: u64,
+        id: MediaId,
+        path: PathBuf,
+    },
+}
+
+pub(crate) fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StoreError + 'a {
+    move |source| StoreError::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Paths inside one data directory.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    root: PathBuf,
+}
+
+/// Holds the data directory's lock; dropping it (or the process dying) releases it.
+#[derive(Debug)]
+pub struct DirLock {
+    _lock: Flock<File>,
+}
+
+/// What pruning removed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Pruned {
+    pub media: usize,
+    pub versions: usize,
+    pub partials: usize,
+}
+
+impl Layout {
+    pub fn new(root: impl Into<PathBuf>) -> Layout {
+        Layout { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+    pub fn media_dir(&self) -> PathBuf {
+        self.root.join("media")
+    }
+    pub fn partial_dir(&self) -> PathBuf {
+        self.root.join("partial")
+    }
+    pub fn versions_dir(&self) -> PathBuf {
+        self.root.join("versions")
+    }
+    pub fn version_dir(&self, version: u64) -> PathBuf {
+        self.versions_dir().join(version.to_string())
+    }
+    pub fn current_link(&self) -> PathBuf {
+        self.root.join(CURRENT)
+    }
+    pub fn state_db(&self) -> PathBuf {
+        self.root.join("state.sqlite")
+    }
+    pub fn media_path(&self, id: &MediaId) -> PathBuf {
+        self.media_dir().join(id.file_name())
+    }
+    pub fn partial_path(&self, id: &MediaId) -> PathBuf {
+        self.partial_dir().join(format!("{id}.part"))
+    }
+
+    /// Creates the directories, takes the exclusive lock, and removes leftovers of an
+    /// interrupted run (`current.tmp-*`, temp files inside `versions/`).
+    pub fn open_locked(&self) -> Result<DirLock, StoreError> {
+        for dir in [
+            self.root.clone(),
+            self.media_dir(),
+            self.partial_dir(),
+            self.versions_dir(),
+        ] {
+            fs::create_dir_all(&dir).map_err(io_err("create directory", &dir))?;
+        }
+        let lock_path = self.root.join(LOCK);
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io_err("open lock file", &lock_path))?;
+        let lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(l) => l,
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
+                return Err(StoreError::Busy {
+                    path: self.root.clone(),
+                })
+            }
+            Err((_, errno)) => {
+                return Err(StoreError::Io {
+                    action: "lock",
+                    path: lock_path,
+                    source: io::Error::from(errno),
+                })
+            }
+        };
+        self.clean_leftovers()?;
+        Ok(DirLock { _lock: lock })
+    }
+
+    fn clean_leftovers(&self) -> Result<(), StoreError> {
+        for entry in read_dir(&self.root)? {
+            if entry.starts_with(CURRENT_TMP_PREFIX) {
+                remove_file_if_exists(&self.root.join(&entry))?;
+            }
+        }
+        for version in read_dir(&self.versions_dir())? {
+            let dir = self.versions_dir().join(&version);
+            if !dir.is_dir() {
+                continue;
+            }
+            for file in read_dir(&dir)? {
+                if file.contains(TMP_MARK) {
+                    remove_file_if_exists(&dir.join(&file))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The version `current` names, if any. It is complete by construction.
+    pub fn current_version(&self) -> Result<Option<u64>, StoreError> {
+        let link = self.current_link();
+        let target = match fs::read_link(&link) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
+                return Err(StoreError::BadCurrent {
+                    path: link,
+                    found: "not a symlink".into(),
+                })
+            }
+            Err(e) => return Err(io_err("read symlink", &link)(e)),
+        };
+        let text = target.to_string_lossy();
+        text.strip_prefix("versions/")
+            .and_then(|n| n.parse::<u64>().ok())
+            .filter(|n| *n > 0)
+            .map(Some)
+            .ok_or_else(|| StoreError::BadCurrent {
+                path: link.clone(),
+                found: format!("-> {text}"),
+            })
+    }
+
+    /// The manifest of an installed version, as verified when it was installed.
+    pub fn load_manifest(&self, version: u64) -> Result<Manifest, StoreError> {
+        let path = self.version_dir(version).join("manifest.yaml");
+        let bytes = fs::read(&path).map_err(|e| StoreError::BadInstalledManifest {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        Manifest::parse_with(&bytes, &Limits::default()).map_err(|e| StoreError::BadInstalledManifest {
+            path,
+            reason: e.to_string(),
+        })
+    }
+
+    /// True when `media/<id>.mp3` is there with the declared size (its content was
+    /// hashed before it was renamed in).
+    pub fn has_media(&self, id: &MediaId, size: u64) -> bool {
+        fs::metadata(self.media_path(id)).is_ok_and(|m| m.is_file() && m.len() == size)
+    }
+
+    /// Writes `versions/<N>/`, checks every media file is present, then swaps
+    /// `current` to it. Only a verified manifest can get here.
+    pub fn install(&self, manifest: &Verified<Manifest>) -> Result<(), StoreError> {
+        let version = manifest.version();
+        for entry in &manifest.media {
+            if !self.has_media(&entry.id, entry.size) {
+                return Err(StoreError::MissingMedia {
+                    version,
+                    id: entry.id,
+                    path: self.media_path(&entry.id),
+                });
+            }
+        }
+        let dir = self.version_dir(version);
+        fs::create_dir_all(&dir).map_err(io_err("create directory", &dir))?;
+        write_atomic(&dir.join("manifest.yaml"), manifest.bytes())?;
+        write_atomic(&dir.join("manifest.yaml.sig"), manifest.signature_bytes())?;
+        fsync_dir(&dir)?;
+        fsync_dir(&self.versions_dir())?;
+        self.swap_current(manifest)
+    }
+
+    /// Points `current` at `versions/<N>` atomically: a new symlink renamed over the
+    /// old one, then an fsync of the data directory. Takes the verified manifest so
+    /// nothing unverified can be swapped in.
+    pub fn swap_current(&self, manifest: &Verified<Manifest>) -> Result<(), StoreError> {
+        let version = manifest.version();
+        let tmp = self.root.join(format!("{CURRENT_TMP_PREFIX}{}", unique_suffix()));
+        let target = format!("versions/{version}");
+        std::os::unix::fs::symlink(&target, &tmp).map_err(io_err("create symlink", &tmp))?;
+        let link = self.current_link();
+        if let Err(e) = fs::rename(&tmp, &link) {
+            let _ = fs::remove_file(&tmp);
+            return Err(io_err("rename symlink over", &link)(e));
+        }
+        fsync_dir(&self.root)
+    }
+
+    /// Keeps the media of the versions in `keep`, deletes every other media file and
+    /// version directory, and every partial download `partials_wanted` does not name.
+    pub fn prune(
+        &self,
+        keep: &[(u64, &Manifest)],
+        partials_wanted: &BTreeSet<MediaId>,
+    ) -> Result<Pruned, StoreError> {
+        let mut pruned = Pruned::default();
+        let keep_media: BTreeSet<String> = keep
+            .iter()
+            .flat_map(|(_, m)| m.media.iter().map(|e| e.id.file_name()))
+            .collect();
+        let keep_versions: BTreeSet<String> = keep.iter().map(|(n, _)| n.to_string()).collect();
+        let media_dir = self.media_dir();
+        for name in read_dir(&media_dir)? {
+            if !keep_media.contains(&name) {
+                remove_file_if_exists(&media_dir.join(&name))?;
+                pruned.media += 1;
+            }
+        }
+        let versions_dir = self.versions_dir();
+        for name in read_dir(&versions_dir)? {
+            if !keep_versions.contains(&name) {
+                let path = versions_dir.join(&name);
+                let res = if path.is_dir() {
+                    fs::remove_dir_all(&path)
+                } else {
+                    fs::remove_file(&path)
+                };
+                res.map_err(io_err("remove", &path))?;
+                pruned.versions += 1;
+            }
+        }
+        let wanted: BTreeSet<String> = partials_wanted.iter().map(|id| format!("{id}.part")).collect();
+        let partial_dir = self.partial_dir();
+        for name in read_dir(&partial_dir)? {
+            if !wanted.contains(&name) {
+                remove_file_if_exists(&partial_dir.join(&name))?;
+                pruned.partials += 1;
+            }
+        }
+        fsync_dir(&media_dir)?;
+        fsync_dir(&versions_dir)?;
+        Ok(pruned)
+    }
+}
+
+/// Names in a directory (an absent directory has none).
+fn read_dir(dir: &Path) -> Result<Vec<String>, StoreError> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_err("list", dir)(e)),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(io_err("list", dir))?;
+        out.push(entry.file_name().to_string_lossy().into_owned());
+    }
+    Ok(out)
+}
+
+pub(crate) fn remove_file_if_exists(path: &Path) -> Result<(), StoreError> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_err("remove", path)(e)),
+    }
+}
+
+/// A name no other writer in this or another process will pick.
+fn unique_suffix() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!(
+        "{}-{nanos:x}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Writes a file under a temporary name, fsyncs it, then renames it into place.
+/// The caller fsyncs the directory.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!("{name}{TMP_MARK}{}", unique_suffix()));
+    let result = (|| {
+        let mut f = File::create(&tmp).map_err(io_err("create", &tmp))?;
+        f.write_all(bytes).map_err(io_err("write", &tmp))?;
+        f.sync_all().map_err(io_err("fsync", &tmp))?;
+        fs::rename(&tmp, path).map_err(io_err("rename into", path))
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+pub fn fsync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err("fsync directory", dir))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use skycast_schema::{verify, SecretKey, TrustedKeys};
+
+    pub fn signed(version: u64, media: &[&[u8]]) -> Verified<Manifest> {
+        let yaml = crate::test_support::manifest_yaml(version, media, "2099-01-01T00:00:00Z");
+        let key = SecretKey::from_seed([7; 32]);
+        let sig = key.sign(yaml.as_bytes());
+        verify(
+            yaml.as_bytes(),
+            sig.as_bytes(),
+            &TrustedKeys::new([key.public()]),
+            &Limits::default(),
+        )
+        .unwrap()
+    }
+
+    fn put_media(layout: &Layout, bytes: &[u8]) {
+        fs::write(layout.media_path(&MediaId::of(bytes)), bytes).unwrap();
+    }
+
+    #[test]
+    fn swap_replaces_current_atomically() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path());
+        let _lock = layout.open_locked().unwrap();
+        assert_eq!(layout.current_version().unwrap(), None);
+        put_media(&layout, b"one");
+        layout.install(&signed(1, &[b"one"])).unwrap();
+        assert_eq!(layout.current_version().unwrap(), Some(1));
+        assert_eq!(
+            fs::read_link(layout.current_link()).unwrap(),
+            PathBuf::from("versions/1")
+        );
+        put_media(&layout, b"two");
+        let v2 = signed(2, &[b"two"]);
+        layout.install(&v2).unwrap();
+        assert_eq!(layout.current_version().unwrap(), Some(2));
+        let installed = fs::read(layout.current_link().join("manifest.yaml")).unwrap();
+        assert_eq!(installed, v2.bytes());
+        let sig = fs::read(layout.current_link().join("manifest.yaml.sig")).unwrap();
+        assert_eq!(sig, v2.signature_bytes());
+        let leftovers: Vec<_> = read_dir(dir.path())
+            .unwrap()
+            .into_iter()
+            .filter(|n| n.starts_with(CURRENT_TMP_PREFIX))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+
+    #[test]
+    fn install_refuses_a_version_whose_media_are_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path());
+        let _lock = layout.open_locked().unwrap();
+        let err = layout.install(&signed(1, &[b"absent"])).unwrap_err();
+        assert!(matches!(err, StoreError::MissingMedia { .. }), "{err}");
+        assert_eq!(layout.current_version().unwrap(), None);
+    }
+
+    #[test]
+    fn leftovers_of_an_interrupted_swap_are_cleaned_and_tolerated() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path());
+        {
+            let _lock = layout.open_locked().unwrap();
+            put_media(&layout, b"one");
+            layout.install(&signed(1, &[b"one"])).unwrap();
+        }
+        std::os::unix::fs::symlink("versions/2", dir.path().join("current.tmp-99-1-0")).unwrap();
+        fs::create_dir_all(layout.version_dir(2)).unwrap();
+        fs::write(layout.version_dir(2).join("manifest.yaml.tmp-1-2-3"), b"half").unwrap();
+        let _lock = layout.open_locked().unwrap();
+        assert!(!dir.path().join("current.tmp-99-1-0").exists());
+        assert!(!layout.version_dir(2).join("manifest.yaml.tmp-1-2-3").exists());
+        assert_eq!(layout.current_version().unwrap(), Some(1));
+    }
+
+    #[test]
+    fn second_locker_of_a_data_dir_is_told_it_is_busy() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path());
+        let _lock = layout.open_locked().unwrap();
+        assert!(matches!(layout.open_locked(), Err(StoreError::Busy { .. })));
+    }
+
+    #[test]
+    fn prune_keeps_current_and_previous_media_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path());
+        let _lock = layout.open_locked().unwrap();
+        for (n, bytes) in [(1u64, &b"a"[..]), (2, b"b"), (3, b"c")] {
+            put_media(&layout, bytes);
+            layout.install(&signed(n, &[bytes])).unwrap();
+        }
+        fs::write(layout.partial_path(&MediaId::of(b"stale")), b"x").unwrap();
+        fs::write(layout.partial_path(&MediaId::of(b"wanted")), b"x").unwrap();
+        let m2 = layout.load_manifest(2).unwrap();
+        let m3 = layout.load_manifest(3).unwrap();
+        let wanted = BTreeSet::from([MediaId::of(b"wanted")]);
+        let pruned = layout.prune(&[(3, &m3), (2, &m2)], &wanted).unwrap();
+        assert_eq!(
+            pruned,
+            Pruned {
+                media: 1,
+                versions: 1,
+                partials: 1
+            }
+        );
+        assert!(!layout.media_path(&MediaId::of(b"a")).exists());
+        assert!(layout.media_path(&MediaId::of(b"b")).exists());
+        assert!(!layout.version_dir(1).exists());
+        assert!(layout.partial_path(&MediaId::of(b"wanted")).exists());
+    }
+
+    #[test]
+    fn current_that_is_not_a_version_symlink_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path());
+        std::os::unix::fs::symlink("/etc", layout.current_link()).unwrap();
+        assert!(matches!(
+            layout.current_version(),
+            Err(StoreError::BadCurrent { .. })
+        ));
+    }
+}

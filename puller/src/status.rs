@@ -1,0 +1,75 @@
+//! `skycast-puller status`: a JSON picture of the local state, read without taking
+//! the data directory's lock or creating anything.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::local_store::{Layout, StoreError};
+use crate::state::{LastSync, State, StateError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+/// What `status` prints. Field names are part of the CLI contract.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Status {
+    pub player_id: String,
+    pub data_dir: String,
+    pub active_version: Option<u64>,
+    /// When the active manifest stops being valid (RFC 3339).
+    pub active_expires_at: Option<String>,
+    pub highest_accepted: u64,
+    pub last_error: Option<String>,
+    pub last_error_at: Option<DateTime<Utc>>,
+    pub last_success_at: Option<DateTime<Utc>>,
+    /// True when the active manifest has expired, or the server offered an expired one.
+    pub stale: bool,
+    pub stale_reason: Option<String>,
+    /// Media of the active version, and the sum of their sizes.
+    pub media_count: u64,
+    pub media_bytes: u64,
+    /// Server clock minus local clock at the last answer, in milliseconds.
+    pub clock_offset_ms: Option<i64>,
+    pub last_sync: Option<LastSync>,
+}
+
+/// Local state at `now`.
+pub fn status_at(config: &Config, now: DateTime<Utc>) -> Result<Status, StatusError> {
+    let layout = Layout::new(&config.data);
+    let snap = State::read_only_snapshot(&layout.state_db())?;
+    let active = layout.current_version()?;
+    let manifest = match active {
+        Some(v) => Some(layout.load_manifest(v)?),
+        None => None,
+    };
+    let active_expired = manifest.as_ref().filter(|m| m.expires_at.0 <= now).map(|m| {
+        format!(
+            "active version {} expired at {}: the publisher must publish again",
+            m.version(),
+            m.expires_at
+        )
+    });
+    let stale_reason = active_expired.or(snap.stale_reason);
+    Ok(Status {
+        player_id: config.player_id.clone(),
+        data_dir: config.data.display().to_string(),
+        active_version: active,
+        active_expires_at: manifest.as_ref().map(|m| m.expires_at.to_string()),
+        highest_accepted: snap.highest_accepted.max(active.unwrap_or(0)),
+        last_error: snap.last_error,
+        last_error_at: snap.last_error_at,
+        last_success_at: snap.last_success_at,
+        stale: stale_reason.is_some(),
+        stale_reason,
+        media_count: manifest.as_ref().map_or(0, |m| m.media.len() as u64),
+        media_bytes: manifest.as_ref().map_or(0, |m| m.total_media_bytes()),
+        clock_offset_ms: snap.clock_offset_ms,
+        last_sync: snap.last_sync,
+    })
+}

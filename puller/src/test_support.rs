@@ -1,0 +1,319 @@
+//! Test helpers: an in-process pull-protocol server over plain HTTP on 127.0.0.1:0,
+//! with switchable faults, and manifests signed by a fixed test key.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Path as UrlPath, Query, State as AxState};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use skycast_schema::{MediaId, SecretKey};
+use tokio::sync::Notify;
+
+use crate::client::Client;
+use crate::config::{Config, Overrides};
+
+pub const TOKEN: &str = "test-token";
+
+pub fn key() -> SecretKey {
+    SecretKey::from_seed([7; 32])
+}
+
+/// A valid manifest naming `media` (all in one playlist), expiring at `expires_at`.
+pub fn manifest_yaml(version: u64, media: &[&[u8]], expires_at: &str) -> String {
+    let mut out = format!(
+        "schema: skycast/v1\nversion: {version}\npublished_at: 2020-01-01T00:00:00Z\n\
+         expires_at: {expires_at}\npublished_by: tester\ntimezone: Europe/Paris\n"
+    );
+    if media.is_empty() {
+        out.push_str("media: []\n");
+        return out;
+    }
+    out.push_str("media:\n");
+    for (i, m) in media.iter().enumerate() {
+        out.push_str(&format!(
+            "  - {{id: {}, size: {}, duration_ms: 1000, title: Track {i}, kind: music}}\n",
+            MediaId::of(m),
+            m.len()
+        ));
+    }
+    let items: Vec<String> = media.iter().map(|m| MediaId::of(m).to_string()).collect();
+    out.push_str(&format!("playlists:\n  all: {{items: [{}]}}\n", items.join(", ")));
+    out
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    None,
+    /// Stream media without a Content-Length header.
+    NoContentLength,
+    /// Serve media with one byte changed.
+    FlipByte(usize),
+    /// Cut the connection after this many bytes of a media body.
+    CutAfter(usize),
+    /// Answer 200 with the whole file even when a Range was asked for.
+    IgnoreRange,
+    /// Answer 416 to any Range request.
+    RangeNotSatisfiable,
+}
+
+struct Inner {
+    head: u64,
+    versions: BTreeMap<u64, (Vec<u8>, Vec<u8>)>,
+    media: HashMap<MediaId, Vec<u8>>,
+    fault: Fault,
+    ranges: Vec<String>,
+    media_requests: usize,
+}
+
+#[derive(Clone)]
+struct Shared {
+    inner: Arc<Mutex<Inner>>,
+    moved: Arc<Notify>,
+}
+
+pub struct TestServer {
+    shared: Shared,
+    pub url: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        let shared = Shared {
+            inner: Arc::new(Mutex::new(Inner {
+                head: 0,
+                versions: BTreeMap::new(),
+                media: HashMap::new(),
+                fault: Fault::None,
+                ranges: Vec::new(),
+                media_requests: 0,
+            })),
+            moved: Arc::new(Notify::new()),
+        };
+        let app = Router::new()
+            .route("/v1/head", get(head))
+            .route("/v1/versions/{n}/{file}", get(version_file))
+            .route("/v1/media/{id}", get(media))
+            .with_state(shared.clone());
+        // Bound before the task starts, so requests never race the server's start.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        TestServer { shared, url, task }
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Inner) -> T) -> T {
+        f(&mut self.shared.inner.lock().unwrap())
+    }
+
+    pub fn put_media(&self, bytes: Vec<u8>) {
+        self.with(|i| i.media.insert(MediaId::of(&bytes), bytes));
+    }
+
+    /// Stores a version signed by the test key, with its media, and moves head to it.
+    pub fn publish(&self, version: u64, media: &[&[u8]], expires_at: &str) -> Vec<u8> {
+        let yaml = manifest_yaml(version, media, expires_at).into_bytes();
+        let sig = key().sign(&yaml).into_bytes();
+        self.publish_raw(version, yaml.clone(), sig);
+        for m in media {
+            self.put_media(m.to_vec());
+        }
+        yaml
+    }
+
+    pub fn publish_raw(&self, version: u64, manifest: Vec<u8>, sig: Vec<u8>) {
+        self.with(|i| {
+            i.versions.insert(version, (manifest, sig));
+            i.head = version;
+        });
+        self.shared.moved.notify_waiters();
+    }
+
+    pub fn set_head(&self, version: u64) {
+        self.with(|i| i.head = version);
+        self.shared.moved.notify_waiters();
+    }
+
+    pub fn set_fault(&self, fault: Fault) {
+        self.with(|i| i.fault = fault);
+    }
+
+    pub fn ranges_seen(&self) -> Vec<String> {
+        self.with(|i| i.ranges.clone())
+    }
+
+    pub fn media_requests(&self) -> usize {
+        self.with(|i| i.media_requests)
+    }
+
+    pub fn config(&self, data: &Path) -> Config {
+        let text = format!(
+            "player_id = \"test-1\"\nserver = \"{}\"\ntoken = \"{TOKEN}\"\ndata = \"{}\"\n\
+             trusted_keys = [\"{}\"]\nallow_insecure_http = true\npoll_interval_secs = 1\n\
+             long_poll_secs = 5\nparallel_downloads = 2\n",
+            self.url,
+            data.display(),
+            key().public()
+        );
+        Config::from_toml(
+            &text,
+            Path::new("test.toml"),
+            Path::new("."),
+            &Overrides::default(),
+        )
+        .unwrap()
+    }
+}
+
+pub fn client_for(server: &TestServer) -> Client {
+    Client::new(&server.config(Path::new("unused"))).unwrap()
+}
+
+fn authorized(headers: &HeaderMap) -> bool {
+    headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) == Some(&format!("Bearer {TOKEN}"))
+}
+
+fn json_error(status: StatusCode, msg: &str) -> Response {
+    (status, axum::Json(serde_json::json!({ "error": msg }))).into_response()
+}
+
+async fn head(
+    AxState(s): AxState<Shared>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, u64>>,
+) -> Response {
+    if !authorized(&headers) {
+        return json_error(StatusCode::UNAUTHORIZED, "bad token");
+    }
+    if let (Some(&after), Some(&wait)) = (q.get("after"), q.get("wait")) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(wait.min(60));
+        loop {
+            let notified = s.moved.notified();
+            if s.inner.lock().unwrap().head > after {
+                break;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                break;
+            }
+        }
+    }
+    let v = s.inner.lock().unwrap().head;
+    axum::Json(serde_json::json!({
+        "version": v,
+        "published_at": "2020-01-01T00:00:00Z",
+        "manifest": format!("/v1/versions/{v}/manifest.yaml"),
+    }))
+    .into_response()
+}
+
+async fn version_file(
+    AxState(s): AxState<Shared>,
+    headers: HeaderMap,
+    UrlPath((n, file)): UrlPath<(u64, String)>,
+) -> Response {
+    if !authorized(&headers) {
+        return json_error(StatusCode::UNAUTHORIZED, "bad token");
+    }
+    let inner = s.inner.lock().unwrap();
+    match (inner.versions.get(&n), file.as_str()) {
+        (Some((m, _)), "manifest.yaml") => m.clone().into_response(),
+        (Some((_, sig)), "manifest.yaml.sig") => sig.clone().into_response(),
+        _ => json_error(StatusCode::NOT_FOUND, "no such version"),
+    }
+}
+
+async fn media(AxState(s): AxState<Shared>, headers: HeaderMap, UrlPath(id): UrlPath<String>) -> Response {
+    if !authorized(&headers) {
+        return json_error(StatusCode::UNAUTHORIZED, "bad token");
+    }
+    let Ok(id) = id.parse::<MediaId>() else {
+        return json_error(StatusCode::BAD_REQUEST, "bad id");
+    };
+    let range = headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let (data, fault) = {
+        let mut inner = s.inner.lock().unwrap();
+        inner.media_requests += 1;
+        if let Some(r) = &range {
+            inner.ranges.push(r.clone());
+        }
+        match inner.media.get(&id) {
+            Some(d) => (d.clone(), inner.fault),
+            None => return json_error(StatusCode::NOT_FOUND, "unknown media"),
+        }
+    };
+    let mut data = data;
+    if let Fault::FlipByte(i) = fault {
+        data[i] ^= 0xff;
+    }
+    let total = data.len();
+    let start = range
+        .as_deref()
+        .and_then(|r| r.strip_prefix("bytes="))
+        .and_then(|r| r.trim_end_matches('-').parse::<usize>().ok());
+    let (status, body_bytes, content_range) = match (start, fault) {
+        (Some(_), Fault::RangeNotSatisfiable) => {
+            return (StatusCode::RANGE_NOT_SATISFIABLE, "").into_response();
+        }
+        (Some(a), f) if f != Fault::IgnoreRange => {
+            if a >= total {
+                return (StatusCode::RANGE_NOT_SATISFIABLE, "").into_response();
+            }
+            (
+                StatusCode::PARTIAL_CONTENT,
+                data[a..].to_vec(),
+                Some(format!("bytes {a}-{}/{total}", total - 1)),
+            )
+        }
+        _ => (StatusCode::OK, data, None),
+    };
+    let len = body_bytes.len();
+    let mut builder = Response::builder().status(status);
+    if let Some(cr) = content_range {
+        builder = builder.header(header::CONTENT_RANGE, cr);
+    }
+    let body = match fault {
+        Fault::CutAfter(n) => {
+            builder = builder.header(header::CONTENT_LENGTH, len);
+            let head: Vec<Bytes> = body_bytes[..n.min(len)]
+                .chunks(8192)
+                .map(Bytes::copy_from_slice)
+                .collect();
+            // The error comes after a pause, so the bytes before it reach the client
+            // (hyper would otherwise abort before sending the head of the response).
+            let cut = futures_util::stream::once(async {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                Err::<Bytes, std::io::Error>(std::io::Error::other("cut"))
+            });
+            let stream =
+                futures_util::stream::iter(head.into_iter().map(Ok::<Bytes, std::io::Error>)).chain(cut);
+            Body::from_stream(stream)
+        }
+        Fault::NoContentLength => {
+            let chunks: Vec<Bytes> = body_bytes.chunks(8192).map(Bytes::copy_from_slice).collect();
+            Body::from_stream(futures_util::stream::iter(
+                chunks.into_iter().map(Ok::<Bytes, std::io::Error>),
+            ))
+        }
+        _ => Body::from(body_bytes),
+    };
+    builder.body(body).unwrap()
+}
