@@ -1,0 +1,203 @@
+//! The publisher's command line as an operator uses it: init, publish (refusing
+//! anything that is not a whole MP3, storing nothing then), history, diff, rollback.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Output;
+
+use skycast_tests::{bin, example, example_music, write_planning};
+
+fn publisher(args: &[&str], data: &Path) -> Output {
+    let mut c = std::process::Command::new(bin("skycast-publisher"));
+    c.arg(args[0])
+        .arg("--data")
+        .arg(data)
+        .args(&args[1..])
+        .env("SKYCAST_ADMIN_PASSWORD", "admin-password");
+    c.output().unwrap()
+}
+
+fn ok(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+fn object_count(store: &Path) -> usize {
+    walk(&store.join("objects"))
+}
+
+fn walk(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| if e.path().is_dir() { walk(&e.path()) } else { 1 })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn init_keeps_secrets_private_and_prints_the_generated_password_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("pub");
+    let out = std::process::Command::new(bin("skycast-publisher"))
+        .arg("init")
+        .arg("--data")
+        .arg(&data)
+        .output()
+        .unwrap();
+    let stdout = ok(out);
+    assert!(stdout.contains("password (shown once"), "{stdout}");
+    for secret in ["keys/signing.key", "tls/server.key", "tls/ca.key"] {
+        let mode = std::fs::metadata(data.join(secret)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{secret}");
+    }
+    let again = std::process::Command::new(bin("skycast-publisher"))
+        .arg("init")
+        .arg("--data")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        !again.status.success(),
+        "init never overwrites an existing data directory"
+    );
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already holds"));
+}
+
+#[test]
+fn broken_media_is_refused_with_a_clear_message_and_nothing_is_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("pub");
+    ok(publisher(&["init"], &data));
+    let music = example_music();
+    let planning = write_planning(&dir.path().join("plan"), &[&music[0], &music[1]]);
+    ok(publisher(
+        &["publish", "--planning", planning.to_str().unwrap()],
+        &data,
+    ));
+    let objects_before = object_count(&data.join("store.git"));
+
+    let good = std::fs::read(example(&music[1])).unwrap();
+    let mut wav = b"RIFF\x24\x00\x00\x00WAVEfmt ".to_vec();
+    wav.resize(4000, 0);
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("truncated", good[..good.len() / 3].to_vec(), "truncated"),
+        ("renamed WAV", wav, "WAV"),
+        ("empty", Vec::new(), "empty"),
+        ("text", b"<html>not audio</html>".to_vec(), "does not start"),
+    ];
+    for (what, bytes, words) in cases {
+        // A fresh file beside the good ones: the new track of the next version.
+        let plan_dir = dir.path().join(format!("bad-{}", what.replace(' ', "-")));
+        let planning = write_planning(&plan_dir, &[&music[0], &music[1]]);
+        std::fs::write(plan_dir.join(&music[1]), &bytes).unwrap();
+        let out = publisher(&["publish", "--planning", planning.to_str().unwrap()], &data);
+        assert!(!out.status.success(), "{what} must be refused");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(&music[1]) && err.contains(words), "{what}: {err}");
+        assert_eq!(
+            object_count(&data.join("store.git")),
+            objects_before,
+            "{what}: nothing stored"
+        );
+    }
+    assert!(
+        ok(publisher(&["history"], &data)).starts_with("v1 "),
+        "head is still version 1"
+    );
+}
+
+#[test]
+fn planning_errors_name_the_file_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("pub");
+    ok(publisher(&["init"], &data));
+    let planning = write_planning(&dir.path().join("plan"), &[&example_music()[0]]);
+    let text = std::fs::read_to_string(&planning)
+        .unwrap()
+        .replace("playlist: allday", "playlist: nightly");
+    std::fs::write(&planning, text).unwrap();
+    let out = publisher(&["publish", "--planning", planning.to_str().unwrap()], &data);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("planning.yaml") && err.contains("schedule[0].playlist") && err.contains("nightly"),
+        "{err}"
+    );
+}
+
+#[test]
+fn history_diff_and_rollback_tell_who_changed_what_and_never_lower_the_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("pub");
+    ok(publisher(&["init"], &data));
+    let music = example_music();
+    let v1 = write_planning(&dir.path().join("v1"), &[&music[0], &music[1]]);
+    let v2 = write_planning(
+        &dir.path().join("v2"),
+        &[&music[0], &music[1], "music/extra-e.mp3"],
+    );
+    ok(publisher(
+        &[
+            "publish",
+            "--planning",
+            v1.to_str().unwrap(),
+            "--author",
+            "alice",
+            "--message",
+            "Pilot",
+        ],
+        &data,
+    ));
+    ok(publisher(
+        &[
+            "publish",
+            "--planning",
+            v2.to_str().unwrap(),
+            "--author",
+            "bob",
+            "--message",
+            "Add a track",
+        ],
+        &data,
+    ));
+
+    let diff = ok(publisher(&["diff", "1", "2"], &data));
+    assert!(diff.contains("+ \"extra-e\""), "media added by title: {diff}");
+    assert!(diff.contains("playlist allday: 2 -> 3 items"), "{diff}");
+
+    let out = ok(publisher(&["rollback", "--to", "1", "--author", "carol"], &data));
+    assert!(
+        out.contains("published version 3 with the content of version 1"),
+        "{out}"
+    );
+    let history = ok(publisher(&["history"], &data));
+    let lines: Vec<&str> = history.lines().collect();
+    assert!(
+        lines[0].starts_with("v3")
+            && lines[0].contains("carol")
+            && lines[0].contains("Roll back to version 1")
+    );
+    assert!(
+        lines[1].contains("bob") && lines[1].contains("Add a track") && lines[2].contains("alice"),
+        "{history}"
+    );
+
+    let same = ok(publisher(&["diff", "1", "3"], &data));
+    assert!(
+        same.contains("same content"),
+        "rollback restores version 1's content exactly: {same}"
+    );
+    ok(publisher(&["verify"], &data));
+
+    let missing = publisher(&["rollback", "--to", "9"], &data);
+    assert!(
+        !missing.status.success()
+            && String::from_utf8_lossy(&missing.stderr).contains("version 9 does not exist")
+    );
+}
