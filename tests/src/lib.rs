@@ -85,6 +85,10 @@ pub struct PublisherFixture {
 impl PublisherFixture {
     /// Initialises a data directory and starts serving HTTPS on 127.0.0.1:0.
     pub async fn start() -> PublisherFixture {
+        PublisherFixture::start_with(TransportMode::Https).await
+    }
+
+    pub async fn start_with(transport: TransportMode) -> PublisherFixture {
         let dir = tempfile::tempdir().unwrap();
         let data = DataDir::new(dir.path().join("publisher"));
         data.init(
@@ -101,7 +105,7 @@ impl PublisherFixture {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
-        let mut config = ServeConfig::new(data.clone(), TransportMode::Https);
+        let mut config = ServeConfig::new(data.clone(), transport);
         config.head_check_interval = std::time::Duration::from_millis(50);
         let task = tokio::spawn(skycast_publisher::run(config, listener, async {
             let _ = stopped.await;
@@ -117,6 +121,10 @@ impl PublisherFixture {
 
     pub fn url(&self) -> String {
         format!("https://127.0.0.1:{}", self.addr.port())
+    }
+
+    pub fn plain_http_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.addr.port())
     }
 
     pub fn publish(&self, planning: &Path) -> Published {

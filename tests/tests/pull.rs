@@ -384,3 +384,35 @@ async fn requests_without_a_valid_token_are_refused_with_401() {
     }
     p.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_http_is_used_only_when_both_sides_opt_in_by_name() {
+    let p = PublisherFixture::start_with(skycast_publisher::TransportMode::InsecureHttp).await;
+    p.publish(&write_planning(&p.dir.path().join("v"), &[&example_music()[0]]));
+    let pl = p.add_player("main-1", "main", &p.plain_http_url());
+    edit_config(&pl, |t| {
+        t.insert("allow_insecure_http".into(), false.into());
+    });
+    let out = pl.sync().await;
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("allow-insecure-http"),
+        "the refusal names the opt-in: {}",
+        stderr(&out)
+    );
+    assert_eq!(pl.check_consistent(&p.trusted()), Ok(None));
+
+    let out = pl
+        .command("sync")
+        .arg("--allow-insecure-http")
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        pl.check_consistent(&p.trusted()),
+        Ok(Some(1)),
+        "signatures still protect a plain-HTTP pull"
+    );
+    p.stop().await;
+}
