@@ -12,6 +12,27 @@ fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).to_string()
 }
 
+/// Runs `sync`, expects it to fail with an error holding every one of `words`, and
+/// `current` to still name `kept` (verified on disk). Returns the error line.
+async fn assert_refused(p: &PublisherFixture, pl: &Puller, words: &[&str], kept: Option<u64>) -> String {
+    let out = pl.sync().await;
+    let err = stderr(&out);
+    assert!(
+        !out.status.success(),
+        "sync must fail; it said: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    for w in words {
+        assert!(err.contains(w), "expected `{w}` in the error: {err}");
+    }
+    assert_eq!(
+        pl.check_consistent(&p.trusted()),
+        Ok(kept),
+        "current must be unchanged"
+    );
+    err
+}
+
 fn manifest_bytes(p: &PublisherFixture, version: u64) -> (Vec<u8>, Vec<u8>) {
     let store = p.data.store().unwrap();
     let commit = store.commit_of_version(version).unwrap().unwrap();
@@ -74,18 +95,7 @@ async fn media_altered_in_transit_is_refused_naming_the_hash() {
     p.publish(&write_planning(&work.join("v2"), &[&music[0], &music[1]]));
     let (added, _) = file_id(&example(&music[1]));
     proxy.set(Fault::FlipMediaByte);
-    let out = pl.sync().await;
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains(&added.to_string()),
-        "error must name the hash: {}",
-        stderr(&out)
-    );
-    assert_eq!(
-        pl.check_consistent(&p.trusted()),
-        Ok(Some(1)),
-        "current unchanged"
-    );
+    assert_refused(&p, &pl, &[&added.to_string()], Some(1)).await;
     assert!(
         !pl.media_files().contains(&added.file_name()),
         "tampered file must not enter media/"
@@ -117,14 +127,7 @@ async fn manifest_altered_after_signing_is_refused() {
     );
     proxy.set(Fault::ReplaceManifest(altered.into_bytes()));
     let pl = p.add_player("main-1", "main", &proxy.url());
-    let out = pl.sync().await;
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("signature does not match"),
-        "{}",
-        stderr(&out)
-    );
-    assert_eq!(pl.check_consistent(&p.trusted()), Ok(None), "nothing installed");
+    assert_refused(&p, &pl, &["signature does not match"], None).await;
     p.stop().await;
 }
 
@@ -149,14 +152,8 @@ async fn manifest_signed_by_an_untrusted_key_is_refused() {
         signature,
     });
     let pl = p.add_player("main-1", "main", &proxy.url());
-    let out = pl.sync().await;
-    assert!(!out.status.success());
-    let err = stderr(&out);
-    assert!(
-        err.contains("does not trust") && err.contains(&attacker.public().id().to_string()),
-        "{err}"
-    );
-    assert_eq!(pl.check_consistent(&p.trusted()), Ok(None));
+    let attacker_key = attacker.public().id().to_string();
+    assert_refused(&p, &pl, &["does not trust", &attacker_key], None).await;
     p.stop().await;
 }
 
@@ -173,23 +170,11 @@ async fn replayed_older_manifest_is_refused_also_after_restart() {
     assert_eq!(pl.current_version(), Some(5));
 
     proxy.set(Fault::HeadSays(3));
-    let out = pl.sync().await;
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("version 3") && stderr(&out).contains("replay"),
-        "{}",
-        stderr(&out)
-    );
-    assert_eq!(pl.check_consistent(&p.trusted()), Ok(Some(5)));
+    assert_refused(&p, &pl, &["version 3", "replay"], Some(5)).await;
 
     // The memory of version 5 must not live only in `current`: remove it and retry.
     std::fs::remove_file(pl.data.join("current")).unwrap();
-    let out = pl.sync().await;
-    assert!(
-        !out.status.success(),
-        "a restarted puller without `current` still refuses version 3"
-    );
-    assert!(stderr(&out).contains("replay"), "{}", stderr(&out));
+    assert_refused(&p, &pl, &["version 3", "replay"], None).await;
     p.stop().await;
 }
 
@@ -202,13 +187,10 @@ async fn expired_manifest_is_not_installed_and_status_says_stale() {
     pl.sync_ok().await;
     // Published 40 days ago with 30 days of validity: expired 10 days ago.
     p.publish_at(&planning, Utc::now() - chrono::Duration::days(40));
-    let out = pl.sync().await;
-    assert!(!out.status.success());
-    assert!(stderr(&out).contains("expired"), "{}", stderr(&out));
+    assert_refused(&p, &pl, &["expired"], Some(1)).await;
     let status = pl.status().await;
     assert_eq!(status["active_version"], 1);
     assert_eq!(status["stale"], true, "{status}");
-    assert_eq!(pl.check_consistent(&p.trusted()), Ok(Some(1)));
     p.stop().await;
 }
 
@@ -221,13 +203,7 @@ async fn media_longer_than_declared_is_cut_off_at_the_cap_and_refused() {
     let (id, size) = file_id(&example(track));
     proxy.set(Fault::AppendToMedia(5_000_000));
     let pl = p.add_player("main-1", "main", &proxy.url());
-    let out = pl.sync().await;
-    assert!(!out.status.success());
-    let err = stderr(&out);
-    assert!(
-        err.contains(&id.to_string()) && err.contains(&size.to_string()),
-        "{err}"
-    );
+    assert_refused(&p, &pl, &[&id.to_string(), &size.to_string()], None).await;
     assert!(pl.media_files().is_empty());
     for part in std::fs::read_dir(pl.data.join("partial"))
         .into_iter()
@@ -263,10 +239,7 @@ async fn media_id_with_path_characters_is_refused_even_when_signed() {
         signature,
     });
     let pl = p.add_player("main-1", "main", &proxy.url());
-    let out = pl.sync().await;
-    assert!(!out.status.success());
-    assert!(stderr(&out).contains("64 lowercase hex"), "{}", stderr(&out));
-    assert_eq!(pl.check_consistent(&p.trusted()), Ok(None));
+    assert_refused(&p, &pl, &["64 lowercase hex"], None).await;
     assert!(
         proxy.log().iter().all(|l| !l.path.starts_with("/v1/media/")),
         "no download was attempted"
@@ -284,10 +257,8 @@ async fn cut_download_resumes_with_range_and_media_never_holds_a_partial_file() 
     let cut_at = (size / 3) as usize;
     proxy.set(Fault::CutNextMediaAfter(cut_at));
     let pl = p.add_player("main-1", "main", &proxy.url());
-    let out = pl.sync().await;
-    assert!(!out.status.success(), "a cut download fails the sync");
+    assert_refused(&p, &pl, &[&id.to_string()], None).await;
     assert!(pl.media_files().is_empty(), "no partial file in media/");
-    assert_eq!(pl.check_consistent(&p.trusted()), Ok(None));
     let partial = pl.data.join("partial").join(format!("{id}.part"));
     let kept = std::fs::metadata(&partial).map(|m| m.len()).unwrap_or(0);
     assert!(
@@ -393,14 +364,7 @@ async fn plain_http_is_used_only_when_both_sides_opt_in_by_name() {
     edit_config(&pl, |t| {
         t.insert("allow_insecure_http".into(), false.into());
     });
-    let out = pl.sync().await;
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("allow-insecure-http"),
-        "the refusal names the opt-in: {}",
-        stderr(&out)
-    );
-    assert_eq!(pl.check_consistent(&p.trusted()), Ok(None));
+    assert_refused(&p, &pl, &["allow-insecure-http"], None).await;
 
     let out = pl
         .command("sync")
