@@ -384,6 +384,16 @@ impl<R> Program<R> {
     }
 }
 
+/// The schedule is read in the shops' local time, so the zone must be a real IANA name.
+pub fn check_timezone(name: &str) -> Result<(), ManifestError> {
+    name.parse::<chrono_tz::Tz>().map(|_| ()).map_err(|_| {
+        invalid(
+            "timezone",
+            format!("`{name}` is not an IANA time zone: write it like Europe/Paris"),
+        )
+    })
+}
+
 /// Names become URL parts, file names and SQL values elsewhere: keep them plain.
 fn check_name(field: &str, name: &str) -> Result<(), ManifestError> {
     let ok = !name.is_empty()
@@ -533,12 +543,7 @@ impl Manifest {
         if self.published_by.trim().is_empty() {
             return Err(invalid("published_by", "must name who published"));
         }
-        if self.timezone.trim().is_empty() {
-            return Err(invalid(
-                "timezone",
-                "must be an IANA time zone such as Europe/Paris",
-            ));
-        }
+        check_timezone(&self.timezone)?;
         let mut ids = BTreeSet::new();
         for (i, m) in self.media.iter().enumerate() {
             if !ids.insert(m.id) {
@@ -656,6 +661,10 @@ interrupts:
             (
                 sample_yaml().replace("schema: skycast/v1", "schema: skycast/v9"),
                 &["skycast/v9"],
+            ),
+            (
+                sample_yaml().replace("Europe/Paris", "Europe/Pari"),
+                &["timezone", "Europe/Pari"],
             ),
             (
                 sample_yaml().replace("playlist: christmas", "playlist: easter"),

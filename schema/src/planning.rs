@@ -75,6 +75,7 @@ impl Planning {
                 reason: format!("{} is outside 1..=3660 days", planning.valid_days),
             });
         }
+        crate::manifest::check_timezone(&planning.timezone)?;
         planning.program.validate_structure()?;
         Ok(planning)
     }
@@ -127,6 +128,7 @@ ads:
                 "unknown variant `jingle`",
             ),
             (format!("{PLANNING}valid_days: 0\n"), "valid_days"),
+            (PLANNING.replace("Europe/Paris", "Mars/Olympus"), "Mars/Olympus"),
         ];
         for (text, words) in cases {
             let err = Planning::parse(&text).unwrap_err().to_string();
