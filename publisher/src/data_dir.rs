@@ -19,6 +19,11 @@ pub struct DataDir {
     root: PathBuf,
 }
 
+/// Held while the store is written; see `DataDir::lock_store`.
+pub struct StoreLock {
+    _file: fs::File,
+}
+
 /// Settings `init` writes and later commands read.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -87,6 +92,38 @@ impl DataDir {
     }
     pub fn server_key_path(&self) -> PathBuf {
         self.root.join("tls/server.key")
+    }
+    pub fn store_lock_path(&self) -> PathBuf {
+        self.root.join("store.lock")
+    }
+
+    /// Waits for, then holds, the right to write the store. The kernel drops the
+    /// lock when the holder dies, so a `kill -9` never leaves it taken.
+    pub fn lock_store(&self) -> Result<StoreLock> {
+        let file = self.open_lock_file()?;
+        file.lock()
+            .map_err(PublisherError::io("lock", self.store_lock_path()))?;
+        Ok(StoreLock { _file: file })
+    }
+
+    /// Like `lock_store`, but `None` at once if someone else holds it.
+    pub fn try_lock_store(&self) -> Result<Option<StoreLock>> {
+        let file = self.open_lock_file()?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(StoreLock { _file: file })),
+            Err(fs::TryLockError::WouldBlock) => Ok(None),
+            Err(fs::TryLockError::Error(e)) => Err(PublisherError::io("lock", self.store_lock_path())(e)),
+        }
+    }
+
+    fn open_lock_file(&self) -> Result<fs::File> {
+        let path = self.store_lock_path();
+        fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(PublisherError::io("open", &path))
     }
 
     pub fn init(&self, opts: InitOptions, seed: [u8; 32]) -> Result<InitReport> {

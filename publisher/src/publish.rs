@@ -216,6 +216,11 @@ fn commit_draft(
     message: &str,
     now: DateTime<Utc>,
 ) -> Result<Published> {
+    let lock = data.lock_store()?;
+    for path in store.clear_stale_locks(&lock)? {
+        tracing::warn!(path = %path.display(), "removed a lock file left by a killed writer");
+    }
+    store.repair_tags()?;
     let head = store.head_version()?;
     let version = head.map_or(1, |(v, _)| v + 1);
     let previous_media: BTreeSet<String> = match head {

@@ -185,7 +185,11 @@ async fn refresh_head(state: &Arc<AppState>) -> Result<()> {
         if oid == seen {
             return Ok(None);
         }
-        store.repair_tags()?;
+        // Tags are repaired only when no publish is running; the next check retries.
+        if let Some(lock) = data.try_lock_store()? {
+            store.clear_stale_locks(&lock)?;
+            store.repair_tags()?;
+        }
         let media = match oid {
             Some(o) => store.media_in(&store.find_commit(o)?)?,
             None => Vec::new(),

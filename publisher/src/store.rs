@@ -274,6 +274,35 @@ impl Store {
         Ok(())
     }
 
+    /// Removes the `*.lock` files a killed git writer leaves in `refs/` (and
+    /// `packed-refs.lock`). Only call it holding `DataDir::lock_store`: then no
+    /// live writer can own them. Returns what was removed.
+    pub fn clear_stale_locks(&self, _held: &crate::data_dir::StoreLock) -> Result<Vec<PathBuf>> {
+        let git_dir = self.repo.path().to_path_buf();
+        let mut removed = Vec::new();
+        let mut dirs = vec![git_dir.join("refs")];
+        let packed = git_dir.join("packed-refs.lock");
+        if packed.exists() {
+            std::fs::remove_file(&packed).map_err(PublisherError::io("remove", &packed))?;
+            removed.push(packed);
+        }
+        while let Some(dir) = dirs.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if path.extension().is_some_and(|e| e == "lock") {
+                    std::fs::remove_file(&path).map_err(PublisherError::io("remove", &path))?;
+                    removed.push(path);
+                }
+            }
+        }
+        Ok(removed)
+    }
+
     /// Adds the tag of any version on `main` that lacks one (after a crash between
     /// moving `main` and tagging). Returns the versions repaired.
     pub fn repair_tags(&self) -> Result<Vec<u64>> {

@@ -32,13 +32,15 @@ impl Rng {
     }
 }
 
-async fn kill_after(child: &mut tokio::process::Child, delay: Duration) -> bool {
+/// SIGKILLs `child` after `delay` unless it ends first. `None` when it was killed,
+/// its exit status when it finished on its own.
+async fn kill_after(child: &mut tokio::process::Child, delay: Duration) -> Option<std::process::ExitStatus> {
     tokio::select! {
-        _ = child.wait() => false,
+        status = child.wait() => Some(status.unwrap()),
         _ = tokio::time::sleep(delay) => {
             child.start_kill().unwrap(); // SIGKILL on unix
             child.wait().await.unwrap();
-            true
+            None
         }
     }
 }
@@ -74,8 +76,9 @@ async fn puller_killed_at_random_moments_always_leaves_a_complete_version() {
         let before = pl.current_version();
         let new = p.publish(&plannings[(round + 1) % plannings.len()]).version;
         let mut child = pl.command("sync").spawn().unwrap();
-        if kill_after(&mut child, Duration::from_millis(rng.below(full_sync_ms * 5 / 4))).await {
-            killed += 1;
+        match kill_after(&mut child, Duration::from_millis(rng.below(full_sync_ms * 5 / 4))).await {
+            None => killed += 1,
+            Some(status) => assert!(status.success(), "round {round}: an unkilled sync must succeed"),
         }
         let after = pl
             .check_consistent(&p.trusted())
@@ -131,13 +134,17 @@ async fn publish_killed_at_random_moments_leaves_a_signed_head_and_a_verifiable_
     for round in 0..20 {
         let before = p.data.store().unwrap().head_version().unwrap().unwrap().0;
         let mut child = publish().spawn().unwrap();
-        if kill_after(
+        match kill_after(
             &mut child,
             Duration::from_millis(rng.below(full_publish_ms * 5 / 4)),
         )
         .await
         {
-            killed += 1;
+            None => killed += 1,
+            Some(status) => assert!(
+                status.success(),
+                "round {round}: an unkilled publish must succeed"
+            ),
         }
         let head = p.data.store().unwrap().head_version().unwrap().unwrap().0;
         assert!(

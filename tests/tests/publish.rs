@@ -201,3 +201,31 @@ fn history_diff_and_rollback_tell_who_changed_what_and_never_lower_the_version()
             && String::from_utf8_lossy(&missing.stderr).contains("version 9 does not exist")
     );
 }
+
+#[test]
+fn lock_files_left_by_a_killed_publish_do_not_block_the_next_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("pub");
+    ok(publisher(&["init"], &data));
+    let planning = write_planning(&dir.path().join("plan"), &[&example_music()[0]]);
+    ok(publisher(
+        &["publish", "--planning", planning.to_str().unwrap()],
+        &data,
+    ));
+    // What libgit2 leaves when killed between writing a ref's lock file and renaming it.
+    let store = data.join("store.git");
+    std::fs::write(
+        store.join("refs/heads/main.lock"),
+        "0000000000000000000000000000000000000000\n",
+    )
+    .unwrap();
+    std::fs::write(store.join("refs/tags/v2.lock"), "").unwrap();
+
+    let out = ok(publisher(
+        &["publish", "--planning", planning.to_str().unwrap()],
+        &data,
+    ));
+    assert!(out.contains("published version 2"), "{out}");
+    assert!(!store.join("refs/heads/main.lock").exists() && !store.join("refs/tags/v2.lock").exists());
+    ok(publisher(&["verify"], &data));
+}
