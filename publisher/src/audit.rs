@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use git2::Oid;
 use skycast_schema::{verify, ContentHasher, Limits, Manifest, MediaId, TrustedKeys};
 
-use crate::error::{PublisherError, Result};
+use crate::error::Result;
 use crate::store::{Store, MANIFEST_FILE, MEDIA_DIR, SIGNATURE_FILE};
 
 #[derive(Debug, Clone)]
@@ -205,13 +205,7 @@ pub fn verify_store(store: &Store, trusted: &TrustedKeys) -> Result<AuditReport>
 
 /// Reads and parses (without verifying) the manifest of version `n`.
 pub fn manifest_of(store: &Store, n: u64) -> Result<Manifest> {
-    let commit = store
-        .commit_of_version(n)?
-        .ok_or(PublisherError::NoSuchVersion(n))?;
-    let bytes = store
-        .file_at(&commit, MANIFEST_FILE)?
-        .ok_or(PublisherError::NoSuchVersion(n))?;
-    Ok(Manifest::parse(&bytes)?)
+    Ok(Manifest::parse(&store.version_file(n, MANIFEST_FILE)?)?)
 }
 
 pub fn render_history(store: &Store) -> Result<String> {

@@ -1,7 +1,7 @@
 //! Publishing: a planning and its MP3s become a signed manifest and one commit;
 //! a rollback republishes an old version's content under a new, higher version.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::io::Read;
 use std::num::NonZeroU64;
 use std::path::{Component, Path};
@@ -169,28 +169,26 @@ pub fn rollback(data: &DataDir, target: u64, author: &str, now: DateTime<Utc>) -
     let commit = store
         .commit_of_version(target)?
         .ok_or(PublisherError::NoSuchVersion(target))?;
-    let bytes = store
-        .file_at(&commit, MANIFEST_FILE)?
-        .ok_or(PublisherError::NoSuchVersion(target))?;
-    let sig = store
-        .file_at(&commit, SIGNATURE_FILE)?
-        .ok_or(PublisherError::NoSuchVersion(target))?;
+    let read = |name| {
+        store
+            .file_at(&commit, name)?
+            .ok_or(PublisherError::NoSuchVersion(target))
+    };
     // Only content that still verifies may come back.
+    let trusted = TrustedKeys::new([data.public_key()?]);
     let old = verify(
-        &bytes,
-        &sig,
-        &TrustedKeys::new([data.public_key()?]),
+        &read(MANIFEST_FILE)?,
+        &read(SIGNATURE_FILE)?,
+        &trusted,
         &Limits::default(),
     )?;
-    let blobs = store.media_in(&commit)?;
+    let blobs: HashMap<MediaId, Oid> = store.media_ids_in(&commit)?.into_iter().collect();
     let mut media = Vec::new();
     for entry in &old.media {
         let oid = blobs
-            .iter()
-            .find(|(name, _)| *name == entry.id.file_name())
-            .map(|(_, oid)| *oid)
+            .get(&entry.id)
             .ok_or_else(|| PublisherError::Internal(format!("version {target} lacks media {}", entry.id)))?;
-        media.push((entry.clone(), oid));
+        media.push((entry.clone(), *oid));
     }
     let draft = Draft {
         timezone: old.timezone.clone(),
@@ -223,11 +221,11 @@ fn commit_draft(
     store.repair_tags()?;
     let head = store.head_version()?;
     let version = head.map_or(1, |(v, _)| v + 1);
-    let previous_media: BTreeSet<String> = match head {
+    let previous_media: BTreeSet<MediaId> = match head {
         Some((_, oid)) => store
-            .media_in(&store.find_commit(oid)?)?
+            .media_ids_in(&store.find_commit(oid)?)?
             .into_iter()
-            .map(|(n, _)| n)
+            .map(|(id, _)| id)
             .collect(),
         None => BTreeSet::new(),
     };
@@ -259,7 +257,7 @@ fn commit_draft(
     })?;
     let new_media = media
         .iter()
-        .filter(|(id, _)| !previous_media.contains(&id.file_name()))
+        .filter(|(id, _)| !previous_media.contains(id))
         .count();
     Ok(Published {
         version,

@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::data_dir::DataDir;
 use crate::error::{PublisherError, Result};
-use crate::store::{MANIFEST_FILE, SIGNATURE_FILE};
+use crate::store::{Store, MANIFEST_FILE, SIGNATURE_FILE};
 
 /// How `serve` talks to players. HTTPS unless someone asks otherwise by name.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -138,8 +138,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
         .map_err(|e| PublisherError::Internal(e.to_string()))?
 }
 
-fn read_head(data: &DataDir) -> Result<Head> {
-    let store = data.store()?;
+fn read_head(store: &Store) -> Result<Head> {
     let Some(commit) = store.head_commit()? else {
         return Ok(Head::default());
     };
@@ -186,28 +185,26 @@ async fn refresh_head(state: &Arc<AppState>) -> Result<()> {
             return Ok(None);
         }
         // Tags are repaired only when no publish is running; the next check retries.
-        if let Some(lock) = data.try_lock_store()? {
-            store.clear_stale_locks(&lock)?;
+        // Stale git lock files are left to the next publish: serving never deletes
+        // files another writer may own.
+        if let Some(_lock) = data.try_lock_store()? {
             store.repair_tags()?;
         }
         let media = match oid {
-            Some(o) => store.media_in(&store.find_commit(o)?)?,
+            Some(o) => store.media_ids_in(&store.find_commit(o)?)?,
             None => Vec::new(),
         };
-        Ok(Some((oid, read_head(&data)?, media)))
+        Ok(Some((oid, read_head(&store)?, media)))
     })
     .await?;
     let Some((oid, head, media)) = changed else {
         return Ok(());
     };
-    {
-        let mut index = state.media.write().unwrap_or_else(|p| p.into_inner());
-        for (name, blob) in media {
-            if let Some(id) = name.strip_suffix(".mp3").and_then(|h| h.parse::<MediaId>().ok()) {
-                index.insert(id, blob);
-            }
-        }
-    }
+    state
+        .media
+        .write()
+        .unwrap_or_else(|p| p.into_inner())
+        .extend(media);
     *state.head_oid.lock().unwrap_or_else(|p| p.into_inner()) = oid;
     state.head.send_if_modified(|current| {
         if *current == head {
@@ -220,7 +217,8 @@ async fn refresh_head(state: &Arc<AppState>) -> Result<()> {
     Ok(())
 }
 
-async fn require_player(State(state): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
+/// Lets a request through only with the bearer token of an enabled player.
+async fn require_player(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let token = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -240,10 +238,7 @@ async fn require_player(State(state): State<Arc<AppState>>, mut req: Request, ne
     })
     .await;
     match found {
-        Ok(Some(player)) => {
-            req.extensions_mut().insert(player);
-            next.run(req).await
-        }
+        Ok(Some(_)) => next.run(req).await,
         Ok(None) => PublisherError::Unauthorized.into_response(),
         Err(e) => e.into_response(),
     }
@@ -280,16 +275,7 @@ async fn version_file(
     }
     let data = state.data.clone();
     let name = file.clone();
-    let bytes = blocking(move || {
-        let store = data.store()?;
-        let commit = store
-            .commit_of_version(version)?
-            .ok_or(PublisherError::NoSuchVersion(version))?;
-        store
-            .file_at(&commit, &name)?
-            .ok_or(PublisherError::NoSuchVersion(version))
-    })
-    .await?;
+    let bytes = blocking(move || data.store()?.version_file(version, &name)).await?;
     let etag = format!("\"{}\"", &blake3::hash(&bytes).to_hex()[..32]);
     let content_type = if file == MANIFEST_FILE {
         "application/yaml"
@@ -299,7 +285,7 @@ async fn version_file(
     Ok(immutable_response(&headers, &etag, content_type, bytes))
 }
 
-fn immutable_response(req: &HeaderMap, etag: &str, content_type: &str, body: Vec<u8>) -> Response {
+fn immutable_response(req: &HeaderMap, etag: &str, content_type: &'static str, body: Vec<u8>) -> Response {
     let mut resp = if req
         .get(header::IF_NONE_MATCH)
         .is_some_and(|v| v.as_bytes() == etag.as_bytes())
@@ -309,10 +295,7 @@ fn immutable_response(req: &HeaderMap, etag: &str, content_type: &str, body: Vec
         body.into_response()
     };
     let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_str(content_type).unwrap_or(HeaderValue::from_static("application/octet-stream")),
-    );
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     if let Ok(v) = HeaderValue::from_str(etag) {
         h.insert(header::ETAG, v);
     }

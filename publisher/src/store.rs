@@ -130,8 +130,8 @@ impl Store {
 
     /// The commit of version `n`: its tag, or failing that a walk of history.
     pub fn commit_of_version(&self, n: u64) -> Result<Option<Commit<'_>>> {
-        if let Ok(obj) = self.repo.revparse_single(&format!("refs/tags/{}", tag_name(n))) {
-            let commit = obj.peel_to_commit().map_err(self.err())?;
+        if let Some(oid) = self.tagged_commit(n) {
+            let commit = self.find_commit(oid)?;
             if self.version_of(&commit)? == n {
                 return Ok(Some(commit));
             }
@@ -142,6 +142,15 @@ impl Store {
             }
         }
         Ok(None)
+    }
+
+    /// `manifest.yaml` or `manifest.yaml.sig` of version `n`, exactly as stored.
+    pub fn version_file(&self, n: u64, name: &str) -> Result<Vec<u8>> {
+        let commit = self
+            .commit_of_version(n)?
+            .ok_or(PublisherError::NoSuchVersion(n))?;
+        self.file_at(&commit, name)?
+            .ok_or(PublisherError::NoSuchVersion(n))
     }
 
     pub fn find_commit(&self, oid: Oid) -> Result<Commit<'_>> {
@@ -187,16 +196,21 @@ impl Store {
             .collect())
     }
 
+    /// The well-named media files of `commit` (`<blake3>.mp3`) and their blobs; an
+    /// audit, not this, reports files with other names.
+    pub fn media_ids_in(&self, commit: &Commit<'_>) -> Result<Vec<(MediaId, Oid)>> {
+        Ok(self
+            .media_in(commit)?
+            .into_iter()
+            .filter_map(|(name, oid)| Some((name.strip_suffix(".mp3")?.parse().ok()?, oid)))
+            .collect())
+    }
+
     /// Where each media file of every version lives, for serving.
     pub fn media_index(&self) -> Result<HashMap<MediaId, Oid>> {
         let mut index = HashMap::new();
         for info in self.history()? {
-            let commit = self.find_commit(info.commit)?;
-            for (name, oid) in self.media_in(&commit)? {
-                if let Some(id) = name.strip_suffix(".mp3").and_then(|h| h.parse::<MediaId>().ok()) {
-                    index.insert(id, oid);
-                }
-            }
+            index.extend(self.media_ids_in(&self.find_commit(info.commit)?)?);
         }
         Ok(index)
     }
@@ -308,13 +322,7 @@ impl Store {
     pub fn repair_tags(&self) -> Result<Vec<u64>> {
         let mut repaired = Vec::new();
         for info in self.history()? {
-            let tagged = self
-                .repo
-                .revparse_single(&format!("refs/tags/{}", tag_name(info.version)))
-                .ok()
-                .and_then(|o| o.peel_to_commit().ok())
-                .map(|c| c.id());
-            if tagged != Some(info.commit) {
+            if self.tagged_commit(info.version) != Some(info.commit) {
                 let when = git2::Time::new(info.time.timestamp(), 0);
                 self.tag(info.version, info.commit, &info.author, &info.message, when)?;
                 repaired.push(info.version);
