@@ -32,6 +32,23 @@ impl Rng {
     }
 }
 
+/// Where in an operation's run the next kill lands: uniformly over its length, which
+/// starts from one measured run and then follows every run that ended on its own, so
+/// a change of load on the machine cannot push every kill past the end.
+struct KillWindow {
+    ms: u64,
+}
+
+impl KillWindow {
+    fn delay(&self, rng: &mut Rng) -> Duration {
+        Duration::from_millis(rng.below(self.ms * 5 / 4))
+    }
+
+    fn finished_in(&mut self, took: Duration) {
+        self.ms = (took.as_millis() as u64).max(5);
+    }
+}
+
 /// SIGKILLs `child` after `delay` unless it ends first. `None` when it was killed,
 /// its exit status when it finished on its own.
 async fn kill_after(child: &mut tokio::process::Child, delay: Duration) -> Option<std::process::ExitStatus> {
@@ -67,18 +84,23 @@ async fn puller_killed_at_random_moments_always_leaves_a_complete_version() {
     p.publish(&plannings[0]);
     let t = Instant::now();
     pl.sync_ok().await;
-    let full_sync_ms = (t.elapsed().as_millis() as u64).max(20);
-    println!("one full sync takes {full_sync_ms} ms");
+    let mut window = KillWindow { ms: 0 };
+    window.finished_in(t.elapsed());
+    println!("one full sync takes {} ms", window.ms);
 
     let mut rng = Rng::from_env_or_clock();
     let (mut killed, mut old_kept, mut new_reached) = (0, 0, 0);
     for round in 0..50 {
         let before = pl.current_version();
         let new = p.publish(&plannings[(round + 1) % plannings.len()]).version;
+        let started = Instant::now();
         let mut child = pl.command("sync").spawn().unwrap();
-        match kill_after(&mut child, Duration::from_millis(rng.below(full_sync_ms * 5 / 4))).await {
+        match kill_after(&mut child, window.delay(&mut rng)).await {
             None => killed += 1,
-            Some(status) => assert!(status.success(), "round {round}: an unkilled sync must succeed"),
+            Some(status) => {
+                assert!(status.success(), "round {round}: an unkilled sync must succeed");
+                window.finished_in(started.elapsed());
+            }
         }
         let after = pl
             .check_consistent(&p.trusted())
@@ -126,25 +148,25 @@ async fn publish_killed_at_random_moments_leaves_a_signed_head_and_a_verifiable_
     };
     let t = Instant::now();
     assert!(publish().status().await.unwrap().success());
-    let full_publish_ms = (t.elapsed().as_millis() as u64).max(20);
-    println!("one full publish takes {full_publish_ms} ms");
+    let mut window = KillWindow { ms: 0 };
+    window.finished_in(t.elapsed());
+    println!("one full publish takes {} ms", window.ms);
 
     let mut rng = Rng::from_env_or_clock();
     let mut killed = 0;
     for round in 0..20 {
         let before = p.data.store().unwrap().head_version().unwrap().unwrap().0;
+        let started = Instant::now();
         let mut child = publish().spawn().unwrap();
-        match kill_after(
-            &mut child,
-            Duration::from_millis(rng.below(full_publish_ms * 5 / 4)),
-        )
-        .await
-        {
+        match kill_after(&mut child, window.delay(&mut rng)).await {
             None => killed += 1,
-            Some(status) => assert!(
-                status.success(),
-                "round {round}: an unkilled publish must succeed"
-            ),
+            Some(status) => {
+                assert!(
+                    status.success(),
+                    "round {round}: an unkilled publish must succeed"
+                );
+                window.finished_in(started.elapsed());
+            }
         }
         let head = p.data.store().unwrap().head_version().unwrap().unwrap().0;
         assert!(
