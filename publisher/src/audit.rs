@@ -234,16 +234,11 @@ fn duration_text(ms: u64) -> String {
     format!("{}:{:02}", ms / 60_000, (ms / 1000) % 60)
 }
 
-/// One YAML line per item, so changed rules show as removed and added lines.
+/// One compact JSON line per item, so a changed rule shows as a removed and an added line.
 fn lines<T: serde::Serialize>(items: &[T]) -> Vec<String> {
     items
         .iter()
-        .map(|i| {
-            serde_json::to_string(i)
-                .unwrap_or_default()
-                .replace("\",\"", "\", \"")
-                .replace(['{', '}'], "")
-        })
+        .map(|i| serde_json::to_string(i).unwrap_or_default())
         .collect()
 }
 

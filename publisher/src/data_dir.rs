@@ -168,7 +168,7 @@ impl DataDir {
         let (password, generated) = match opts.admin_password {
             Some(p) => (p, None),
             None => {
-                let p = crate::random_token(18);
+                let p = crate::random_token();
                 (p.clone(), Some(p))
             }
         };

@@ -98,7 +98,7 @@ impl Db {
                 "password for `{username}` is too short: use at least 8 characters"
             )));
         }
-        let salt = SaltString::from_b64(&crate::random_token(16).replace(['-', '_'], "A"))
+        let salt = SaltString::encode_b64(&crate::random_bytes::<16>())
             .map_err(|e| PublisherError::Internal(e.to_string()))?;
         let hash = Argon2::default()
             .hash_password(password.as_bytes(), &salt)

@@ -18,19 +18,17 @@ pub use data_dir::{DataDir, InitOptions};
 pub use error::{PublisherError, Result};
 pub use server::{run, Head, ServeConfig, TlsListener, TransportMode};
 
-/// `n` bytes from the OS random source, as URL-safe base64 text.
-pub fn random_token(n: usize) -> String {
-    let mut bytes = vec![0u8; n];
-    // The OS random source failing leaves no safe way to make keys or tokens.
+/// `N` bytes from the OS random source.
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
+    // The OS random source failing leaves no safe way to make keys, salts or tokens.
     getrandom::getrandom(&mut bytes).expect("OS random source available");
-    URL_SAFE_NO_PAD.encode(bytes)
+    bytes
 }
 
-pub fn random_seed() -> [u8; 32] {
-    let mut seed = [0u8; 32];
-    // As above: without randomness there is no safe key.
-    getrandom::getrandom(&mut seed).expect("OS random source available");
-    seed
+/// 32 random bytes as URL-safe base64 text: player tokens, generated passwords.
+pub fn random_token() -> String {
+    URL_SAFE_NO_PAD.encode(random_bytes::<32>())
 }
 
 /// A puller configuration ready to save, as `player add` prints it.

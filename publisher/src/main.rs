@@ -144,7 +144,7 @@ fn main() -> anyhow::Result<()> {
                     tls_cert_and_key: tls_cert.zip(tls_key),
                     extra_names,
                 },
-                skycast_publisher::random_seed(),
+                skycast_publisher::random_bytes(),
             )?;
             println!("initialised {}", data.display());
             println!("signing key: {}", report.public_key);
@@ -199,7 +199,7 @@ fn main() -> anyhow::Result<()> {
             let dir = DataDir::open(&data)?;
             skycast_publisher::check_plain_name("player id", &id)?;
             skycast_publisher::check_plain_name("shop", &shop)?;
-            let token = format!("skp_{}", skycast_publisher::random_token(32));
+            let token = format!("skp_{}", skycast_publisher::random_token());
             let url = match server_url {
                 Some(u) => u,
                 None => dir.settings()?.public_url,

@@ -6,11 +6,10 @@ use std::io::Read;
 use std::num::NonZeroU64;
 use std::path::{Component, Path};
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, Timelike, Utc};
 use git2::Oid;
 use skycast_schema::{
-    verify, ContentHasher, Limits, Manifest, MediaEntry, MediaId, MediaKind, Planning, Program, TrustedKeys,
-    SCHEMA_V1,
+    verify, Limits, Manifest, MediaEntry, MediaId, MediaKind, Planning, Program, TrustedKeys, SCHEMA_V1,
 };
 
 use crate::data_dir::DataDir;
@@ -64,9 +63,8 @@ fn read_media(path: &Path, shown: &str, limits: &Limits) -> Result<(Vec<u8>, Med
     file.take(limits.max_media_bytes + 1)
         .read_to_end(&mut bytes)
         .map_err(PublisherError::io("read", path))?;
-    let mut hasher = ContentHasher::new();
-    hasher.update(&bytes);
-    Ok((bytes, hasher.finalize().0))
+    let id = MediaId::of(&bytes);
+    Ok((bytes, id))
 }
 
 /// Resolves a planning's media path against its directory, refusing absolute paths
@@ -229,7 +227,8 @@ fn commit_draft(
             .collect(),
         None => BTreeSet::new(),
     };
-    let now = now.with_nanosecond_zero();
+    // Manifests carry whole seconds: dropping the rest keeps emitted and parsed times equal.
+    let now = now.with_nanosecond(0).unwrap_or(now);
     let manifest = Manifest {
         schema: SCHEMA_V1.to_string(),
         // Cannot be zero: it is at least 1.
@@ -265,16 +264,4 @@ fn commit_draft(
         media_count: media.len(),
         new_media,
     })
-}
-
-trait NoNanos {
-    fn with_nanosecond_zero(self) -> Self;
-}
-
-impl NoNanos for DateTime<Utc> {
-    /// Manifests carry whole seconds; dropping the rest keeps emitted and parsed times equal.
-    fn with_nanosecond_zero(self) -> Self {
-        use chrono::Timelike;
-        self.with_nanosecond(0).unwrap_or(self)
-    }
 }

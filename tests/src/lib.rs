@@ -99,7 +99,7 @@ impl PublisherFixture {
                 tls_cert_and_key: None,
                 extra_names: Vec::new(),
             },
-            skycast_publisher::random_seed(),
+            skycast_publisher::random_bytes(),
         )
         .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
