@@ -281,8 +281,8 @@ async fn attempt(
             detail: "the server ended the answer early".into(),
         });
     }
-    file.sync_all().await.map_err(io("fsync", &partial))?;
     drop(file);
+    // `finish` fsyncs before the rename, for resumed and fresh downloads alike.
     finish(layout, entry, &partial, &hasher, &url).await?;
     Ok(Attempt::Done)
 }
