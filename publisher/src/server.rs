@@ -15,7 +15,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use git2::Oid;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
+pub use skycast_schema::Head;
 use skycast_schema::MediaId;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
@@ -47,16 +48,6 @@ impl ServeConfig {
             head_check_interval: Duration::from_millis(200),
         }
     }
-}
-
-/// The protocol's answer to `GET /v1/head`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Head {
-    pub version: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub published_at: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub manifest: Option<String>,
 }
 
 const MAX_WAIT_SECS: u64 = 60;

@@ -82,15 +82,7 @@ pub fn describe(e: &reqwest::Error) -> String {
     out
 }
 
-/// Answer of `GET /v1/head`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct Head {
-    pub version: u64,
-    #[serde(default)]
-    pub published_at: Option<String>,
-    #[serde(default)]
-    pub manifest: Option<String>,
-}
+pub use skycast_schema::Head;
 
 /// A small answer read in full, with the server's `Date` header if it sent one.
 #[derive(Debug)]

@@ -4,6 +4,7 @@
 pub mod content_id;
 pub mod manifest;
 pub mod planning;
+pub mod protocol;
 pub mod signature;
 mod strict_yaml;
 pub mod time_spec;
@@ -14,6 +15,7 @@ pub use manifest::{
     MediaKind, PlayOrder, Playlist, Program, ScheduleRule, Shop, SCHEMA_V1,
 };
 pub use planning::{MediaMeta, Planning};
+pub use protocol::Head;
 pub use signature::{
     check_installable, verify, KeyError, KeyId, PublicKey, Refusal, SecretKey, TrustedKeys, Verified,
     VerifyError,
