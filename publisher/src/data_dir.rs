@@ -106,16 +106,6 @@ impl DataDir {
         Ok(StoreLock { _file: file })
     }
 
-    /// Like `lock_store`, but `None` at once if someone else holds it.
-    pub fn try_lock_store(&self) -> Result<Option<StoreLock>> {
-        let file = self.open_lock_file()?;
-        match file.try_lock() {
-            Ok(()) => Ok(Some(StoreLock { _file: file })),
-            Err(fs::TryLockError::WouldBlock) => Ok(None),
-            Err(fs::TryLockError::Error(e)) => Err(PublisherError::io("lock", self.store_lock_path())(e)),
-        }
-    }
-
     fn open_lock_file(&self) -> Result<fs::File> {
         let path = self.store_lock_path();
         fs::OpenOptions::new()

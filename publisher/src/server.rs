@@ -175,12 +175,6 @@ async fn refresh_head(state: &Arc<AppState>) -> Result<()> {
         if oid == seen {
             return Ok(None);
         }
-        // Tags are repaired only when no publish is running; the next check retries.
-        // Stale git lock files are left to the next publish: serving never deletes
-        // files another writer may own.
-        if let Some(_lock) = data.try_lock_store()? {
-            store.repair_tags()?;
-        }
         let media = match oid {
             Some(o) => store.media_ids_in(&store.find_commit(o)?)?,
             None => Vec::new(),
