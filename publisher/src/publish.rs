@@ -124,6 +124,7 @@ pub fn publish_planning(
                 .unwrap_or(stem),
             artist: meta.artist.or(info.artist).filter(|a| !a.trim().is_empty()),
             kind: meta.kind.unwrap_or(MediaKind::Music),
+            loudness_lufs: info.loudness_lufs,
         };
         files.push((rel.to_string(), entry, bytes));
     }

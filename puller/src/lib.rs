@@ -3,6 +3,7 @@
 //!
 //! Entry points: [`sync_once`] (one pull), [`run`] (the daemon loop), [`status`].
 
+pub mod audio;
 pub mod client;
 pub mod config;
 pub mod download;

@@ -4,7 +4,9 @@
 pub mod content_id;
 pub mod manifest;
 pub mod planning;
+pub mod playback;
 pub mod protocol;
+pub mod schedule;
 pub mod signature;
 mod strict_yaml;
 pub mod time_spec;
@@ -15,7 +17,9 @@ pub use manifest::{
     MediaKind, PlayOrder, Playlist, Program, ScheduleRule, Shop, SCHEMA_V1,
 };
 pub use planning::{MediaMeta, Planning};
+pub use playback::{gain_db, AfterMode, MessageMode, MessageModes, Playback, StartMode, TargetLoudness};
 pub use protocol::Head;
+pub use schedule::{History, Message, MessageSource, MusicPick, Next, OpenPeriod, Priority, ScheduleError, ShopSchedule};
 pub use signature::{
     check_installable, verify, KeyError, KeyId, PublicKey, Refusal, SecretKey, TrustedKeys, Verified,
     VerifyError,

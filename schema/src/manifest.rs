@@ -6,7 +6,10 @@ use std::num::NonZeroU64;
 
 use serde::{Deserialize, Serialize};
 
+use chrono::NaiveDate;
+
 use crate::content_id::MediaId;
+use crate::playback::{AfterMode, Playback, StartMode};
 use crate::strict_yaml::check_no_duplicate_keys;
 use crate::time_spec::{DailyHours, DateRange, DayRange, Instant, TimeOfDay, TimeWindow, Weekday};
 
@@ -78,6 +81,9 @@ pub struct MediaEntry {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub artist: Option<String>,
     pub kind: MediaKind,
+    /// Integrated loudness (EBU R128) measured at publish time; absent for silence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loudness_lufs: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -121,6 +127,9 @@ pub struct Shop<R> {
     pub tags: Vec<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub hours: BTreeMap<Weekday, DailyHours>,
+    /// Dates whose hours differ from the weekday's (holidays, late openings).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub exceptions: BTreeMap<NaiveDate, DailyHours>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub closing_announcement: Option<ClosingAnnouncement<R>>,
 }
@@ -152,6 +161,14 @@ pub struct AdRule<R> {
     pub every_tracks: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub at: Option<Vec<TimeOfDay>>,
+    /// Days the rule applies (a campaign); always when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dates: Option<DateRange>,
+    /// Overrides `playback.messages.ad.start` for this rule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<StartMode>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<AfterMode>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -176,6 +193,11 @@ pub struct Interrupt<R> {
     pub not_before: Option<Instant>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_after: Option<Instant>,
+    /// Overrides the start mode of the interrupt's kind for this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<StartMode>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<AfterMode>,
 }
 
 /// What plays where and when: the part of a manifest a planning also has.
@@ -195,6 +217,8 @@ pub struct Program<R> {
     pub ads: Vec<AdRule<R>>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub interrupts: Vec<Interrupt<R>>,
+    #[serde(default, skip_serializing_if = "Playback::is_default")]
+    pub playback: Playback,
 }
 
 impl<R> Default for Program<R> {
@@ -205,6 +229,7 @@ impl<R> Default for Program<R> {
             schedule: Vec::new(),
             ads: Vec::new(),
             interrupts: Vec::new(),
+            playback: Playback::default(),
         }
     }
 }
@@ -240,6 +265,7 @@ impl<R> Program<R> {
                 Shop {
                     tags: shop.tags,
                     hours: shop.hours,
+                    exceptions: shop.exceptions,
                     closing_announcement,
                 },
             );
@@ -251,6 +277,9 @@ impl<R> Program<R> {
                 shops: ad.shops,
                 every_tracks: ad.every_tracks,
                 at: ad.at,
+                dates: ad.dates,
+                start: ad.start,
+                after: ad.after,
             });
         }
         let mut interrupts = Vec::with_capacity(self.interrupts.len());
@@ -262,6 +291,8 @@ impl<R> Program<R> {
                 shops: int.shops,
                 not_before: int.not_before,
                 not_after: int.not_after,
+                start: int.start,
+                after: int.after,
             });
         }
         Ok(Program {
@@ -270,6 +301,7 @@ impl<R> Program<R> {
             schedule: self.schedule,
             ads,
             interrupts,
+            playback: self.playback,
         })
     }
 
@@ -361,6 +393,41 @@ impl<R> Program<R> {
                 }
             }
         }
+        if let Some(name) = &self.playback.fallback_playlist {
+            if !self.playlists.contains_key(name) {
+                return Err(invalid(
+                    "playback.fallback_playlist",
+                    format!("no playlist is named `{name}`"),
+                ));
+            }
+        }
+        if self.playback.fade_ms > 10_000 {
+            return Err(invalid("playback.fade_ms", "must be at most 10000 (10 s)"));
+        }
+        let modes = &self.playback.messages;
+        for (kind, mode) in [
+            ("ad", modes.ad),
+            ("play_now", modes.play_now),
+            ("closing", modes.closing),
+            ("urgent", modes.urgent),
+        ] {
+            if mode.duck_db.is_some_and(|db| !(-60.0..=0.0).contains(&db)) {
+                return Err(invalid(
+                    format!("playback.messages.{kind}.duck_db"),
+                    "must be between -60 and 0 (dB the music is lowered by)",
+                ));
+            }
+        }
+        for (name, shop) in &self.shops {
+            if let Some(c) = &shop.closing_announcement {
+                if c.minutes_before == 0 || c.minutes_before > 24 * 60 {
+                    return Err(invalid(
+                        format!("shops.{name}.closing_announcement.minutes_before"),
+                        "must be between 1 and 1440",
+                    ));
+                }
+            }
+        }
         let mut interrupt_ids = BTreeSet::new();
         for (i, int) in self.interrupts.iter().enumerate() {
             if !interrupt_ids.insert(int.id.as_str()) {
@@ -447,6 +514,8 @@ struct ManifestWire {
     ads: Vec<AdRule<MediaId>>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     interrupts: Vec<Interrupt<MediaId>>,
+    #[serde(default, skip_serializing_if = "Playback::is_default")]
+    playback: Playback,
 }
 
 impl From<ManifestWire> for Manifest {
@@ -465,6 +534,7 @@ impl From<ManifestWire> for Manifest {
                 schedule: w.schedule,
                 ads: w.ads,
                 interrupts: w.interrupts,
+                playback: w.playback,
             },
         }
     }
@@ -485,6 +555,7 @@ impl From<Manifest> for ManifestWire {
             schedule: m.program.schedule,
             ads: m.program.ads,
             interrupts: m.program.interrupts,
+            playback: m.program.playback,
         }
     }
 }

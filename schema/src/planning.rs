@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::manifest::{AdRule, Interrupt, ManifestError, MediaKind, Playlist, Program, ScheduleRule, Shop};
+use crate::playback::Playback;
 use crate::strict_yaml::check_no_duplicate_keys;
 
 fn default_valid_days() -> u32 {
@@ -51,6 +52,8 @@ struct PlanningWire {
     ads: Vec<AdRule<String>>,
     #[serde(default)]
     interrupts: Vec<Interrupt<String>>,
+    #[serde(default)]
+    playback: Playback,
 }
 
 impl Planning {
@@ -67,6 +70,7 @@ impl Planning {
                 schedule: w.schedule,
                 ads: w.ads,
                 interrupts: w.interrupts,
+                playback: w.playback,
             },
         };
         if !(1..=3660).contains(&planning.valid_days) {
