@@ -1,8 +1,10 @@
 //! Media ingest checks: a file is accepted only if symphonia decodes it as MP3 from
-//! start to end; duration and ID3 title/artist come out of the same pass.
+//! start to end; duration, ID3 title/artist and EBU R128 loudness come out of the same pass.
 
 use std::io::Cursor;
 
+use ebur128::{Channel, EbuR128, Mode};
+use symphonia::core::audio::{AudioBufferRef, SampleBuffer, SignalSpec};
 use symphonia::core::codecs::DecoderOptions;
 use symphonia::core::errors::Error as SymError;
 use symphonia::core::formats::FormatOptions;
@@ -15,6 +17,51 @@ pub struct Mp3Info {
     pub duration_ms: u64,
     pub title: Option<String>,
     pub artist: Option<String>,
+    /// Integrated loudness (EBU R128, two decimals); `None` for digital silence.
+    pub loudness_lufs: Option<f64>,
+}
+
+/// Integrated loudness of decoded audio, fed one decoded packet at a time.
+struct LoudnessMeter {
+    meter: EbuR128,
+    spec: SignalSpec,
+    samples: SampleBuffer<f32>,
+}
+
+impl LoudnessMeter {
+    fn new(first: &AudioBufferRef) -> Option<LoudnessMeter> {
+        let spec = *first.spec();
+        let channels = spec.channels.count() as u32;
+        let mut meter = EbuR128::new(channels, spec.rate, Mode::I).ok()?;
+        if channels == 1 {
+            // The player plays a mono file on both stereo channels, so it is heard (and a
+            // recording measures) 3 dB louder than one channel alone: count it twice.
+            meter.set_channel(0, Channel::DualMono).ok()?;
+        }
+        let samples = SampleBuffer::new(first.capacity() as u64, spec);
+        Some(LoudnessMeter { meter, spec, samples })
+    }
+
+    /// Adds one decoded packet; `false` when the stream changed format mid-file, which
+    /// the meter cannot follow without restarting.
+    fn add(&mut self, decoded: &AudioBufferRef) -> bool {
+        if *decoded.spec() != self.spec {
+            return false;
+        }
+        let needed = decoded.capacity() * self.spec.channels.count();
+        if self.samples.capacity() < needed {
+            self.samples = SampleBuffer::new(decoded.capacity() as u64, self.spec);
+        }
+        self.samples.copy_interleaved_ref(decoded.clone());
+        self.meter.add_frames_f32(self.samples.samples()).is_ok()
+    }
+
+    /// Rounded to two decimals; `None` when nothing was loud enough to measure
+    /// (silence measures -inf).
+    fn integrated_lufs(&self) -> Option<f64> {
+        let lufs = self.meter.loudness_global().ok()?;
+        lufs.is_finite().then(|| (lufs * 100.0).round() / 100.0)
+    }
 }
 
 /// Decodes `bytes` fully; `Err` holds a reason a person can act on.
@@ -67,6 +114,8 @@ pub fn inspect_mp3(bytes: &[u8]) -> Result<Mp3Info, String> {
         .map_err(|e| format!("no decoder for this audio ({e})"))?;
 
     let mut frames: u64 = 0;
+    // Outer `None` until the first packet decodes; inner `None` once loudness cannot be measured.
+    let mut loudness: Option<Option<LoudnessMeter>> = None;
     loop {
         let packet = match format.next_packet() {
             Ok(p) => p,
@@ -82,7 +131,13 @@ pub fn inspect_mp3(bytes: &[u8]) -> Result<Mp3Info, String> {
             continue;
         }
         match decoder.decode(&packet) {
-            Ok(buf) => frames += buf.frames() as u64,
+            Ok(buf) => {
+                frames += buf.frames() as u64;
+                let meter = loudness.get_or_insert_with(|| LoudnessMeter::new(&buf));
+                if meter.as_mut().is_some_and(|m| !m.add(&buf)) {
+                    *meter = None;
+                }
+            }
             Err(e) => {
                 return Err(format!(
                     "audio frame at {} ms does not decode ({e})",
@@ -108,6 +163,7 @@ pub fn inspect_mp3(bytes: &[u8]) -> Result<Mp3Info, String> {
         duration_ms: frames * 1000 / sample_rate as u64,
         title,
         artist,
+        loudness_lufs: loudness.flatten().and_then(|m| m.integrated_lufs()),
     })
 }
 
@@ -126,6 +182,47 @@ mod tests {
     fn a_real_mp3_decodes_with_its_duration() {
         let info = inspect_mp3(&example("ads/coffee.mp3")).unwrap();
         assert!(info.duration_ms > 1000, "{info:?}");
+    }
+
+    #[test]
+    fn loudness_is_measured_in_the_decoding_pass() {
+        let lufs = |name: &str| {
+            inspect_mp3(&example(name))
+                .unwrap()
+                .loudness_lufs
+                .unwrap_or_else(|| panic!("{name}: no loudness"))
+        };
+        let (loud, quiet) = (lufs("loudness/loud.mp3"), lufs("loudness/quiet.mp3"));
+        for value in [loud, quiet] {
+            assert!(
+                (-40.0..=-5.0).contains(&value),
+                "implausible loudness {value} LUFS"
+            );
+        }
+        // The two files hold the same noise 12 dB apart.
+        assert!(
+            (loud - quiet - 12.0).abs() <= 0.5,
+            "loud {loud} LUFS, quiet {quiet} LUFS"
+        );
+        assert_eq!(loud, (loud * 100.0).round() / 100.0, "rounded to two decimals");
+        assert!(inspect_mp3(&example("ads/coffee.mp3"))
+            .unwrap()
+            .loudness_lufs
+            .is_some());
+    }
+
+    #[test]
+    fn digital_silence_has_no_loudness() {
+        use symphonia::core::audio::{AudioBuffer, Channels, Signal};
+        let spec = SignalSpec::new(44_100, Channels::FRONT_LEFT | Channels::FRONT_RIGHT);
+        let mut silence = AudioBuffer::<f32>::new(4410, spec);
+        silence.render_silence(None);
+        let mut meter =
+            LoudnessMeter::new(&AudioBufferRef::F32(std::borrow::Cow::Borrowed(&silence))).unwrap();
+        for _ in 0..50 {
+            assert!(meter.add(&AudioBufferRef::F32(std::borrow::Cow::Borrowed(&silence))));
+        }
+        assert_eq!(meter.integrated_lufs(), None);
     }
 
     #[test]
