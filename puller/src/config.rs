@@ -5,8 +5,11 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use skycast_schema::{PublicKey, TrustedKeys};
+
+use crate::audio::OutputSpec;
 
 /// Whether the puller may talk to a server over plain HTTP. HTTPS only unless a
 /// test or a lab explicitly opts out.
@@ -94,6 +97,9 @@ struct ConfigFile {
     parallel_downloads: usize,
     #[serde(default)]
     allow_insecure_http: bool,
+    /// `speaker` (default), `null` or `wav:PATH`.
+    #[serde(default)]
+    output: Option<String>,
 }
 
 fn default_poll_interval() -> u64 {
@@ -114,6 +120,12 @@ pub struct Overrides {
     pub data: Option<PathBuf>,
     /// `Some(AllowInsecureHttp)` when `--allow-insecure-http` was given.
     pub transport: Option<TransportPolicy>,
+    /// `--output`.
+    pub output: Option<OutputSpec>,
+    /// `--clock-start`: the player's clock starts at this instant.
+    pub clock_start: Option<DateTime<Utc>>,
+    /// `--clock-rate`: seconds of audio per wall-clock second (tests, demos).
+    pub clock_rate: Option<f64>,
 }
 
 /// A checked configuration. Build it with [`Config::load`] or [`Config::from_toml`].
@@ -133,6 +145,10 @@ pub struct Config {
     pub long_poll: Duration,
     pub parallel_downloads: usize,
     pub transport: TransportPolicy,
+    /// Where the player's sound goes.
+    pub output: OutputSpec,
+    pub clock_start: Option<DateTime<Utc>>,
+    pub clock_rate: f64,
 }
 
 impl Config {
@@ -228,6 +244,11 @@ impl Config {
         at_least("poll_interval_secs", file.poll_interval_secs, 1)?;
         at_least("long_poll_secs", file.long_poll_secs, 1)?;
         at_least("parallel_downloads", file.parallel_downloads as u64, 1)?;
+        let output = match (&overrides.output, &file.output) {
+            (Some(o), _) => o.clone(),
+            (None, Some(text)) => text.parse::<OutputSpec>().map_err(|e| parse_err(e.to_string()))?,
+            (None, None) => OutputSpec::default(),
+        };
         Ok(Config {
             player_id: file.player_id,
             shop: file.shop,
@@ -241,6 +262,9 @@ impl Config {
             long_poll: Duration::from_secs(file.long_poll_secs.min(60)),
             parallel_downloads: file.parallel_downloads.min(64),
             transport,
+            output,
+            clock_start: overrides.clock_start,
+            clock_rate: overrides.clock_rate.unwrap_or(1.0),
         })
     }
 

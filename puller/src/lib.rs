@@ -8,6 +8,8 @@ pub mod client;
 pub mod config;
 pub mod download;
 pub mod local_store;
+pub mod play_log;
+pub mod player;
 pub mod state;
 pub mod status;
 #[cfg(test)]
@@ -18,6 +20,8 @@ use std::fmt;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use skycast_schema::{check_installable, verify, Limits, Manifest, Refusal, VerifyError};
 
@@ -25,10 +29,25 @@ pub use client::{Client, ClientError, Head, MAX_MANIFEST_BYTES, MAX_SIGNATURE_BY
 pub use config::{Config, ConfigError, Overrides, Token, TransportPolicy};
 pub use download::{DownloadError, DownloadStats};
 pub use local_store::{Layout, Pruned, StoreError};
+pub use player::{PlayEvent, PlayerError, PlayerHandle, PlayerOptions};
 pub use state::{LastSync, StateError};
 pub use status::{status_at, Status, StatusError};
 
 use state::State;
+
+/// `N` random bytes from the OS (ids of play log rows and runs, shuffle seeds).
+pub(crate) fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
+    // Without OS randomness nothing about the machine can be trusted; ids still
+    // need to differ, so fall back to the clock's nanoseconds rather than fail.
+    if getrandom::getrandom(&mut bytes).is_err() {
+        let nanos = Utc::now().timestamp_nanos_opt().unwrap_or_default().to_le_bytes();
+        for (i, b) in bytes.iter_mut().enumerate() {
+            *b = nanos[i % nanos.len()] ^ (i as u8);
+        }
+    }
+    bytes
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
@@ -287,10 +306,25 @@ async fn sync_locked(
 /// The daemon: long-polls `head`, syncs when it moves, retries failures every
 /// `poll_interval`, and returns when `shutdown` completes. Interrupting a sync at
 /// any point is safe: downloads resume and `current` is only swapped atomically.
-pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), ClientError> {
+///
+/// With a `shop` in the config it also plays: the player thread starts on the
+/// local `current` version (so a shop plays with the network down) and gets each
+/// version the syncs install; `on_event` hears what it plays.
+pub async fn run(
+    config: Config,
+    on_event: impl FnMut(&PlayEvent) + Send + 'static,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RunError> {
     let client = Client::new(&config)?;
     let layout = Layout::new(&config.data);
     tokio::pin!(shutdown);
+    let player = match &config.shop {
+        Some(shop) => Some(start_player(&config, &layout, shop, Box::new(on_event))?),
+        None => {
+            tracing::info!("no `shop` in the config: syncing without playing");
+            None
+        }
+    };
     tracing::info!(
         player_id = %config.player_id,
         server = %config.server,
@@ -309,6 +343,14 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             match result {
                 Ok(report) => {
                     need_sync = false;
+                    if let (Some(p), SyncOutcome::Swapped { .. }) = (&player, report.outcome) {
+                        match layout.load_verified(report.version, &config.trusted()) {
+                            Ok(m) => p.install(Arc::new(m)),
+                            Err(e) => {
+                                tracing::error!(error = %e, "cannot hand the new version to the player")
+                            }
+                        }
+                    }
                     if let Some(reason) = &report.stale_reason {
                         tracing::warn!(version = report.version, reason = %reason, "active version is stale");
                     }
@@ -376,9 +418,70 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             }
         }
     }
+    if let Some(p) = player {
+        tokio::task::block_in_place(|| p.stop())?;
+    }
     tracing::info!("puller stopped");
     Ok(())
 }
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error(transparent)]
+    Player(#[from] PlayerError),
+}
+
+fn start_player(
+    config: &Config,
+    layout: &Layout,
+    shop: &str,
+    on_event: Box<dyn FnMut(&PlayEvent) + Send>,
+) -> Result<PlayerHandle, PlayerError> {
+    let manifest = match layout.current_version()? {
+        Some(v) => Some(Arc::new(layout.load_verified(v, &config.trusted())?)),
+        None => None,
+    };
+    let snapshot = State::read_only_snapshot(&layout.state_db()).unwrap_or_default();
+    let clock_correction_ms = clock_correction(
+        snapshot.clock_offset_ms,
+        manifest.as_ref().map(|m| &***m),
+        Utc::now(),
+    );
+    if clock_correction_ms != 0 && config.clock_start.is_none() {
+        tracing::warn!(
+            offset_ms = clock_correction_ms,
+            "the local clock is wrong: playing on the server's time"
+        );
+    }
+    let options = PlayerOptions {
+        shop: shop.to_string(),
+        output: config.output.clone(),
+        clock_start: config.clock_start,
+        clock_rate: config.clock_rate,
+        clock_correction_ms,
+        data: config.data.clone(),
+    };
+    tracing::info!(shop, output = %options.output, clock_rate = options.clock_rate, "player starting");
+    player::spawn(options, manifest, on_event)
+}
+
+/// Milliseconds to add to the local clock. The server's time wins when the local
+/// clock is obviously wrong (earlier than the manifest was published) or off by more
+/// than a few seconds; a small offset is network latency, not a wrong clock.
+pub fn clock_correction(offset_ms: Option<i64>, manifest: Option<&Manifest>, now: DateTime<Utc>) -> i64 {
+    let Some(offset) = offset_ms else { return 0 };
+    let before_publish = manifest.is_some_and(|m| now < m.published_at.0);
+    if before_publish || offset.abs() > CLOCK_TOLERANCE_MS {
+        offset
+    } else {
+        0
+    }
+}
+
+/// Offsets up to this are left alone (latency, small drift).
+pub const CLOCK_TOLERANCE_MS: i64 = 2_000;
 
 /// Sleeps for `d`; true when shutdown came first.
 async fn sleep_or_shutdown<F: Future<Output = ()>>(

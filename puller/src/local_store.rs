@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use nix::fcntl::{Flock, FlockArg};
-use skycast_schema::{Limits, Manifest, MediaId, Verified};
+use skycast_schema::{verify, Limits, Manifest, MediaId, TrustedKeys, Verified};
 
 const CURRENT: &str = "current";
 const CURRENT_TMP_PREFIX: &str = "current.tmp-";
@@ -190,6 +190,28 @@ impl Layout {
         })?;
         Manifest::parse_with(&bytes, &Limits::default()).map_err(|e| StoreError::BadInstalledManifest {
             path,
+            reason: e.to_string(),
+        })
+    }
+
+    /// The manifest of an installed version, its signature checked again: what the
+    /// player may trust after a restart.
+    pub fn load_verified(
+        &self,
+        version: u64,
+        trusted: &TrustedKeys,
+    ) -> Result<Verified<Manifest>, StoreError> {
+        let dir = self.version_dir(version);
+        let read = |name: &str| {
+            let path = dir.join(name);
+            fs::read(&path).map_err(|e| StoreError::BadInstalledManifest {
+                path: path.clone(),
+                reason: e.to_string(),
+            })
+        };
+        let (bytes, sig) = (read("manifest.yaml")?, read("manifest.yaml.sig")?);
+        verify(&bytes, &sig, trusted, &Limits::default()).map_err(|e| StoreError::BadInstalledManifest {
+            path: dir.join("manifest.yaml"),
             reason: e.to_string(),
         })
     }

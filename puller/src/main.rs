@@ -4,9 +4,10 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand};
-use skycast_puller::{Config, Overrides, TransportPolicy};
+use skycast_puller::audio::OutputSpec;
+use skycast_puller::{Config, Overrides, PlayEvent, TransportPolicy};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -44,6 +45,31 @@ struct Common {
     /// Accept a plain http:// server URL (test benches only).
     #[arg(long)]
     allow_insecure_http: bool,
+    /// Where the sound goes: speaker, null (clocked, discarded) or wav:PATH (a recording
+    /// of exactly what the shop hears). Overrides `output` in the config.
+    #[arg(long, value_name = "OUTPUT")]
+    output: Option<OutputSpec>,
+    /// Start the player's clock at this instant (RFC 3339) instead of the system clock;
+    /// it then runs in real time (tests, demos).
+    #[arg(long, value_name = "RFC3339", value_parser = parse_instant)]
+    clock_start: Option<DateTime<Utc>>,
+    /// Seconds of audio played per second of wall time (default 1; tests and demos
+    /// use more to cover hours in minutes; outputs null and wav only).
+    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+    clock_rate: Option<f64>,
+}
+
+fn parse_instant(s: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| format!("`{s}` is not an RFC 3339 instant like 2026-12-01T09:00:00+01:00 ({e})"))
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if (0.01..=1000.0).contains(&r) => Ok(r),
+        _ => Err(format!("`{s}` is not a clock rate between 0.01 and 1000")),
+    }
 }
 
 impl Common {
@@ -54,6 +80,9 @@ impl Common {
             transport: self
                 .allow_insecure_http
                 .then_some(TransportPolicy::AllowInsecureHttp),
+            output: self.output.clone(),
+            clock_start: self.clock_start,
+            clock_rate: self.clock_rate,
         };
         Ok(Config::load_with(&self.config, &overrides)?)
     }
@@ -116,7 +145,9 @@ fn main() -> ExitCode {
                 Err(e) => fail(EXIT_FAILED, &e.into()),
             }
         } else {
-            match skycast_puller::run(config, shutdown_signal()).await {
+            // The readable run lines: one per thing that starts playing.
+            let print_event = |event: &PlayEvent| println!("{event}");
+            match skycast_puller::run(config, print_event, shutdown_signal()).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => fail(EXIT_FAILED, &e.into()),
             }

@@ -1,0 +1,363 @@
+//! The play log in `state.sqlite`: one row per stretch of playback, written before
+//! the sound starts, together with the resolver's history, so a `kill -9` can
+//! neither lose a play nor make a message play twice.
+
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+use skycast_schema::{History, MediaId};
+
+#[derive(Debug, thiserror::Error)]
+#[error("play log {path}: {source}: check the disk and permissions of the data directory")]
+pub struct PlayLogError {
+    path: PathBuf,
+    #[source]
+    source: rusqlite::Error,
+}
+
+/// How a stretch of playback ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Still playing (or the player died while it played, until the next start).
+    Playing,
+    /// Played to its end.
+    Complete,
+    /// Cut by a message, closing time, a stop or a crash, and not continued.
+    Interrupted,
+    /// Cut by a message and continued later in another row (`resumed_from` there).
+    Resumed,
+    /// Chosen but could not be played (the file did not decode).
+    Skipped,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Playing => "playing",
+            Outcome::Complete => "complete",
+            Outcome::Interrupted => "interrupted",
+            Outcome::Resumed => "resumed",
+            Outcome::Skipped => "skipped",
+        }
+    }
+}
+
+/// What a row records about the start of a play.
+#[derive(Debug, Clone)]
+pub struct PlayStart<'a> {
+    pub media: MediaId,
+    pub title: &'a str,
+    /// `music`, `ad`, `closing`, `play_now` or `urgent`.
+    pub kind: &'a str,
+    /// The playlist, or the message key.
+    pub source: &'a str,
+    pub version: u64,
+    pub started_at: DateTime<Utc>,
+    /// Where in the file this stretch starts.
+    pub position_ms: u64,
+    /// Where in the output (the recording) it starts: milliseconds since the player started.
+    pub output_ms: u64,
+    pub resumed_from: Option<&'a str>,
+}
+
+/// One row, as `status` and tests read it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlayRow {
+    pub id: String,
+    pub run_id: String,
+    pub media: String,
+    pub title: String,
+    pub kind: String,
+    pub source: String,
+    pub version: u64,
+    pub started_at: String,
+    pub ended_at: Option<String>,
+    pub position_ms: u64,
+    pub end_position_ms: Option<u64>,
+    pub output_ms: u64,
+    pub outcome: String,
+    pub resumed_from: Option<String>,
+}
+
+pub struct PlayLog {
+    conn: Connection,
+    path: PathBuf,
+    run_id: String,
+}
+
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+impl PlayLog {
+    /// Opens the log and closes the rows a previous run left `playing` (it died):
+    /// they become `interrupted` at their last recorded progress.
+    pub fn open(path: &Path, run_id: &str) -> Result<PlayLog, PlayLogError> {
+        let err = |source| PlayLogError {
+            path: path.to_path_buf(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(err)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL;
+             PRAGMA synchronous=FULL;
+             CREATE TABLE IF NOT EXISTS plays (
+                 id TEXT PRIMARY KEY,
+                 run_id TEXT NOT NULL,
+                 media TEXT NOT NULL,
+                 title TEXT NOT NULL,
+                 kind TEXT NOT NULL,
+                 source TEXT NOT NULL,
+                 version INTEGER NOT NULL,
+                 started_at TEXT NOT NULL,
+                 ended_at TEXT,
+                 position_ms INTEGER NOT NULL,
+                 end_position_ms INTEGER,
+                 output_ms INTEGER NOT NULL,
+                 outcome TEXT NOT NULL,
+                 resumed_from TEXT REFERENCES plays(id)
+             );
+             CREATE INDEX IF NOT EXISTS plays_started ON plays(started_at);
+             CREATE TABLE IF NOT EXISTS player_history (
+                 shop TEXT PRIMARY KEY,
+                 history TEXT NOT NULL
+             );",
+        )
+        .map_err(err)?;
+        conn.execute(
+            "UPDATE plays SET outcome = 'interrupted' WHERE outcome = 'playing'",
+            [],
+        )
+        .map_err(err)?;
+        Ok(PlayLog {
+            conn,
+            path: path.to_path_buf(),
+            run_id: run_id.to_string(),
+        })
+    }
+
+    fn err(&self) -> impl Fn(rusqlite::Error) -> PlayLogError + '_ {
+        |source| PlayLogError {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// The resolver's history for `shop`, or `None` on a first start.
+    pub fn history(&self, shop: &str) -> Result<Option<History>, PlayLogError> {
+        let text: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT history FROM player_history WHERE shop = ?1",
+                [shop],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(self.err())?;
+        // A history that no longer parses (older format) is started afresh: it only
+        // steers ad counts and playlist positions, never what may be trusted.
+        Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
+    }
+
+    /// Records a start and the history that includes it, in one transaction.
+    /// Returns the new row's id.
+    pub fn start(
+        &mut self,
+        play: &PlayStart<'_>,
+        shop: &str,
+        history: &History,
+    ) -> Result<String, PlayLogError> {
+        let id = hex::encode(crate::random_bytes::<16>());
+        let history_json = serde_json::to_string(history).unwrap_or_default();
+        let path = self.path.clone();
+        let err = move |source| PlayLogError {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(&err)?;
+        tx.execute(
+            "INSERT INTO plays (id, run_id, media, title, kind, source, version, started_at, position_ms,
+                                output_ms, outcome, resumed_from)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'playing', ?11)",
+            params![
+                id,
+                self.run_id,
+                play.media.to_string(),
+                play.title,
+                play.kind,
+                play.source,
+                play.version as i64,
+                rfc3339(play.started_at),
+                play.position_ms as i64,
+                play.output_ms as i64,
+                play.resumed_from,
+            ],
+        )
+        .map_err(&err)?;
+        tx.execute(
+            "INSERT INTO player_history (shop, history) VALUES (?1, ?2)
+             ON CONFLICT(shop) DO UPDATE SET history = excluded.history",
+            params![shop, history_json],
+        )
+        .map_err(&err)?;
+        tx.commit().map_err(&err)?;
+        Ok(id)
+    }
+
+    /// Saves progress of a row that is still playing, so a crash loses little.
+    pub fn progress(&self, id: &str, at: DateTime<Utc>, position_ms: u64) -> Result<(), PlayLogError> {
+        self.conn
+            .execute(
+                "UPDATE plays SET ended_at = ?2, end_position_ms = ?3 WHERE id = ?1 AND outcome = 'playing'",
+                params![id, rfc3339(at), position_ms as i64],
+            )
+            .map(|_| ())
+            .map_err(self.err())
+    }
+
+    pub fn finish(
+        &self,
+        id: &str,
+        at: DateTime<Utc>,
+        position_ms: u64,
+        outcome: Outcome,
+    ) -> Result<(), PlayLogError> {
+        self.conn
+            .execute(
+                "UPDATE plays SET ended_at = ?2, end_position_ms = ?3, outcome = ?4 WHERE id = ?1",
+                params![id, rfc3339(at), position_ms as i64, outcome.as_str()],
+            )
+            .map(|_| ())
+            .map_err(self.err())
+    }
+
+    /// Marks a row `resumed` once its continuation has started.
+    pub fn mark_resumed(&self, id: &str) -> Result<(), PlayLogError> {
+        self.conn
+            .execute("UPDATE plays SET outcome = 'resumed' WHERE id = ?1", [id])
+            .map(|_| ())
+            .map_err(self.err())
+    }
+}
+
+/// Every row, oldest first, read without writing anything.
+pub fn read_all(path: &Path) -> Result<Vec<PlayRow>, PlayLogError> {
+    let err = |source| PlayLogError {
+        path: path.to_path_buf(),
+        source,
+    };
+    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(err)?;
+    let has_table: bool = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'plays'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .map_err(err)?
+        > 0;
+    if !has_table {
+        return Ok(Vec::new());
+    }
+    let mut stmt = conn
+        .prepare(
+            "SELECT id, run_id, media, title, kind, source, version, started_at, ended_at, position_ms,
+                    end_position_ms, output_ms, outcome, resumed_from
+             FROM plays ORDER BY started_at, rowid",
+        )
+        .map_err(err)?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok(PlayRow {
+                id: r.get(0)?,
+                run_id: r.get(1)?,
+                media: r.get(2)?,
+                title: r.get(3)?,
+                kind: r.get(4)?,
+                source: r.get(5)?,
+                version: r.get::<_, i64>(6)? as u64,
+                started_at: r.get(7)?,
+                ended_at: r.get(8)?,
+                position_ms: r.get::<_, i64>(9)? as u64,
+                end_position_ms: r.get::<_, Option<i64>>(10)?.map(|v| v as u64),
+                output_ms: r.get::<_, i64>(11)? as u64,
+                outcome: r.get(12)?,
+                resumed_from: r.get(13)?,
+            })
+        })
+        .map_err(err)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn start<'a>(media: MediaId, at: DateTime<Utc>, resumed_from: Option<&'a str>) -> PlayStart<'a> {
+        PlayStart {
+            media,
+            title: "Four Chords",
+            kind: "music",
+            source: "daytime",
+            version: 3,
+            started_at: at,
+            position_ms: 0,
+            output_ms: 0,
+            resumed_from,
+        }
+    }
+
+    #[test]
+    fn rows_left_playing_by_a_dead_run_become_interrupted_at_their_last_progress() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("state.sqlite");
+        let t0: DateTime<Utc> = "2026-11-22T09:00:00Z".parse().unwrap();
+        let mut history = History::new(7);
+        history.music_started = 1;
+        let id = {
+            let mut log = PlayLog::open(&db, "run-1").unwrap();
+            let id = log
+                .start(&start(MediaId::of(b"a"), t0, None), "main", &history)
+                .unwrap();
+            log.progress(&id, t0 + chrono::Duration::seconds(5), 5000)
+                .unwrap();
+            id
+        };
+        let log = PlayLog::open(&db, "run-2").unwrap();
+        assert_eq!(log.history("main").unwrap(), Some(history));
+        assert_eq!(log.history("lille").unwrap(), None);
+        let rows = read_all(&db).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].id, id);
+        assert_eq!(rows[0].outcome, "interrupted");
+        assert_eq!(rows[0].end_position_ms, Some(5000));
+        assert_eq!(rows[0].ended_at.as_deref(), Some("2026-11-22T09:00:05.000Z"));
+    }
+
+    #[test]
+    fn a_resumed_play_links_its_two_stretches() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("state.sqlite");
+        let t0: DateTime<Utc> = "2026-11-22T09:00:00Z".parse().unwrap();
+        let mut log = PlayLog::open(&db, "run-1").unwrap();
+        let history = History::new(1);
+        let first = log
+            .start(&start(MediaId::of(b"a"), t0, None), "main", &history)
+            .unwrap();
+        log.finish(&first, t0, 10_000, Outcome::Interrupted).unwrap();
+        let second = log
+            .start(&start(MediaId::of(b"a"), t0, Some(&first)), "main", &history)
+            .unwrap();
+        log.mark_resumed(&first).unwrap();
+        log.finish(&second, t0, 30_000, Outcome::Complete).unwrap();
+        let rows = read_all(&db).unwrap();
+        let outcomes: Vec<_> = rows.iter().map(|r| r.outcome.as_str()).collect();
+        assert_eq!(outcomes, ["resumed", "complete"]);
+        assert_eq!(rows[1].resumed_from.as_deref(), Some(first.as_str()));
+        assert_ne!(first, second);
+    }
+}

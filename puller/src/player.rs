@@ -1,0 +1,831 @@
+//! The player: follows the shop's schedule from the local, verified copy and renders
+//! what the shop hears into an output, block by block. The output paces the blocks,
+//! so the count of rendered frames is the player's clock.
+//!
+//! Music plays from the resolver's picks; a message that `cut`s fades the music out,
+//! plays, and hands back as its `after` mode says; a `boundary` message waits for
+//! the track's end. A new manifest is taken at once (the track playing goes on from
+//! the file it has open), so schedule changes show at the next track boundary and a
+//! new `cut` interrupt at the next block.
+
+use std::path::PathBuf;
+use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use skycast_schema::playback::gain_db;
+use skycast_schema::{
+    AfterMode, History, Manifest, MediaId, MediaKind, Message, MessageSource, MusicPick, Next, Priority,
+    ShopSchedule, Verified,
+};
+
+use crate::audio::{
+    db_to_gain, frames_duration, frames_in, open_output, AudioError, Output, OutputSpec, Pace, Ramp, Track,
+    CHANNELS, SAMPLE_RATE,
+};
+use crate::local_store::{write_atomic, Layout, StoreError};
+use crate::play_log::{Outcome, PlayLog, PlayLogError, PlayStart};
+
+/// Frames rendered per block: about 23 ms, the reaction time to a new `cut` message.
+const BLOCK_FRAMES: usize = 1024;
+/// Longest stretch of silence rendered at once while closed or idle.
+const IDLE_STEP: Duration = Duration::from_millis(250);
+/// Progress of the playing rows is saved this often (audio time).
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+/// A deck being cut by a higher-priority message fades out this fast.
+const MESSAGE_CUT_FADE: Duration = Duration::from_millis(100);
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlayerError {
+    #[error(transparent)]
+    Audio(#[from] AudioError),
+    #[error(transparent)]
+    PlayLog(#[from] PlayLogError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot start the player thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// How the player is set up.
+#[derive(Debug, Clone)]
+pub struct PlayerOptions {
+    pub shop: String,
+    pub output: OutputSpec,
+    /// The instant the player's clock starts at; `None` = the (server-corrected) system clock.
+    pub clock_start: Option<DateTime<Utc>>,
+    /// Seconds of audio per second of wall time (1.0 in a shop; more in tests and demos).
+    pub clock_rate: f64,
+    /// Server clock minus local clock, applied when the clock is not set by `clock_start`.
+    pub clock_correction_ms: i64,
+    /// The puller's data directory (media, `current.m3u`, `state.sqlite`).
+    pub data: PathBuf,
+}
+
+/// Something the player did, for the readable lines `run` prints.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PlayEvent {
+    Started {
+        at: DateTime<Utc>,
+        /// The shop's local time, `HH:MM:SS`.
+        local: String,
+        kind: &'static str,
+        title: String,
+        artist: Option<String>,
+        source: String,
+        position: Duration,
+        duration: Duration,
+    },
+    Closed {
+        at: DateTime<Utc>,
+        reopens: Option<DateTime<Utc>>,
+    },
+    Swapped {
+        version: u64,
+    },
+    Problem {
+        message: String,
+    },
+}
+
+impl std::fmt::Display for PlayEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mmss = |d: Duration| format!("{}:{:02}", d.as_secs() / 60, d.as_secs() % 60);
+        match self {
+            PlayEvent::Started {
+                local,
+                kind,
+                title,
+                artist,
+                source,
+                position,
+                duration,
+                ..
+            } => {
+                write!(f, "{local} ▶ {kind:<9} {title}")?;
+                if let Some(a) = artist {
+                    write!(f, " — {a}")?;
+                }
+                write!(f, "  [{source}] {}", mmss(*duration))?;
+                if !position.is_zero() {
+                    write!(f, " (from {})", mmss(*position))?;
+                }
+                Ok(())
+            }
+            PlayEvent::Closed { at, reopens } => match reopens {
+                Some(r) => write!(f, "{at} ■ closed: silent, output released until {r}"),
+                None => write!(f, "{at} ■ closed: silent, output released"),
+            },
+            PlayEvent::Swapped { version } => write!(f, "⇄ version {version} is active"),
+            PlayEvent::Problem { message } => write!(f, "! {message}"),
+        }
+    }
+}
+
+enum Command {
+    Install(Arc<Verified<Manifest>>),
+    Stop,
+}
+
+/// The running player; dropping it without [`PlayerHandle::stop`] stops it too.
+pub struct PlayerHandle {
+    commands: Sender<Command>,
+    thread: Option<JoinHandle<Result<(), PlayerError>>>,
+}
+
+impl PlayerHandle {
+    /// Hands a newly installed version to the player; it takes effect as described
+    /// in the module docs.
+    pub fn install(&self, manifest: Arc<Verified<Manifest>>) {
+        let _ = self.commands.send(Command::Install(manifest));
+    }
+
+    /// Stops playing, closing the play log rows and the output.
+    pub fn stop(mut self) -> Result<(), PlayerError> {
+        let _ = self.commands.send(Command::Stop);
+        match self.thread.take().map(|t| t.join()) {
+            Some(Ok(result)) => result,
+            Some(Err(_)) => Err(PlayerError::Thread(std::io::Error::other(
+                "the player thread panicked",
+            ))),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for PlayerHandle {
+    fn drop(&mut self) {
+        let _ = self.commands.send(Command::Stop);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Starts the player on its own thread (audio output blocks to keep pace).
+pub fn spawn(
+    options: PlayerOptions,
+    manifest: Option<Arc<Verified<Manifest>>>,
+    on_event: Box<dyn FnMut(&PlayEvent) + Send>,
+) -> Result<PlayerHandle, PlayerError> {
+    let (tx, rx) = mpsc::channel();
+    if let Some(m) = manifest {
+        let _ = tx.send(Command::Install(m));
+    }
+    let thread = std::thread::Builder::new()
+        .name("player".into())
+        .spawn(move || {
+            let mut events = on_event;
+            let result = Player::new(options, rx, &mut events).and_then(|mut p| p.run());
+            if let Err(e) = &result {
+                events(&PlayEvent::Problem {
+                    message: format!("the player stopped: {e}"),
+                });
+            }
+            result
+        })
+        .map_err(PlayerError::Thread)?;
+    Ok(PlayerHandle {
+        commands: tx,
+        thread: Some(thread),
+    })
+}
+
+/// Who a deck plays for: the music, or a message with its resolver record.
+#[derive(Clone)]
+enum Role {
+    Music { pick: MusicPick },
+    Message { message: Message },
+}
+
+/// What happens to a deck once its fade-out ends.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Fate {
+    /// Keep it for later (the music under a message); `after` says how it goes on.
+    Pause,
+    /// End it (closing time, a message cut by a more urgent one).
+    End,
+}
+
+/// One file playing, with its play log row.
+struct Deck {
+    track: Track,
+    role: Role,
+    row: String,
+    media: MediaId,
+    /// Loudness normalisation, linear.
+    gain: f32,
+    ramp: Ramp,
+    fading: Option<Fate>,
+}
+
+impl Deck {
+    fn priority(&self) -> Priority {
+        match &self.role {
+            Role::Music { .. } => Priority::Music,
+            Role::Message { message } => message.priority,
+        }
+    }
+
+    fn position_ms(&self) -> u64 {
+        self.track.position().as_millis() as u64
+    }
+}
+
+/// The music, when a message cut it.
+struct Paused {
+    deck: Deck,
+    after: AfterMode,
+}
+
+struct Player<'e> {
+    options: PlayerOptions,
+    commands: Receiver<Command>,
+    events: &'e mut (dyn FnMut(&PlayEvent) + Send),
+    layout: Layout,
+    log: PlayLog,
+    history: History,
+    manifest: Option<Arc<Verified<Manifest>>>,
+    output: Box<dyn Output>,
+    origin: DateTime<Utc>,
+    frames: u64,
+    /// Frames already filled in the block being rendered.
+    block_offset: u64,
+    music: Option<Deck>,
+    paused: Option<Paused>,
+    message: Option<Deck>,
+    /// A `cut` message waiting for the music's fade-out.
+    pending: Option<Message>,
+    /// Set while closed, so "closed" is announced once per closing.
+    closed_since: Option<DateTime<Utc>>,
+    last_progress: u64,
+}
+
+fn kind_label(message: &Message) -> &'static str {
+    match (&message.source, message.priority) {
+        (_, Priority::Urgent) => "urgent",
+        (MessageSource::Closing { .. }, _) => "closing",
+        (MessageSource::Interrupt { .. }, _) => "play_now",
+        _ => "ad",
+    }
+}
+
+impl<'e> Player<'e> {
+    fn new(
+        options: PlayerOptions,
+        commands: Receiver<Command>,
+        events: &'e mut (dyn FnMut(&PlayEvent) + Send),
+    ) -> Result<Player<'e>, PlayerError> {
+        let layout = Layout::new(&options.data);
+        let pace = Pace(Some(options.clock_rate));
+        let output = match open_output(&options.output, pace) {
+            Ok(o) => o,
+            Err(AudioError::NoDevice { reason }) => {
+                // Keep the schedule, play log and reports going: an admin sees the
+                // problem in the logs and status instead of a dead player.
+                events(&PlayEvent::Problem {
+                    message: format!("no sound device ({reason}): playing to null until restarted"),
+                });
+                tracing::error!(reason = %reason, "no sound device: playing to null");
+                open_output(&OutputSpec::Null, pace)?
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let run_id = hex::encode(crate::random_bytes::<8>());
+        let log = PlayLog::open(&layout.state_db(), &run_id)?;
+        let history = match log.history(&options.shop)? {
+            Some(h) => h,
+            None => History::new(u64::from_le_bytes(crate::random_bytes::<8>())),
+        };
+        let origin = options
+            .clock_start
+            .unwrap_or_else(|| Utc::now() + chrono::Duration::milliseconds(options.clock_correction_ms));
+        Ok(Player {
+            options,
+            commands,
+            events,
+            layout,
+            log,
+            history,
+            manifest: None,
+            output,
+            origin,
+            frames: 0,
+            block_offset: 0,
+            music: None,
+            paused: None,
+            message: None,
+            pending: None,
+            closed_since: None,
+            last_progress: 0,
+        })
+    }
+
+    /// The player's clock: the frame being rendered.
+    fn now(&self) -> DateTime<Utc> {
+        self.at_frame(self.frames + self.block_offset)
+    }
+
+    fn at_frame(&self, frame: u64) -> DateTime<Utc> {
+        self.origin + chrono::Duration::microseconds((frame as f64 * 1e6 / SAMPLE_RATE as f64) as i64)
+    }
+
+    fn run(&mut self) -> Result<(), PlayerError> {
+        let mut block = vec![0f32; BLOCK_FRAMES * CHANNELS];
+        loop {
+            loop {
+                match self.commands.try_recv() {
+                    Ok(Command::Install(m)) => self.install(m),
+                    Ok(Command::Stop) | Err(TryRecvError::Disconnected) => return self.shut_down(),
+                    Err(TryRecvError::Empty) => break,
+                }
+            }
+            let Some(manifest) = self.manifest.clone() else {
+                self.idle(frames_in(IDLE_STEP))?;
+                continue;
+            };
+            let schedule = match ShopSchedule::new(&manifest, &self.options.shop) {
+                Ok(s) => s,
+                Err(e) => {
+                    self.problem(e.to_string());
+                    self.manifest = None;
+                    continue;
+                }
+            };
+            let now = self.now();
+            let open = schedule.open_period(now).is_some();
+            if !open {
+                self.fade_out_for_closing();
+            }
+            let due = schedule.due_messages(now, &self.history);
+            if let Some(top) = due.first() {
+                if top.cuts() && self.pending.is_none() && self.cut_allowed(top.priority) {
+                    self.begin_cut(top.clone())?;
+                }
+            }
+            block.fill(0.0);
+            let sounding = self.fill(&mut block, &schedule)?;
+            if sounding {
+                self.closed_since = None;
+                self.output.write(&block)?;
+                self.frames += BLOCK_FRAMES as u64;
+            } else {
+                let step = schedule
+                    .next_event_after(now)
+                    .and_then(|t| (t - now).to_std().ok())
+                    .map_or(IDLE_STEP, |d| d.clamp(Duration::from_millis(1), IDLE_STEP));
+                if !open && self.closed_since.is_none() {
+                    self.closed_since = Some(now);
+                    let reopens = schedule.next_opening(now);
+                    tracing::info!(shop = %self.options.shop, reopens = ?reopens, "closed: output released");
+                    self.emit(PlayEvent::Closed { at: now, reopens });
+                }
+                self.idle(frames_in(step))?;
+            }
+            if self.frames - self.last_progress >= frames_in(PROGRESS_EVERY) {
+                self.save_progress();
+            }
+        }
+    }
+
+    fn idle(&mut self, frames: u64) -> Result<(), PlayerError> {
+        self.output.idle(frames)?;
+        self.frames += frames;
+        Ok(())
+    }
+
+    fn emit(&mut self, event: PlayEvent) {
+        (self.events)(&event);
+    }
+
+    fn problem(&mut self, message: String) {
+        tracing::warn!(problem = %message, "player");
+        self.emit(PlayEvent::Problem { message });
+    }
+
+    fn install(&mut self, manifest: Arc<Verified<Manifest>>) {
+        let version = manifest.version();
+        if self.manifest.as_ref().is_some_and(|m| m.version() == version) {
+            return;
+        }
+        self.manifest = Some(manifest);
+        self.write_m3u();
+        self.emit(PlayEvent::Swapped { version });
+    }
+
+    /// `current.m3u`: the playlist the shop plays now (or at its next opening).
+    fn write_m3u(&mut self) {
+        let Some(manifest) = self.manifest.clone() else {
+            return;
+        };
+        let Ok(schedule) = ShopSchedule::new(&manifest, &self.options.shop) else {
+            return;
+        };
+        let now = self.now();
+        let at = match schedule.open_period(now) {
+            Some(_) => now,
+            None => schedule.next_opening(now).unwrap_or(now),
+        };
+        let Some((name, items)) = schedule.playlist_at(at) else {
+            return;
+        };
+        let mut text = format!("#EXTM3U\n#PLAYLIST:{name}\n");
+        for id in items {
+            if let Some(entry) = manifest.media_entry(&id) {
+                let artist = entry
+                    .artist
+                    .as_deref()
+                    .map(|a| format!("{a} - "))
+                    .unwrap_or_default();
+                text.push_str(&format!(
+                    "#EXTINF:{},{artist}{}\n{}\n",
+                    entry.duration_ms / 1000,
+                    entry.title.replace('\n', " "),
+                    self.layout.media_path(&id).display()
+                ));
+            }
+        }
+        if let Err(e) = write_atomic(&self.options.data.join("current.m3u"), text.as_bytes()) {
+            self.problem(format!("cannot write current.m3u: {e}"));
+        }
+    }
+
+    fn current_priority(&self) -> Option<Priority> {
+        match (&self.message, &self.music) {
+            (Some(m), _) => Some(m.priority()),
+            (None, Some(_)) => Some(Priority::Music),
+            (None, None) => None,
+        }
+    }
+
+    fn cut_allowed(&self, priority: Priority) -> bool {
+        self.current_priority().is_none_or(|p| priority > p)
+    }
+
+    /// Starts cutting for `message`: the music fades out (or ducks), a less urgent
+    /// message fades out and ends; the message starts once that is done.
+    fn begin_cut(&mut self, message: Message) -> Result<(), PlayerError> {
+        let fade = frames_in(Duration::from_millis(self.fade_ms()));
+        if let Some(deck) = &mut self.message {
+            let quick = frames_in(MESSAGE_CUT_FADE);
+            deck.ramp = Ramp::new(deck.ramp.current(), 0.0, quick);
+            deck.fading = Some(Fate::End);
+            // Music ducked under that message pauses for this one.
+            if let Some(music) = &mut self.music {
+                music.ramp = Ramp::new(music.ramp.current(), 0.0, quick);
+                music.fading = Some(Fate::Pause);
+            }
+            if let Some(p) = &mut self.paused {
+                p.after = message.mode.after;
+            }
+            self.pending = Some(message);
+            return Ok(());
+        }
+        match (&mut self.music, message.mode.duck_db) {
+            (Some(music), Some(duck_db)) if music.fading.is_none() => {
+                music.ramp = Ramp::new(music.ramp.current(), db_to_gain(duck_db as f64), fade);
+                self.start_message(message)?;
+            }
+            (Some(music), _) => {
+                music.ramp = Ramp::new(music.ramp.current(), 0.0, fade);
+                music.fading = Some(Fate::Pause);
+                self.pending = Some(message);
+            }
+            (None, _) => self.pending = Some(message),
+        }
+        Ok(())
+    }
+
+    fn fade_ms(&self) -> u64 {
+        self.manifest
+            .as_ref()
+            .map_or(500, |m| m.program.playback.fade_ms as u64)
+    }
+
+    /// At closing time everything but an urgent message fades out and ends.
+    fn fade_out_for_closing(&mut self) {
+        let fade = frames_in(Duration::from_millis(self.fade_ms()));
+        for deck in [&mut self.music, &mut self.message].into_iter().flatten() {
+            if deck.priority() < Priority::Urgent && deck.fading != Some(Fate::End) {
+                deck.ramp = Ramp::new(deck.ramp.current(), 0.0, fade);
+                deck.fading = Some(Fate::End);
+            }
+        }
+        if let Some(p) = self.paused.take() {
+            self.end_row(&p.deck, Outcome::Interrupted);
+        }
+    }
+
+    /// Renders one block; false when nothing sounds (closed, or nothing to play).
+    fn fill(&mut self, block: &mut [f32], schedule: &ShopSchedule<'_>) -> Result<bool, PlayerError> {
+        let mut filled = 0;
+        let mut sounding = false;
+        let mut scratch = vec![0f32; block.len()];
+        // A few rounds: each boundary inside the block starts the next deck at once.
+        for _ in 0..4 {
+            if filled == block.len() {
+                break;
+            }
+            self.block_offset = (filled / CHANNELS) as u64;
+            let at = self.now();
+            if self.message.is_none() && self.music.is_none() {
+                self.boundary(at, schedule)?;
+            }
+            if self.message.is_none() && self.music.is_none() {
+                break;
+            }
+            sounding = true;
+            let mut len = block.len() - filled;
+            for deck in [&self.music, &self.message].into_iter().flatten() {
+                if deck.fading.is_some() && !deck.ramp.is_done() {
+                    let left = (deck.ramp.frames - deck.ramp.done) as usize * CHANNELS;
+                    len = len.min(left.max(CHANNELS));
+                }
+            }
+            let out = &mut block[filled..filled + len];
+            let mut produced = 0;
+            let mut ended = Vec::new();
+            for (slot, deck) in [(0, &mut self.music), (1, &mut self.message)] {
+                let Some(d) = deck.as_mut() else { continue };
+                let buf = &mut scratch[..len];
+                buf.fill(0.0);
+                let n = d.track.read(buf);
+                d.ramp.apply(&mut buf[..n], d.gain);
+                for (o, s) in out.iter_mut().zip(buf[..n].iter()) {
+                    *o += *s;
+                }
+                produced = produced.max(n);
+                if n < len {
+                    ended.push((slot, Outcome::Complete));
+                } else if d.fading.is_some() && d.ramp.is_done() {
+                    ended.push((slot, Outcome::Interrupted));
+                }
+            }
+            for (slot, outcome) in ended {
+                self.deck_ended(slot, outcome);
+            }
+            // When the only deck ended early, the next one starts right there.
+            filled += if produced < len && self.message.is_none() && self.music.is_none() {
+                produced
+            } else {
+                len
+            };
+        }
+        self.block_offset = 0;
+        for s in block.iter_mut() {
+            *s = s.clamp(-1.0, 1.0);
+        }
+        Ok(sounding)
+    }
+
+    /// A deck reached its end (`Complete`) or the end of its fade-out.
+    fn deck_ended(&mut self, slot: usize, outcome: Outcome) {
+        let deck = if slot == 0 {
+            self.music.take()
+        } else {
+            self.message.take()
+        };
+        let Some(deck) = deck else { return };
+        match (outcome, deck.fading) {
+            (Outcome::Interrupted, Some(Fate::Pause)) => {
+                self.end_row(&deck, Outcome::Interrupted);
+                let after = self.pending.as_ref().map_or(AfterMode::Resume, |m| m.mode.after);
+                self.paused = Some(Paused { deck, after });
+            }
+            (Outcome::Interrupted, _) => self.end_row(&deck, Outcome::Interrupted),
+            _ => {
+                self.end_row(&deck, Outcome::Complete);
+                // The message over, ducked music comes back up.
+                if slot == 1 {
+                    let fade = frames_in(Duration::from_millis(self.fade_ms()));
+                    if let Some(m) = &mut self.music {
+                        if m.fading.is_none() {
+                            m.ramp = Ramp::new(m.ramp.current(), 1.0, fade);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn end_row(&mut self, deck: &Deck, outcome: Outcome) {
+        let at = self.now();
+        if let Err(e) = self.log.finish(&deck.row, at, deck.position_ms(), outcome) {
+            self.problem(e.to_string());
+        }
+    }
+
+    fn save_progress(&mut self) {
+        self.last_progress = self.frames;
+        let at = self.now();
+        for deck in [&self.music, &self.message].into_iter().flatten() {
+            if let Err(e) = self.log.progress(&deck.row, at, deck.position_ms()) {
+                tracing::warn!(error = %e, "cannot save play progress");
+            }
+        }
+    }
+
+    /// Nothing plays: choose what starts at `at`.
+    fn boundary(&mut self, at: DateTime<Utc>, schedule: &ShopSchedule<'_>) -> Result<(), PlayerError> {
+        // Files that do not decode are skipped; a bounded number of tries keeps a
+        // broken library from spinning.
+        for _ in 0..8 {
+            if let Some(message) = self.pending.take() {
+                if self.start_message(message)? {
+                    return Ok(());
+                }
+                continue;
+            }
+            if let Some(message) = schedule.due_messages(at, &self.history).into_iter().next() {
+                if self.start_message(message)? {
+                    return Ok(());
+                }
+                continue;
+            }
+            if schedule.open_period(at).is_none() {
+                if let Some(p) = self.paused.take() {
+                    self.end_row(&p.deck, Outcome::Interrupted);
+                }
+                return Ok(());
+            }
+            if let Some(paused) = self.paused.take() {
+                match paused.after {
+                    AfterMode::Resume => return self.resume(paused.deck),
+                    AfterMode::Restart => {
+                        if let Role::Music { pick } = paused.deck.role {
+                            if self.start_music(pick, false)? {
+                                return Ok(());
+                            }
+                        }
+                    }
+                    AfterMode::Next => {}
+                }
+                continue;
+            }
+            match schedule.next_at_boundary(at, &self.history) {
+                Next::Closed { .. } => return Ok(()),
+                Next::Message(message) => {
+                    if self.start_message(message)? {
+                        return Ok(());
+                    }
+                }
+                Next::Music(pick) => {
+                    if self.start_music(pick, true)? {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Loudness gain, title, artist and duration of `media` from the manifest.
+    fn entry_gain(&self, media: &MediaId) -> (f32, String, Option<String>, Duration) {
+        let manifest = self.manifest.as_ref();
+        let entry = manifest.and_then(|m| m.media_entry(media));
+        let kind = entry.map_or(MediaKind::Music, |e| e.kind);
+        let target = manifest.map_or(-16.0, |m| m.program.playback.target_lufs.for_kind(kind));
+        let gain = db_to_gain(gain_db(entry.and_then(|e| e.loudness_lufs), target));
+        (
+            gain,
+            entry.map_or_else(|| media.short(), |e| e.title.clone()),
+            entry.and_then(|e| e.artist.clone()),
+            Duration::from_millis(entry.map_or(0, |e| e.duration_ms)),
+        )
+    }
+
+    /// Opens `media` and writes its play log row; `None` (after logging a skipped
+    /// row) when the file does not open.
+    fn open_deck(
+        &mut self,
+        media: MediaId,
+        role: Role,
+        kind: &'static str,
+        source: String,
+        resumed: Option<Deck>,
+    ) -> Result<Option<Deck>, PlayerError> {
+        let at = self.now();
+        let version = self.manifest.as_ref().map_or(0, |m| m.version());
+        let (gain, title, artist, duration) = self.entry_gain(&media);
+        let (track, position_ms, resumed_from) = match resumed {
+            Some(d) => {
+                let pos = d.position_ms();
+                (Ok(d.track), pos, Some(d.row))
+            }
+            None => (Track::open(&self.layout.media_path(&media)), 0, None),
+        };
+        let start = PlayStart {
+            media,
+            title: &title,
+            kind,
+            source: &source,
+            version,
+            started_at: at,
+            position_ms,
+            output_ms: frames_duration(self.frames).as_millis() as u64,
+            resumed_from: resumed_from.as_deref(),
+        };
+        let row = self.log.start(&start, &self.options.shop, &self.history)?;
+        let track = match track {
+            Ok(t) => t,
+            Err(e) => {
+                self.log.finish(&row, at, 0, Outcome::Skipped)?;
+                self.problem(format!("skipped {title}: {e}"));
+                return Ok(None);
+            }
+        };
+        if let Some(old) = &resumed_from {
+            self.log.mark_resumed(old)?;
+        }
+        let local = self
+            .manifest
+            .as_ref()
+            .and_then(|m| m.timezone.parse::<chrono_tz::Tz>().ok())
+            .map_or_else(
+                || at.format("%H:%M:%S").to_string(),
+                |tz| at.with_timezone(&tz).format("%a %H:%M:%S").to_string(),
+            );
+        tracing::debug!(media = %media, kind, source = %source, position_ms, "play");
+        self.emit(PlayEvent::Started {
+            at,
+            local,
+            kind,
+            title,
+            artist,
+            source,
+            position: Duration::from_millis(position_ms),
+            duration,
+        });
+        Ok(Some(Deck {
+            track,
+            role,
+            row,
+            media,
+            gain,
+            ramp: Ramp::steady(1.0),
+            fading: None,
+        }))
+    }
+
+    fn start_music(&mut self, pick: MusicPick, new_pick: bool) -> Result<bool, PlayerError> {
+        if new_pick {
+            self.history.record_music(&pick);
+        }
+        let source = pick.playlist.clone();
+        let deck = self.open_deck(pick.media, Role::Music { pick }, "music", source, None)?;
+        Ok(match deck {
+            Some(d) => {
+                self.music = Some(d);
+                true
+            }
+            None => false,
+        })
+    }
+
+    fn resume(&mut self, mut deck: Deck) -> Result<(), PlayerError> {
+        let fade = frames_in(Duration::from_millis(self.fade_ms()));
+        let source = match &deck.role {
+            Role::Music { pick } => pick.playlist.clone(),
+            Role::Message { message } => message.key.clone(),
+        };
+        deck.ramp = Ramp::new(0.0, 1.0, fade);
+        deck.fading = None;
+        let media = deck.media;
+        let role = deck.role.clone();
+        let ramp = deck.ramp;
+        if let Some(mut d) = self.open_deck(media, role, "music", source, Some(deck))? {
+            d.ramp = ramp;
+            self.music = Some(d);
+        }
+        Ok(())
+    }
+
+    /// Starts `message` (recording it as played first, so it never plays twice).
+    fn start_message(&mut self, message: Message) -> Result<bool, PlayerError> {
+        self.history.record_message(&message);
+        let kind = kind_label(&message);
+        let source = message.key.clone();
+        let media = message.media;
+        let deck = self.open_deck(media, Role::Message { message }, kind, source, None)?;
+        Ok(match deck {
+            Some(d) => {
+                self.message = Some(d);
+                true
+            }
+            None => false,
+        })
+    }
+
+    fn shut_down(&mut self) -> Result<(), PlayerError> {
+        for deck in [self.music.take(), self.message.take()].into_iter().flatten() {
+            self.end_row(&deck, Outcome::Interrupted);
+        }
+        if let Some(p) = self.paused.take() {
+            self.end_row(&p.deck, Outcome::Interrupted);
+        }
+        self.output.finish()?;
+        Ok(())
+    }
+}
