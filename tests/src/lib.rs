@@ -3,6 +3,7 @@
 //! tampering HTTPS proxy for fault injection.
 
 pub mod proxy;
+pub mod recording;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
