@@ -19,6 +19,7 @@ set -euo pipefail
 # `package:command` (needed only when `command` is not on PATH either).
 # Build: pkg-config, a C compiler (bundled SQLite, ring), ALSA headers (audio
 # output). Demo: curl, python3 (free port, JSON), jq (JSON). HTTPS: ca-certificates.
+# Benchmark: mpg123 (the reference decoder of `cargo bench --bench playback`).
 PACKAGES=(
     pkg-config
     libasound2-dev
@@ -28,6 +29,7 @@ PACKAGES=(
     git:git
     python3:python3
     jq:jq
+    mpg123:mpg123
 )
 
 log() { printf 'install-deps: %s\n' "$*"; }

@@ -5,9 +5,20 @@
 //! tracks in other formats are converted when opened.
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
+
+mod null;
+mod pacer;
+mod render;
+mod resample;
+mod speaker;
+mod track;
+mod wav;
+
+pub use render::{render_files, RenderStats, RENDER_FADE_IN};
+pub use track::Track;
 
 pub const SAMPLE_RATE: u32 = 44_100;
 pub const CHANNELS: usize = 2;
@@ -38,36 +49,6 @@ pub enum AudioError {
     Wav { path: PathBuf, reason: String },
     #[error("`{0}` is not an output: use speaker, null or wav:PATH")]
     BadSpec(String),
-}
-
-/// An MP3 file being decoded, as interleaved stereo `f32` at [`SAMPLE_RATE`].
-/// Streaming: it holds one decoded packet, never the whole file.
-pub struct Track {
-    // filled in by the audio module
-}
-
-impl Track {
-    pub fn open(path: &Path) -> Result<Track, AudioError> {
-        let _ = path;
-        todo!()
-    }
-
-    /// Fills `out` (interleaved stereo) with the next samples; returns how many
-    /// samples were written, fewer than `out.len()` only when the track has ended.
-    /// A packet that does not decode mid-file is skipped (logged), not fatal.
-    pub fn read(&mut self, out: &mut [f32]) -> usize {
-        let _ = out;
-        todo!()
-    }
-
-    /// How far into the track `read` has got.
-    pub fn position(&self) -> Duration {
-        todo!()
-    }
-
-    pub fn is_finished(&self) -> bool {
-        todo!()
-    }
 }
 
 /// Where the sound goes: `speaker`, `null` or `wav:PATH`.
@@ -128,9 +109,18 @@ pub trait Output {
     fn finish(&mut self) -> Result<(), AudioError>;
 }
 
+/// Opens the output `spec` names. `null` and `wav` sleep after each `write`
+/// and `idle` so that audio leaves them at `pace` (an absolute schedule from
+/// the first frame: a late caller catches up rather than drifting). `speaker`
+/// is paced by the device, whatever `pace` says, except that `idle` sleeps the
+/// idle time at `pace`. The speaker's output is not `Send`: open it on the
+/// thread that plays.
 pub fn open_output(spec: &OutputSpec, pace: Pace) -> Result<Box<dyn Output>, AudioError> {
-    let _ = (spec, pace);
-    todo!()
+    Ok(match spec {
+        OutputSpec::Speaker => Box::new(speaker::SpeakerOutput::open(pace)?),
+        OutputSpec::Null => Box::new(null::NullOutput::new(pace)),
+        OutputSpec::Wav(path) => Box::new(wav::WavOutput::create(path, pace)?),
+    })
 }
 
 /// A linear gain ramp over a number of frames, for fades and ducking.
@@ -144,7 +134,12 @@ pub struct Ramp {
 
 impl Ramp {
     pub fn new(from: f32, to: f32, frames: u64) -> Ramp {
-        Ramp { from, to, frames, done: 0 }
+        Ramp {
+            from,
+            to,
+            frames,
+            done: 0,
+        }
     }
     pub fn steady(gain: f32) -> Ramp {
         Ramp::new(gain, gain, 0)
@@ -170,6 +165,225 @@ impl Ramp {
             if self.done < self.frames {
                 self.done += 1;
             }
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod test_util {
+    use std::path::PathBuf;
+
+    /// A file of the repository's `content-example/`.
+    pub(crate) fn example(rel: &str) -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../content-example")
+            .join(rel)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::test_util::example;
+    use super::*;
+
+    /// `secs` of a 440 Hz sine at half scale, interleaved stereo.
+    fn tone(secs: f64) -> Vec<f32> {
+        let frames = frames_in(Duration::from_secs_f64(secs));
+        (0..frames)
+            .flat_map(|i| {
+                let s = 0.5 * (2.0 * std::f64::consts::PI * 440.0 * i as f64 / SAMPLE_RATE as f64).sin();
+                [s as f32; CHANNELS]
+            })
+            .collect()
+    }
+
+    fn read_wav(path: &std::path::Path) -> (hound::WavSpec, Vec<i16>) {
+        let mut reader = hound::WavReader::open(path).unwrap();
+        let samples = reader.samples::<i16>().collect::<Result<Vec<_>, _>>().unwrap();
+        (reader.spec(), samples)
+    }
+
+    #[test]
+    fn output_specs_round_trip() {
+        for text in ["speaker", "null", "wav:/tmp/x.wav", "wav:relative/rec.wav"] {
+            let spec: OutputSpec = text.parse().unwrap();
+            assert_eq!(spec.to_string(), text);
+        }
+        assert_eq!(
+            "wav:/tmp/x.wav".parse::<OutputSpec>().unwrap(),
+            OutputSpec::Wav("/tmp/x.wav".into())
+        );
+        for bad in ["wav:", "foo", "", "Speaker", "wav"] {
+            match bad.parse::<OutputSpec>() {
+                Err(e @ AudioError::BadSpec(_)) => {
+                    assert!(e.to_string().contains("speaker, null or wav:PATH"))
+                }
+                other => panic!("{bad:?} gave {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn wav_records_tone_idle_tone_frame_exact() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nested/dir/rec.wav");
+        let mut out = open_output(&OutputSpec::Wav(path.clone()), Pace::UNPACED).unwrap();
+        assert!(!out.is_released());
+        out.write(&tone(1.0)).unwrap();
+        assert!(!out.is_released());
+        out.idle(frames_in(Duration::from_millis(500))).unwrap();
+        assert!(out.is_released());
+        out.write(&tone(0.5)).unwrap();
+        assert!(!out.is_released());
+
+        // Not finished yet: what a killed player leaves behind must already be valid.
+        let (spec, before_finish) = read_wav(&path);
+        assert_eq!(before_finish.len(), 2 * 88_200);
+
+        out.finish().unwrap();
+        drop(out);
+        let (spec_after, samples) = read_wav(&path);
+        assert_eq!(spec, spec_after);
+        assert_eq!(
+            (spec.channels, spec.sample_rate, spec.bits_per_sample),
+            (2, 44_100, 16)
+        );
+        assert_eq!(spec.sample_format, hound::SampleFormat::Int);
+        assert_eq!(samples, before_finish);
+        let frames: Vec<&[i16]> = samples.chunks(2).collect();
+        assert_eq!(frames.len(), 88_200);
+        let peak = |r: std::ops::Range<usize>| frames[r].iter().map(|f| f[0].unsigned_abs()).max().unwrap();
+        assert!(peak(0..44_100) > 16_000, "tone in the first second");
+        assert_eq!(peak(44_100..66_150), 0, "silence while idle");
+        assert!(peak(66_150..88_200) > 16_000, "tone after the idle");
+        // Half scale: 0.5 * 32767 rounds to 16384 at most.
+        assert!(peak(0..88_200) <= 16_384);
+    }
+
+    #[test]
+    fn wav_clamps_out_of_range_samples() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("clamp.wav");
+        let mut out = open_output(&OutputSpec::Wav(path.clone()), Pace::UNPACED).unwrap();
+        out.write(&[2.0, -3.0, 1.0, -1.0, f32::NAN, 0.0]).unwrap();
+        out.finish().unwrap();
+        assert_eq!(read_wav(&path).1, [32_767, -32_767, 32_767, -32_767, 0, 0]);
+    }
+
+    #[test]
+    fn wav_errors_name_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a-file");
+        std::fs::write(&file, b"x").unwrap();
+        let path = file.join("rec.wav");
+        match open_output(&OutputSpec::Wav(path.clone()), Pace::UNPACED) {
+            Err(e @ AudioError::Wav { .. }) => {
+                assert!(e.to_string().contains(&path.display().to_string()), "{e}")
+            }
+            Err(e) => panic!("expected a wav error, got {e}"),
+            Ok(_) => panic!("created a recording under a file"),
+        }
+    }
+
+    #[test]
+    fn null_keeps_pace() {
+        let two_seconds = tone(2.0);
+        let mut out = open_output(&OutputSpec::Null, Pace(Some(20.0))).unwrap();
+        let t0 = Instant::now();
+        for block in two_seconds.chunks(2 * 4410) {
+            out.write(block).unwrap();
+        }
+        let took = t0.elapsed();
+        assert!(
+            took >= Duration::from_millis(90) && took < Duration::from_secs(1),
+            "took {took:?}"
+        );
+
+        let mut out = open_output(&OutputSpec::Null, Pace::UNPACED).unwrap();
+        let t0 = Instant::now();
+        for block in two_seconds.chunks(2 * 4410) {
+            out.write(block).unwrap();
+        }
+        out.idle(frames_in(Duration::from_secs(3600))).unwrap();
+        assert!(
+            t0.elapsed() < Duration::from_millis(500),
+            "unpaced took {:?}",
+            t0.elapsed()
+        );
+    }
+
+    #[test]
+    fn null_idle_keeps_pace_and_reports_released() {
+        let mut out = open_output(&OutputSpec::Null, Pace(Some(10.0))).unwrap();
+        assert!(!out.is_released());
+        let t0 = Instant::now();
+        out.idle(frames_in(Duration::from_secs(1))).unwrap();
+        assert!(out.is_released());
+        out.write(&tone(1.0)).unwrap();
+        assert!(!out.is_released());
+        let took = t0.elapsed();
+        assert!(
+            took >= Duration::from_millis(180) && took < Duration::from_secs(1),
+            "took {took:?}"
+        );
+    }
+
+    #[test]
+    fn a_bad_pace_plays_unpaced_instead_of_panicking() {
+        for rate in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+            let mut out = open_output(&OutputSpec::Null, Pace(Some(rate))).unwrap();
+            out.write(&tone(0.1)).unwrap();
+            out.idle(1_000).unwrap();
+        }
+    }
+
+    #[test]
+    fn render_plays_files_back_to_back_with_fade_in_and_gain() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("render.wav");
+        let mut out = open_output(&OutputSpec::Wav(path.clone()), Pace::UNPACED).unwrap();
+        let files = [example("music/extra-e.mp3"), example("ads/bread.mp3")];
+        let stats = render_files(&files, -6.0, out.as_mut(), 1000).unwrap();
+        out.finish().unwrap();
+        assert_eq!(stats.files, 2);
+        let expected = frames_in(Duration::from_secs(15)) + 399_760 / 2;
+        assert!(
+            stats.frames.abs_diff(expected) < 2205,
+            "{} frames, expected {expected}",
+            stats.frames
+        );
+        let (_, samples) = read_wav(&path);
+        assert_eq!(samples.len() as u64, 2 * stats.frames);
+        assert_eq!(samples[0], 0, "the fade starts from silence");
+
+        // The same first second unfaded, at 0 dB, to compare against.
+        let mut track = Track::open(&files[0]).unwrap();
+        let mut raw = vec![0f32; 2 * 44_100];
+        assert_eq!(track.read(&mut raw), raw.len());
+        let rms = |s: &[f32]| (s.iter().map(|x| x * x).sum::<f32>() / s.len() as f32).sqrt();
+        let rendered: Vec<f32> = samples[..2 * 44_100]
+            .iter()
+            .map(|&s| s as f32 / 32_767.0)
+            .collect();
+        // After the fade, -6 dB is half the amplitude.
+        let (a, b) = (2 * 33_075, 2 * 44_100);
+        let ratio = rms(&rendered[a..b]) / rms(&raw[a..b]);
+        assert!((ratio - 0.501).abs() < 0.01, "gain ratio {ratio}");
+        // Mid-fade (0.25 s), the gain is about half of its final value.
+        let (a, b) = (2 * 10_000, 2 * 12_050);
+        let ratio = rms(&rendered[a..b]) / rms(&raw[a..b]);
+        assert!((ratio - 0.25).abs() < 0.03, "mid-fade gain ratio {ratio}");
+    }
+
+    #[test]
+    fn render_stops_at_a_file_that_does_not_open() {
+        let mut out = open_output(&OutputSpec::Null, Pace::UNPACED).unwrap();
+        let files = [example("ads/bread.mp3"), example("ads/missing.mp3")];
+        match render_files(&files, 0.0, out.as_mut(), 512) {
+            Err(e @ AudioError::Open { .. }) => assert!(e.to_string().contains("missing.mp3")),
+            other => panic!("expected an open error, got {other:?}"),
         }
     }
 }
