@@ -9,11 +9,14 @@
 # 3. register one player per shop and start its puller, 4. publish
 # content-example/planning.yaml and time how long until every player runs v1,
 # 5. publish planning-v2.yaml (one more track) and show that each player
-# downloaded only that track, 6. show history, diff 1 2 and verify.
+# downloaded only that track, 6. show history, diff 1 2 and verify, 7. show what
+# each shop plays (the players follow the planning from their local copy).
 #
 # Options:
 #   --keep-running   leave publisher and pullers running until Ctrl-C
 #   --release        build and run release binaries instead of debug
+#   --speaker        shop `main` plays on this machine's sound device (the other
+#                    two, and all three by default, play to the clocked `null` output)
 # Environment:
 #   SKYCAST_DEMO_DIR       where all demo state goes (default ./demo-data,
 #                          wiped at start; only a directory made by this script
@@ -21,6 +24,10 @@
 #   SKYCAST_ADMIN_PASSWORD passed through to `skycast-publisher init`
 #   SKYCAST_DEMO_TIMEOUT   seconds to wait for each sync (default 60)
 #   SKYCAST_SKIP_APT=1     passed on to install-deps.sh
+#   SKYCAST_DEMO_CLOCK     the instant the players' clocks start at (default
+#                          2026-12-05T10:29:30+01:00: a Saturday in the Christmas
+#                          campaign, 30 s before the remote shops' 10:30 ad);
+#                          `system` uses the real clock
 
 set -euo pipefail
 
@@ -29,10 +36,12 @@ cd "$ROOT"
 
 KEEP_RUNNING=0
 PROFILE=debug
+SPEAKER=0
 for arg in "$@"; do
     case "$arg" in
         --keep-running) KEEP_RUNNING=1 ;;
         --release) PROFILE=release ;;
+        --speaker) SPEAKER=1 ;;
         -h | --help)
             sed -n '2,/^$/p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
             exit 0
@@ -46,6 +55,7 @@ done
 
 SHOPS=(main lille nantes)
 TIMEOUT="${SKYCAST_DEMO_TIMEOUT:-60}"
+CLOCK="${SKYCAST_DEMO_CLOCK:-2026-12-05T10:29:30+01:00}"
 MARKER=".skycast-demo"
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
@@ -177,10 +187,14 @@ for shop in "${SHOPS[@]}"; do
     id="$shop-1"
     "$PUB" player add --data "$D/publisher" --id "$id" --shop "$shop" \
         --server-url "$URL" --player-data "$D/players/$id" >"$D/players/$id.toml"
-    "$PULL" run --config "$D/players/$id.toml" >"$D/logs/$id.log" 2>&1 &
+    output=null
+    [[ $SPEAKER -eq 1 && "$shop" == main ]] && output=speaker
+    clock=()
+    [[ "$CLOCK" != system ]] && clock=(--clock-start "$CLOCK")
+    "$PULL" run --config "$D/players/$id.toml" --output "$output" "${clock[@]}" >"$D/logs/$id.log" 2>&1 &
     PIDS+=("$!")
     PULL_PID[$shop]=$!
-    echo "player $id (shop $shop): config $D/players/$id.toml, pid $!, log $D/logs/$id.log"
+    echo "player $id (shop $shop): output $output, config $D/players/$id.toml, pid $!, log $D/logs/$id.log"
 done
 
 status_json() { "$PULL" status --config "$D/players/$1.toml" 2>/dev/null || true; }
@@ -262,7 +276,20 @@ echo
 echo "\$ skycast-publisher verify"
 "$PUB" verify --data "$D/publisher"
 
-# ---------------------------------------------------------------- 7. end
+# ---------------------------------------------------------------- 7. playback
+say "7. What the shops play (clock from ${CLOCK}; one line per thing that starts)"
+# The remote shops' 10:30 ad is due 30 s after the default demo clock start.
+sleep "${SKYCAST_DEMO_LISTEN_SECS:-35}"
+for shop in "${SHOPS[@]}"; do
+    id="$shop-1"
+    echo "--- $id"
+    grep -E '▶|■|⇄|^!' "$D/logs/$id.log" | tail -n 8 || echo "(nothing played yet)"
+done
+echo
+echo "play log of main-1 (state.sqlite), now playing:"
+jget "$(status_json main-1)" .now_playing.title
+
+# ---------------------------------------------------------------- 8. end
 if [[ $KEEP_RUNNING -eq 1 ]]; then
     say "Running: publisher at $URL, 3 pullers (Ctrl-C stops everything)"
     echo "CA certificate:  $CA"

@@ -362,6 +362,7 @@ mod tests {
             server: Some("http://127.0.0.1:9".into()),
             data: Some(PathBuf::from("rel")),
             transport: Some(TransportPolicy::AllowInsecureHttp),
+            ..Overrides::default()
         };
         let c = load(&text("https://h", ""), &o).unwrap();
         assert_eq!(c.server, "http://127.0.0.1:9");

@@ -374,6 +374,7 @@ mod tests {
             title: "t".into(),
             artist: None,
             kind: skycast_schema::MediaKind::Music,
+            loudness_lufs: None,
         }
     }
 

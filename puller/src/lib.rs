@@ -812,7 +812,11 @@ mod tests {
         )
         .unwrap();
         assert_send(&sync_once(&config, Utc::now));
-        assert_send(&run(config.clone(), std::future::pending::<()>()));
+        assert_send(&run(
+            config.clone(),
+            |_: &PlayEvent| {},
+            std::future::pending::<()>(),
+        ));
     }
 
     #[tokio::test]
@@ -821,7 +825,7 @@ mod tests {
         let (a, b) = (media(1, 1000), media(2, 1000));
         server.publish(1, &[&a], FUTURE);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let daemon = tokio::spawn(run(config.clone(), async {
+        let daemon = tokio::spawn(run(config.clone(), |_: &PlayEvent| {}, async {
             let _ = stopped.await;
         }));
         let wait_for = |v: u64| {

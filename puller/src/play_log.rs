@@ -247,10 +247,26 @@ impl PlayLog {
 
 /// Every row, oldest first, read without writing anything.
 pub fn read_all(path: &Path) -> Result<Vec<PlayRow>, PlayLogError> {
+    query(path, "ORDER BY started_at, rowid")
+}
+
+/// The row playing now, if any (the latest one still `playing`).
+pub fn now_playing(path: &Path) -> Result<Option<PlayRow>, PlayLogError> {
+    Ok(query(
+        path,
+        "WHERE outcome = 'playing' ORDER BY started_at DESC, rowid DESC LIMIT 1",
+    )?
+    .pop())
+}
+
+fn query(path: &Path, tail: &str) -> Result<Vec<PlayRow>, PlayLogError> {
     let err = |source| PlayLogError {
         path: path.to_path_buf(),
         source,
     };
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
     let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(err)?;
     let has_table: bool = conn
         .query_row(
@@ -264,11 +280,11 @@ pub fn read_all(path: &Path) -> Result<Vec<PlayRow>, PlayLogError> {
         return Ok(Vec::new());
     }
     let mut stmt = conn
-        .prepare(
+        .prepare(&format!(
             "SELECT id, run_id, media, title, kind, source, version, started_at, ended_at, position_ms,
                     end_position_ms, output_ms, outcome, resumed_from
-             FROM plays ORDER BY started_at, rowid",
-        )
+             FROM plays {tail}"
+        ))
         .map_err(err)?;
     let rows = stmt
         .query_map([], |r| {

@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::local_store::{Layout, StoreError};
+use crate::play_log::PlayRow;
 use crate::state::{LastSync, State, StateError};
 
 #[derive(Debug, thiserror::Error)]
@@ -36,7 +37,12 @@ pub struct Status {
     pub media_bytes: u64,
     /// Server clock minus local clock at the last answer, in milliseconds.
     pub clock_offset_ms: Option<i64>,
+    /// Set when the local clock is off by more than the tolerance: the player then
+    /// plays on the server's time.
+    pub clock_warning: Option<String>,
     pub last_sync: Option<LastSync>,
+    /// What the player is playing now (from the play log).
+    pub now_playing: Option<PlayRow>,
 }
 
 /// Local state at `now`.
@@ -70,6 +76,18 @@ pub fn status_at(config: &Config, now: DateTime<Utc>) -> Result<Status, StatusEr
         media_count: manifest.as_ref().map_or(0, |m| m.media.len() as u64),
         media_bytes: manifest.as_ref().map_or(0, |m| m.total_media_bytes()),
         clock_offset_ms: snap.clock_offset_ms,
+        clock_warning: snap
+            .clock_offset_ms
+            .filter(|o| crate::clock_correction(Some(*o), manifest.as_ref(), now) != 0)
+            .map(|o| {
+                format!(
+                    "local clock is {:.1} s {} the server: playing on the server's time; check NTP",
+                    o.abs() as f64 / 1000.0,
+                    if o > 0 { "behind" } else { "ahead of" }
+                )
+            }),
         last_sync: snap.last_sync,
+        // The play log is the player's; status reports it but never fails on it.
+        now_playing: crate::play_log::now_playing(&layout.state_db()).unwrap_or_default(),
     })
 }

@@ -19,7 +19,9 @@ pub use manifest::{
 pub use planning::{MediaMeta, Planning};
 pub use playback::{gain_db, AfterMode, MessageMode, MessageModes, Playback, StartMode, TargetLoudness};
 pub use protocol::Head;
-pub use schedule::{History, Message, MessageSource, MusicPick, Next, OpenPeriod, Priority, ScheduleError, ShopSchedule};
+pub use schedule::{
+    History, Message, MessageSource, MusicPick, Next, OpenPeriod, Priority, ScheduleError, ShopSchedule,
+};
 pub use signature::{
     check_installable, verify, KeyError, KeyId, PublicKey, Refusal, SecretKey, TrustedKeys, Verified,
     VerifyError,

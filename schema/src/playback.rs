@@ -203,7 +203,8 @@ mod tests {
     #[test]
     fn playback_section_reads_partial_overrides() {
         let p: Playback =
-            serde_norway::from_str("messages: {ad: {start: cut, after: next}}\ntarget_lufs: {ad: -18}").unwrap();
+            serde_norway::from_str("messages: {ad: {start: cut, after: next}}\ntarget_lufs: {ad: -18}")
+                .unwrap();
         assert_eq!(p.messages.ad.start, StartMode::Cut);
         assert_eq!(p.messages.ad.after, AfterMode::Next);
         assert_eq!(p.messages.closing.start, StartMode::Boundary);

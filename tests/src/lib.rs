@@ -2,6 +2,7 @@
 //! binds to 127.0.0.1:0, over real HTTPS), real `skycast-puller` processes, and a
 //! tampering HTTPS proxy for fault injection.
 
+pub mod play;
 pub mod proxy;
 pub mod recording;
 
@@ -178,13 +179,18 @@ impl PublisherFixture {
         }
     }
 
-    pub async fn stop(mut self) {
+    /// Stops serving (the network is gone for the pullers) but keeps the files.
+    pub async fn stop_serving(&mut self) {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }
         if let Some(t) = self.task.take() {
             t.await.unwrap().unwrap();
         }
+    }
+
+    pub async fn stop(mut self) {
+        self.stop_serving().await;
     }
 }
 
