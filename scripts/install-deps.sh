@@ -19,7 +19,8 @@ set -euo pipefail
 # `package:command` (needed only when `command` is not on PATH either).
 # Build: pkg-config, a C compiler (bundled SQLite, ring), ALSA headers (audio
 # output). Demo: curl, python3 (free port, JSON), jq (JSON). HTTPS: ca-certificates.
-# Benchmark: mpg123 (the reference decoder of `cargo bench --bench playback`).
+# Playback tests and benchmark: mpg123 (an independent decoder and the reference
+# of `cargo bench --bench playback`).
 PACKAGES=(
     pkg-config
     libasound2-dev

@@ -138,5 +138,14 @@ step fmt cargo fmt --all -- --check
 step clippy cargo clippy --workspace --all-targets -- -D warnings
 step schema-purity schema_purity
 
+# ---------------------------------------------------------------- benchmark
+# Prints figures (player decode-and-mix vs mpg123, peak memory); fails only if
+# it cannot run. Optimised build: debug figures would say nothing.
+if [[ $BUILD_FAILED -ne 0 ]]; then
+    skip bench "the build failed"
+else
+    step bench cargo bench -p skycast-puller --bench playback
+fi
+
 summary
 exit "$FAILED"

@@ -153,6 +153,13 @@ impl PlayerRun {
         let _ = self.child.wait().await;
     }
 
+    /// The player process's peak resident memory so far (VmHWM), in KiB.
+    pub fn peak_memory_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()?)).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    }
+
     pub fn wall_elapsed(&self) -> Duration {
         self.started.elapsed()
     }

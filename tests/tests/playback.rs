@@ -78,6 +78,11 @@ async fn ten_minutes_across_a_swap_and_a_network_cut_have_no_gap() {
     p.stop_serving().await;
     run.wait_for_audio(600.0, Duration::from_secs(180)).await;
     let rows = run.plays();
+    let peak_kib = run.peak_memory_kib().expect("the player's /proc status");
+    println!(
+        "player process peak memory over 10 min of playback: {:.1} MiB",
+        peak_kib as f64 / 1024.0
+    );
     run.stop().await;
 
     let recording = Recording::open(&wav);
