@@ -25,8 +25,8 @@
 #   SKYCAST_DEMO_TIMEOUT   seconds to wait for each sync (default 60)
 #   SKYCAST_SKIP_APT=1     passed on to install-deps.sh
 #   SKYCAST_DEMO_CLOCK     the instant the players' clocks start at (default
-#                          2026-12-05T10:29:30+01:00: a Saturday in the Christmas
-#                          campaign, 30 s before the remote shops' 10:30 ad);
+#                          2026-12-05T10:29:40+01:00: a Saturday in the Christmas
+#                          campaign, 20 s before the remote shops' 10:30 ad);
 #                          `system` uses the real clock
 
 set -euo pipefail
@@ -55,7 +55,7 @@ done
 
 SHOPS=(main lille nantes)
 TIMEOUT="${SKYCAST_DEMO_TIMEOUT:-60}"
-CLOCK="${SKYCAST_DEMO_CLOCK:-2026-12-05T10:29:30+01:00}"
+CLOCK="${SKYCAST_DEMO_CLOCK:-2026-12-05T10:29:40+01:00}"
 MARKER=".skycast-demo"
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
@@ -278,8 +278,9 @@ echo "\$ skycast-publisher verify"
 
 # ---------------------------------------------------------------- 7. playback
 say "7. What the shops play (clock from ${CLOCK}; one line per thing that starts)"
-# The remote shops' 10:30 ad is due 30 s after the default demo clock start.
-sleep "${SKYCAST_DEMO_LISTEN_SECS:-35}"
+# The remote shops' 10:30 ad is due 20 s after the default clock start; it waits
+# for the end of the track playing then (boundary mode).
+sleep "${SKYCAST_DEMO_LISTEN_SECS:-45}"
 for shop in "${SHOPS[@]}"; do
     id="$shop-1"
     echo "--- $id"

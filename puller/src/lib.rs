@@ -335,6 +335,14 @@ pub async fn run(
     );
     let mut need_sync = true;
     loop {
+        // A shop without sound is the failure that matters most: exit so the
+        // service manager restarts the whole daemon.
+        if player.as_ref().is_some_and(|p| p.is_finished()) {
+            if let Some(p) = player {
+                p.stop()?;
+            }
+            return Err(RunError::PlayerStopped);
+        }
         if need_sync {
             let result = tokio::select! {
                 r = sync_with(&config, &client, &Utc::now) => r,
@@ -431,6 +439,8 @@ pub enum RunError {
     Client(#[from] ClientError),
     #[error(transparent)]
     Player(#[from] PlayerError),
+    #[error("the player stopped: see the log above; restarting the puller restarts it")]
+    PlayerStopped,
 }
 
 fn start_player(
@@ -439,6 +449,11 @@ fn start_player(
     shop: &str,
     on_event: Box<dyn FnMut(&PlayEvent) + Send>,
 ) -> Result<PlayerHandle, PlayerError> {
+    // The first sync has not necessarily run yet: the play log needs the directory.
+    std::fs::create_dir_all(&config.data).map_err(|e| PlayerError::DataDir {
+        path: config.data.clone(),
+        source: e,
+    })?;
     let manifest = match layout.current_version()? {
         Some(v) => Some(Arc::new(layout.load_verified(v, &config.trusted())?)),
         None => None,
@@ -502,6 +517,30 @@ pub fn status(config: &Config) -> Result<Status, StatusError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clock_correction_trusts_the_server_only_when_the_local_clock_is_off() {
+        let now: DateTime<Utc> = "2026-11-22T10:00:00Z".parse().unwrap();
+        let published = |at: &str| {
+            let yaml = test_support::manifest_yaml(1, &[b"a"], "2099-01-01T00:00:00Z")
+                .replace("2020-01-01T00:00:00Z", at);
+            Manifest::parse(yaml.as_bytes()).unwrap()
+        };
+        let past = published("2026-11-22T09:00:00Z");
+        let future = published("2026-11-22T11:00:00Z");
+        let cases = [
+            (None, Some(&past), 0),
+            (Some(300), Some(&past), 0),
+            (Some(-1_500), None, 0),
+            (Some(5_000), Some(&past), 5_000),
+            (Some(-86_400_000), None, -86_400_000),
+            // Earlier than the publication: obviously wrong, even by less than the tolerance.
+            (Some(1_000), Some(&future), 1_000),
+        ];
+        for (offset, manifest, want) in cases {
+            assert_eq!(clock_correction(offset, manifest, now), want, "{offset:?}");
+        }
+    }
     use crate::test_support::{key, manifest_yaml, Fault, TestServer};
     use skycast_schema::{MediaId, SecretKey};
     use std::path::Path;

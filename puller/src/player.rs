@@ -47,6 +47,8 @@ pub enum PlayerError {
     Store(#[from] StoreError),
     #[error("cannot start the player thread: {0}")]
     Thread(std::io::Error),
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir { path: PathBuf, source: std::io::Error },
 }
 
 /// How the player is set up.
@@ -108,7 +110,7 @@ impl std::fmt::Display for PlayEvent {
                 if let Some(a) = artist {
                     write!(f, " — {a}")?;
                 }
-                write!(f, "  [{source}] {}", mmss(*duration))?;
+                write!(f, "  [{}] {}", readable_source(source), mmss(*duration))?;
                 if !position.is_zero() {
                     write!(f, " (from {})", mmss(*position))?;
                 }
@@ -124,6 +126,20 @@ impl std::fmt::Display for PlayEvent {
     }
 }
 
+/// A message key as a person reads it (`ad-at:<id>:2026-12-05T10:30` → `at 10:30`).
+fn readable_source(source: &str) -> String {
+    let mut parts = source.splitn(3, ':');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some("ad-at"), Some(_), Some(slot)) => {
+            format!("at {}", slot.rsplit_once('T').map_or(slot, |(_, time)| time))
+        }
+        (Some("ad-every"), Some(_), Some(n)) => format!("every {n} tracks"),
+        (Some("closing"), Some(_), None) => "closing".into(),
+        (Some("interrupt"), Some(id), None) => id.to_string(),
+        _ => source.to_string(),
+    }
+}
+
 enum Command {
     Install(Arc<Verified<Manifest>>),
     Stop,
@@ -136,13 +152,19 @@ pub struct PlayerHandle {
 }
 
 impl PlayerHandle {
+    /// True once the player thread has ended (after an error it reported).
+    pub fn is_finished(&self) -> bool {
+        self.thread.as_ref().is_none_or(|t| t.is_finished())
+    }
+
     /// Hands a newly installed version to the player; it takes effect as described
     /// in the module docs.
     pub fn install(&self, manifest: Arc<Verified<Manifest>>) {
         let _ = self.commands.send(Command::Install(manifest));
     }
 
-    /// Stops playing, closing the play log rows and the output.
+    /// Stops playing, closing the play log rows and the output; returns the
+    /// error the player stopped on, if it stopped on its own.
     pub fn stop(mut self) -> Result<(), PlayerError> {
         let _ = self.commands.send(Command::Stop);
         match self.thread.take().map(|t| t.join()) {
@@ -727,17 +749,29 @@ impl<'e> Player<'e> {
             output_ms: frames_duration(self.frames).as_millis() as u64,
             resumed_from: resumed_from.as_deref(),
         };
-        let row = self.log.start(&start, &self.options.shop, &self.history)?;
+        // A log that cannot be written (a full disk) must not silence the shop:
+        // the play goes on unlogged and the problem is reported.
+        let row = match self.log.start(&start, &self.options.shop, &self.history) {
+            Ok(id) => id,
+            Err(e) => {
+                self.problem(format!("play not logged: {e}"));
+                String::new()
+            }
+        };
         let track = match track {
             Ok(t) => t,
             Err(e) => {
-                self.log.finish(&row, at, 0, Outcome::Skipped)?;
+                if let Err(e) = self.log.finish(&row, at, 0, Outcome::Skipped) {
+                    self.problem(e.to_string());
+                }
                 self.problem(format!("skipped {title}: {e}"));
                 return Ok(None);
             }
         };
         if let Some(old) = &resumed_from {
-            self.log.mark_resumed(old)?;
+            if let Err(e) = self.log.mark_resumed(old) {
+                self.problem(e.to_string());
+            }
         }
         let local = self
             .manifest
@@ -827,5 +861,25 @@ impl<'e> Player<'e> {
         }
         self.output.finish()?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_keys_read_as_words_in_run_lines() {
+        let id = "92b2c1ec5fc0acaad64bc63c3b547822839e23b1498b68b3900ee35da216bcb5";
+        let cases = [
+            (format!("ad-at:{id}:2026-12-05T10:30"), "at 10:30"),
+            (format!("ad-every:{id}:3"), "every 3 tracks"),
+            ("closing:2026-12-05".to_string(), "closing"),
+            ("interrupt:flash-1".to_string(), "flash-1"),
+            ("christmas".to_string(), "christmas"),
+        ];
+        for (key, want) in cases {
+            assert_eq!(readable_source(&key), want, "{key}");
+        }
     }
 }

@@ -550,3 +550,88 @@ async fn play_log_after_kill_9_holds_every_play_once() {
     }
     println!("{} plays over {} runs", rows.len(), runs.len());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ducked_announcement_lowers_the_music_without_stopping_it() {
+    let files = ["music/sweep-60s.mp3", "ads/coffee.mp3", "urgent/evacuation.mp3"];
+    let yaml = format!(
+        "{SWEEP}playback:\n  messages: {{play_now: {{start: cut, duck_db: -20}}}}\n\
+         interrupts:\n  - {{id: flash-1, media: ads/coffee.mp3, level: ad, shops: [all], \
+         not_before: \"2026-11-28T09:00:05Z\"}}\n"
+    );
+    let (p, puller) = published(&yaml, &files).await;
+    let wav = p.dir.path().join("duck.wav");
+    let mut run = PlayerRun::start(&puller, &wav, Some("2026-11-28T09:00:00Z"), 2.0);
+    let rows = run
+        .wait_for("the ducked ad", Duration::from_secs(60), |rows| {
+            rows.iter()
+                .any(|r| r.kind == "play_now" && r.outcome == "complete")
+        })
+        .await;
+    run.wait_for_audio(16.0, Duration::from_secs(30)).await;
+    run.stop().await;
+
+    assert_eq!(
+        kinds(&rows),
+        ["music", "play_now"],
+        "the music is never cut: {rows:#?}"
+    );
+    let ad = &rows[1];
+    let ad_end = output_secs(ad) + (ad.end_position_ms.unwrap() as f64) / 1000.0;
+    let rec = Recording::open(&wav);
+    // The ad's own trailing silence lets the ducked music be heard alone.
+    let under = ad_end - 0.5;
+    let level_before = rec.rms_dbfs(output_secs(ad) - 1.2, output_secs(ad) - 0.2);
+    let level_under = rec.rms_dbfs(under - 0.2, under + 0.2);
+    println!("music at {level_before:.1} dBFS, under the ad at {level_under:.1} dBFS");
+    assert!(
+        ((level_before - level_under) - 20.0).abs() < 2.0,
+        "ducked by {:.1} dB",
+        level_before - level_under
+    );
+    // And it kept playing: the sweep position moved on with the clock.
+    let (before, during) = (
+        rec.sweep_position(2.0, 0.2).unwrap(),
+        rec.sweep_position(under, 0.2).unwrap(),
+    );
+    assert!(
+        ((during - before) - (under - 2.0)).abs() < 0.1,
+        "{before:.3} → {during:.3}"
+    );
+    assert!(
+        rec.sweep_position(ad_end + 1.0, 0.2).is_some(),
+        "full level after the ad"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_local_file_is_skipped_and_logged_and_the_music_goes_on() {
+    let yaml = "timezone: Europe/Paris
+playlists:
+  day: {items: [music/tone-a.mp3, music/chords-b.mp3]}
+schedule:
+  - {playlist: day, shops: [all]}
+shops:
+  main: {}
+";
+    let (p, puller) = published(yaml, &["music/tone-a.mp3", "music/chords-b.mp3"]).await;
+    // A disk fault after the verified install: the file is now empty.
+    let (id, _) = skycast_tests::file_id(&skycast_tests::example("music/tone-a.mp3"));
+    std::fs::write(puller.data.join("media").join(format!("{id}.mp3")), b"").unwrap();
+    let wav = p.dir.path().join("skip.wav");
+    let mut run = PlayerRun::start(&puller, &wav, Some("2026-11-28T10:00:00+01:00"), 4.0);
+    let rows = run
+        .wait_for("the next track", Duration::from_secs(30), |rows| {
+            rows.iter().any(|r| r.outcome == "skipped") && rows.iter().any(|r| r.title == "chords-b")
+        })
+        .await;
+    let transcript = run.stop().await;
+    assert_eq!(rows[0].outcome, "skipped", "{rows:#?}");
+    assert_eq!(rows[1].title, "chords-b");
+    assert!(transcript.contains("skipped tone-a"), "{transcript}");
+    let rec = Recording::open(&wav);
+    assert!(
+        rec.first_sound_after(0.0, SILENCE_DBFS).unwrap() < 0.2,
+        "no silence for the bad file"
+    );
+}
