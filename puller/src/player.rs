@@ -818,19 +818,16 @@ impl<'e> Player<'e> {
         })
     }
 
-    fn resume(&mut self, mut deck: Deck) -> Result<(), PlayerError> {
+    /// Continues paused music from where it stopped, fading in.
+    fn resume(&mut self, deck: Deck) -> Result<(), PlayerError> {
         let fade = frames_in(Duration::from_millis(self.fade_ms()));
         let source = match &deck.role {
             Role::Music { pick } => pick.playlist.clone(),
             Role::Message { message } => message.key.clone(),
         };
-        deck.ramp = Ramp::new(0.0, 1.0, fade);
-        deck.fading = None;
-        let media = deck.media;
-        let role = deck.role.clone();
-        let ramp = deck.ramp;
+        let (media, role) = (deck.media, deck.role.clone());
         if let Some(mut d) = self.open_deck(media, role, "music", source, Some(deck))? {
-            d.ramp = ramp;
+            d.ramp = Ramp::new(0.0, 1.0, fade);
             self.music = Some(d);
         }
         Ok(())
