@@ -30,6 +30,18 @@ async fn published(yaml: &str, files: &[&str]) -> (PublisherFixture, Puller) {
     (p, puller)
 }
 
+/// Fails when `rec` (from `from_s` on) holds more than 300 ms of silence beyond
+/// what the played `files` hold themselves.
+fn assert_no_added_silence(rec: &Recording, rows: &[PlayRow], files: &[&str], from_s: f64) {
+    let own = own_silences(files, SILENCE_DBFS);
+    let (gap, added) = added_silence(rec, rows, &own, SILENCE_DBFS, from_s, rec.duration_secs());
+    assert!(
+        added <= 0.3,
+        "{added:.3} s of added silence at {:.2} s",
+        gap.start_s
+    );
+}
+
 fn kinds(rows: &[PlayRow]) -> Vec<&str> {
     rows.iter().map(|r| r.kind.as_str()).collect()
 }
@@ -201,13 +213,7 @@ async fn cut_ad_starts_within_two_seconds_of_publish_and_music_resumes_where_it_
         !rec.is_silent(cut_s + 0.5, back_s - 0.5, SILENCE_DBFS),
         "the ad is heard"
     );
-    let own = own_silences(&files, SILENCE_DBFS);
-    let (gap, added) = added_silence(&rec, &rows, &own, SILENCE_DBFS, 0.0, rec.duration_secs());
-    assert!(
-        added <= 0.3,
-        "{added:.3} s of added silence at {:.2} s",
-        gap.start_s
-    );
+    assert_no_added_silence(&rec, &rows, &files, 0.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -273,13 +279,7 @@ async fn urgent_message_cuts_an_ad_which_does_not_start_over_and_music_resumes()
         before + 0.7,
         after - 0.7
     );
-    let own = own_silences(&files, SILENCE_DBFS);
-    let (gap, added) = added_silence(&rec, &rows, &own, SILENCE_DBFS, 0.0, rec.duration_secs());
-    assert!(
-        added <= 0.3,
-        "{added:.3} s of added silence at {:.2} s",
-        gap.start_s
-    );
+    assert_no_added_silence(&rec, &rows, &files, 0.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -342,13 +342,7 @@ async fn music_starts_at_opening_ads_play_every_three_tracks_and_at_a_fixed_time
         !rec.is_silent(in_rec, in_rec + 2.0, SILENCE_DBFS),
         "the bread ad is heard"
     );
-    let own = own_silences(&DAY_FILES, SILENCE_DBFS);
-    let (gap, added) = added_silence(&rec, &rows, &own, SILENCE_DBFS, 10.0, rec.duration_secs());
-    assert!(
-        added <= 0.3,
-        "{added:.3} s of added silence at {:.2} s",
-        gap.start_s
-    );
+    assert_no_added_silence(&rec, &rows, &DAY_FILES, 10.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
