@@ -281,8 +281,10 @@ struct Player<'e> {
     /// A `cut` message waiting for the music's fade-out.
     pending: Option<Message>,
     /// Set while closed, so "closed" is announced once per closing.
-    closed_since: Option<DateTime<Utc>>,
+    closed_announced: bool,
     last_progress: u64,
+    /// One deck's samples for the block being mixed (kept to spare an allocation per block).
+    scratch: Vec<f32>,
 }
 
 fn kind_label(message: &Message) -> &'static str {
@@ -340,8 +342,9 @@ impl<'e> Player<'e> {
             paused: None,
             message: None,
             pending: None,
-            closed_since: None,
+            closed_announced: false,
             last_progress: 0,
+            scratch: vec![0f32; BLOCK_FRAMES * CHANNELS],
         })
     }
 
@@ -384,13 +387,13 @@ impl<'e> Player<'e> {
             let due = schedule.due_messages(now, &self.history);
             if let Some(top) = due.first() {
                 if top.cuts() && self.pending.is_none() && self.cut_allowed(top.priority) {
-                    self.begin_cut(top.clone())?;
+                    self.begin_cut(top.clone());
                 }
             }
             block.fill(0.0);
-            let sounding = self.fill(&mut block, &schedule)?;
+            let sounding = self.fill(&mut block, &schedule);
             if sounding {
-                self.closed_since = None;
+                self.closed_announced = false;
                 self.output.write(&block)?;
                 self.frames += BLOCK_FRAMES as u64;
             } else {
@@ -398,8 +401,8 @@ impl<'e> Player<'e> {
                     .next_event_after(now)
                     .and_then(|t| (t - now).to_std().ok())
                     .map_or(IDLE_STEP, |d| d.clamp(Duration::from_millis(1), IDLE_STEP));
-                if !open && self.closed_since.is_none() {
-                    self.closed_since = Some(now);
+                if !open && !self.closed_announced {
+                    self.closed_announced = true;
                     let reopens = schedule.next_opening(now);
                     tracing::info!(shop = %self.options.shop, reopens = ?reopens, "closed: output released");
                     self.emit(PlayEvent::Closed { at: now, reopens });
@@ -488,7 +491,7 @@ impl<'e> Player<'e> {
 
     /// Starts cutting for `message`: the music fades out (or ducks), a less urgent
     /// message fades out and ends; the message starts once that is done.
-    fn begin_cut(&mut self, message: Message) -> Result<(), PlayerError> {
+    fn begin_cut(&mut self, message: Message) {
         let fade = frames_in(Duration::from_millis(self.fade_ms()));
         if let Some(deck) = &mut self.message {
             let quick = frames_in(MESSAGE_CUT_FADE);
@@ -503,12 +506,12 @@ impl<'e> Player<'e> {
                 p.after = message.mode.after;
             }
             self.pending = Some(message);
-            return Ok(());
+            return;
         }
         match (&mut self.music, message.mode.duck_db) {
             (Some(music), Some(duck_db)) if music.fading.is_none() => {
                 music.ramp = Ramp::new(music.ramp.current(), db_to_gain(duck_db as f64), fade);
-                self.start_message(message)?;
+                self.start_message(message);
             }
             (Some(music), _) => {
                 music.ramp = Ramp::new(music.ramp.current(), 0.0, fade);
@@ -517,7 +520,6 @@ impl<'e> Player<'e> {
             }
             (None, _) => self.pending = Some(message),
         }
-        Ok(())
     }
 
     fn fade_ms(&self) -> u64 {
@@ -541,10 +543,9 @@ impl<'e> Player<'e> {
     }
 
     /// Renders one block; false when nothing sounds (closed, or nothing to play).
-    fn fill(&mut self, block: &mut [f32], schedule: &ShopSchedule<'_>) -> Result<bool, PlayerError> {
+    fn fill(&mut self, block: &mut [f32], schedule: &ShopSchedule<'_>) -> bool {
         let mut filled = 0;
         let mut sounding = false;
-        let mut scratch = vec![0f32; block.len()];
         // A few rounds: each boundary inside the block starts the next deck at once.
         for _ in 0..4 {
             if filled == block.len() {
@@ -553,7 +554,7 @@ impl<'e> Player<'e> {
             self.block_offset = (filled / CHANNELS) as u64;
             let at = self.now();
             if self.message.is_none() && self.music.is_none() {
-                self.boundary(at, schedule)?;
+                self.boundary(at, schedule);
             }
             if self.message.is_none() && self.music.is_none() {
                 break;
@@ -568,10 +569,10 @@ impl<'e> Player<'e> {
             }
             let out = &mut block[filled..filled + len];
             let mut produced = 0;
-            let mut ended = Vec::new();
+            let mut ended = [None, None];
             for (slot, deck) in [(0, &mut self.music), (1, &mut self.message)] {
                 let Some(d) = deck.as_mut() else { continue };
-                let buf = &mut scratch[..len];
+                let buf = &mut self.scratch[..len];
                 buf.fill(0.0);
                 let n = d.track.read(buf);
                 d.ramp.apply(&mut buf[..n], d.gain);
@@ -580,13 +581,15 @@ impl<'e> Player<'e> {
                 }
                 produced = produced.max(n);
                 if n < len {
-                    ended.push((slot, Outcome::Complete));
+                    ended[slot] = Some(Outcome::Complete);
                 } else if d.fading.is_some() && d.ramp.is_done() {
-                    ended.push((slot, Outcome::Interrupted));
+                    ended[slot] = Some(Outcome::Interrupted);
                 }
             }
-            for (slot, outcome) in ended {
-                self.deck_ended(slot, outcome);
+            for (slot, outcome) in ended.into_iter().enumerate() {
+                if let Some(outcome) = outcome {
+                    self.deck_ended(slot, outcome);
+                }
             }
             // When the only deck ended early, the next one starts right there.
             filled += if produced < len && self.message.is_none() && self.music.is_none() {
@@ -599,7 +602,7 @@ impl<'e> Player<'e> {
         for s in block.iter_mut() {
             *s = s.clamp(-1.0, 1.0);
         }
-        Ok(sounding)
+        sounding
     }
 
     /// A deck reached its end (`Complete`) or the end of its fade-out.
@@ -650,19 +653,19 @@ impl<'e> Player<'e> {
     }
 
     /// Nothing plays: choose what starts at `at`.
-    fn boundary(&mut self, at: DateTime<Utc>, schedule: &ShopSchedule<'_>) -> Result<(), PlayerError> {
+    fn boundary(&mut self, at: DateTime<Utc>, schedule: &ShopSchedule<'_>) {
         // Files that do not decode are skipped; a bounded number of tries keeps a
         // broken library from spinning.
         for _ in 0..8 {
             if let Some(message) = self.pending.take() {
-                if self.start_message(message)? {
-                    return Ok(());
+                if self.start_message(message) {
+                    return;
                 }
                 continue;
             }
             if let Some(message) = schedule.due_messages(at, &self.history).into_iter().next() {
-                if self.start_message(message)? {
-                    return Ok(());
+                if self.start_message(message) {
+                    return;
                 }
                 continue;
             }
@@ -670,15 +673,15 @@ impl<'e> Player<'e> {
                 if let Some(p) = self.paused.take() {
                     self.end_row(&p.deck, Outcome::Interrupted);
                 }
-                return Ok(());
+                return;
             }
             if let Some(paused) = self.paused.take() {
                 match paused.after {
                     AfterMode::Resume => return self.resume(paused.deck),
                     AfterMode::Restart => {
                         if let Role::Music { pick } = paused.deck.role {
-                            if self.start_music(pick, false)? {
-                                return Ok(());
+                            if self.start_music(pick, false) {
+                                return;
                             }
                         }
                     }
@@ -687,20 +690,19 @@ impl<'e> Player<'e> {
                 continue;
             }
             match schedule.next_at_boundary(at, &self.history) {
-                Next::Closed { .. } => return Ok(()),
+                Next::Closed { .. } => return,
                 Next::Message(message) => {
-                    if self.start_message(message)? {
-                        return Ok(());
+                    if self.start_message(message) {
+                        return;
                     }
                 }
                 Next::Music(pick) => {
-                    if self.start_music(pick, true)? {
-                        return Ok(());
+                    if self.start_music(pick, true) {
+                        return;
                     }
                 }
             }
         }
-        Ok(())
     }
 
     /// Loudness gain, title, artist and duration of `media` from the manifest.
@@ -727,7 +729,7 @@ impl<'e> Player<'e> {
         kind: &'static str,
         source: String,
         resumed: Option<Deck>,
-    ) -> Result<Option<Deck>, PlayerError> {
+    ) -> Option<Deck> {
         let at = self.now();
         let version = self.manifest.as_ref().map_or(0, |m| m.version());
         let (gain, title, artist, duration) = self.entry_gain(&media);
@@ -746,7 +748,7 @@ impl<'e> Player<'e> {
             version,
             started_at: at,
             position_ms,
-            output_ms: frames_duration(self.frames).as_millis() as u64,
+            output_ms: frames_duration(self.frames + self.block_offset).as_millis() as u64,
             resumed_from: resumed_from.as_deref(),
         };
         // A log that cannot be written (a full disk) must not silence the shop:
@@ -765,7 +767,7 @@ impl<'e> Player<'e> {
                     self.problem(e.to_string());
                 }
                 self.problem(format!("skipped {title}: {e}"));
-                return Ok(None);
+                return None;
             }
         };
         if let Some(old) = &resumed_from {
@@ -792,7 +794,7 @@ impl<'e> Player<'e> {
             position: Duration::from_millis(position_ms),
             duration,
         });
-        Ok(Some(Deck {
+        Some(Deck {
             track,
             role,
             row,
@@ -800,53 +802,41 @@ impl<'e> Player<'e> {
             gain,
             ramp: Ramp::steady(1.0),
             fading: None,
-        }))
+        })
     }
 
-    fn start_music(&mut self, pick: MusicPick, new_pick: bool) -> Result<bool, PlayerError> {
+    /// Starts a music track; false when it could not be opened (logged `skipped`).
+    fn start_music(&mut self, pick: MusicPick, new_pick: bool) -> bool {
         if new_pick {
             self.history.record_music(&pick);
         }
         let source = pick.playlist.clone();
-        let deck = self.open_deck(pick.media, Role::Music { pick }, "music", source, None)?;
-        Ok(match deck {
-            Some(d) => {
-                self.music = Some(d);
-                true
-            }
-            None => false,
-        })
+        self.music = self.open_deck(pick.media, Role::Music { pick }, "music", source, None);
+        self.music.is_some()
     }
 
     /// Continues paused music from where it stopped, fading in.
-    fn resume(&mut self, deck: Deck) -> Result<(), PlayerError> {
+    fn resume(&mut self, deck: Deck) {
         let fade = frames_in(Duration::from_millis(self.fade_ms()));
         let source = match &deck.role {
             Role::Music { pick } => pick.playlist.clone(),
             Role::Message { message } => message.key.clone(),
         };
         let (media, role) = (deck.media, deck.role.clone());
-        if let Some(mut d) = self.open_deck(media, role, "music", source, Some(deck))? {
-            d.ramp = Ramp::new(0.0, 1.0, fade);
-            self.music = Some(d);
+        self.music = self.open_deck(media, role, "music", source, Some(deck));
+        if let Some(music) = &mut self.music {
+            music.ramp = Ramp::new(0.0, 1.0, fade);
         }
-        Ok(())
     }
 
     /// Starts `message` (recording it as played first, so it never plays twice).
-    fn start_message(&mut self, message: Message) -> Result<bool, PlayerError> {
+    fn start_message(&mut self, message: Message) -> bool {
         self.history.record_message(&message);
         let kind = kind_label(&message);
         let source = message.key.clone();
         let media = message.media;
-        let deck = self.open_deck(media, Role::Message { message }, kind, source, None)?;
-        Ok(match deck {
-            Some(d) => {
-                self.message = Some(d);
-                true
-            }
-            None => false,
-        })
+        self.message = self.open_deck(media, Role::Message { message }, kind, source, None);
+        self.message.is_some()
     }
 
     fn shut_down(&mut self) -> Result<(), PlayerError> {

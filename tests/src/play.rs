@@ -36,7 +36,6 @@ pub struct PlayerRun {
     pub wav: PathBuf,
     pub stdout: PathBuf,
     pub state_db: PathBuf,
-    started: Instant,
 }
 
 impl PlayerRun {
@@ -58,7 +57,6 @@ impl PlayerRun {
             wav: wav.to_path_buf(),
             stdout,
             state_db: puller.data.join("state.sqlite"),
-            started: Instant::now(),
         }
     }
 
@@ -158,10 +156,6 @@ impl PlayerRun {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()?)).ok()?;
         let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
         line.split_whitespace().nth(1)?.parse().ok()
-    }
-
-    pub fn wall_elapsed(&self) -> Duration {
-        self.started.elapsed()
     }
 }
 
