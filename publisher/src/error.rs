@@ -52,6 +52,16 @@ pub enum PublisherError {
     PlayerExists(String),
     #[error("{0}")]
     BadRequest(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("you are signed in as {role}: this page belongs to another role")]
+    Forbidden { role: &'static str },
+    #[error("the form is out of date or came from another site: reload the page and try again")]
+    CsrfRejected,
+    #[error("too many failed sign-ins for this account or address: try again in {retry_after_secs} seconds")]
+    TooManyLogins { retry_after_secs: u64 },
+    #[error("`{name}` is larger than the {max_bytes}-byte upload limit: nothing was stored")]
+    UploadTooLarge { name: String, max_bytes: u64 },
     #[error(
         "missing or invalid player token: send `Authorization: Bearer <token>` as printed by `player add`"
     )]
@@ -91,7 +101,12 @@ impl PublisherError {
             BadRequest(_) | NotMp3 { .. } | MediaTooLarge { .. } | Planning { .. } | Manifest(_) => {
                 StatusCode::BAD_REQUEST
             }
-            ConcurrentPublish | PlayerExists(_) | AlreadyInitialised { .. } => StatusCode::CONFLICT,
+            ConcurrentPublish | PlayerExists(_) | AlreadyInitialised { .. } | Conflict(_) => {
+                StatusCode::CONFLICT
+            }
+            Forbidden { .. } | CsrfRejected => StatusCode::FORBIDDEN,
+            TooManyLogins { .. } => StatusCode::TOO_MANY_REQUESTS,
+            UploadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -38,6 +38,8 @@ pub struct ServeConfig {
     pub transport: TransportMode,
     /// How often `main` is checked for a new version published by another process.
     pub head_check_interval: Duration,
+    /// Largest media file the web UI accepts in an upload.
+    pub max_upload_bytes: u64,
 }
 
 impl ServeConfig {
@@ -46,6 +48,7 @@ impl ServeConfig {
             data,
             transport,
             head_check_interval: Duration::from_millis(200),
+            max_upload_bytes: skycast_schema::Limits::default().max_media_bytes,
         }
     }
 }
@@ -86,7 +89,14 @@ pub async fn run(
     refresh_head(&state).await?;
     tokio::spawn(watch_head(state.clone(), config.head_check_interval, stop_rx));
 
-    let app = router(state);
+    let web = crate::web::WebState::new(
+        data.clone(),
+        config.transport == TransportMode::Https,
+        config.max_upload_bytes,
+    )?;
+    let app = router(state)
+        .merge(crate::web::router(Arc::new(web)))
+        .into_make_service_with_connect_info::<PeerAddr>();
     let graceful = async move {
         shutdown.await;
         let _ = stop_tx.send(true);
@@ -351,6 +361,22 @@ async fn media(
             }
             Ok(resp)
         }
+    }
+}
+
+/// The client's address, for sign-in throttling, over plain TCP or TLS.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub SocketAddr);
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TlsListener>> for PeerAddr {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, TlsListener>) -> PeerAddr {
+        PeerAddr(*stream.remote_addr())
+    }
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TcpListener>> for PeerAddr {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, TcpListener>) -> PeerAddr {
+        PeerAddr(*stream.remote_addr())
     }
 }
 
