@@ -86,19 +86,20 @@ fn flatten(prefix: &str, table: &toml::Table, out: &mut Texts) {
 fn texts(lang: Lang) -> &'static Texts {
     static TEXTS: OnceLock<[Texts; 2]> = OnceLock::new();
     let all = TEXTS.get_or_init(|| {
-        let load = |file: &str| {
-            let (_, text) = embedded::TEXTS
-                .iter()
-                .find(|(name, _)| *name == file)
-                // The build script embeds web/i18n/*.toml; both files are part of the crate.
-                .expect("i18n file embedded by build.rs");
-            // A broken text file is a build defect that the crate's tests catch.
-            let table: toml::Table = text.parse().expect("i18n file is valid TOML");
+        // Every `<area>.<lang>.toml` file adds its keys, so each page's texts live in
+        // a file of its own.
+        let load = |suffix: &str| {
             let mut out = Texts::new();
-            flatten("", &table, &mut out);
+            for (name, text) in embedded::TEXTS.iter().filter(|(n, _)| n.ends_with(suffix)) {
+                // A broken text file is a build defect that the crate's tests catch.
+                let table: toml::Table = text
+                    .parse()
+                    .unwrap_or_else(|e| panic!("web/i18n/{name} is not valid TOML: {e}"));
+                flatten("", &table, &mut out);
+            }
             out
         };
-        [load("en.toml"), load("fr.toml")]
+        [load(".en.toml"), load(".fr.toml")]
     });
     match lang {
         Lang::En => &all[0],
@@ -186,8 +187,8 @@ mod tests {
         let fr: Vec<&String> = texts(Lang::Fr).keys().collect();
         let missing_fr: Vec<_> = en.iter().filter(|k| !texts(Lang::Fr).contains_key(**k)).collect();
         let missing_en: Vec<_> = fr.iter().filter(|k| !texts(Lang::En).contains_key(**k)).collect();
-        assert!(missing_fr.is_empty(), "missing in fr.toml: {missing_fr:?}");
-        assert!(missing_en.is_empty(), "missing in en.toml: {missing_en:?}");
+        assert!(missing_fr.is_empty(), "missing in *.fr.toml: {missing_fr:?}");
+        assert!(missing_en.is_empty(), "missing in *.en.toml: {missing_en:?}");
     }
 
     #[test]
@@ -204,7 +205,7 @@ mod tests {
                 }
             }
         }
-        assert!(missing.is_empty(), "texts missing from en.toml: {missing:?}");
+        assert!(missing.is_empty(), "texts missing from web/i18n/*.en.toml: {missing:?}");
     }
 
     #[test]

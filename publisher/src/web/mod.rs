@@ -3,8 +3,18 @@
 //! protocol. Every request passes [`guard`]: session, role ([`auth::POLICY`]),
 //! CSRF, security headers. Handlers only do their page's job.
 
+mod admin;
+mod ads;
 pub mod auth;
+mod history;
+mod media;
 mod pages;
+mod planning;
+mod playlists;
+mod publishing;
+mod shops;
+mod upload;
+mod urgent;
 
 use std::sync::{Arc, Mutex};
 

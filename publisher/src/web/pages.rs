@@ -1,4 +1,4 @@
-//! The pages of each role's job, one module per area; each adds its routes here.
+//! The pages of each role's job, one module per area, each with its own routes.
 
 use std::sync::Arc;
 
@@ -8,4 +8,14 @@ use super::WebState;
 
 pub(super) fn routes() -> Router<Arc<WebState>> {
     Router::new()
+        .merge(super::media::routes())
+        .merge(super::playlists::routes())
+        .merge(super::upload::routes())
+        .merge(super::planning::routes())
+        .merge(super::shops::routes())
+        .merge(super::ads::routes())
+        .merge(super::urgent::routes())
+        .merge(super::publishing::routes())
+        .merge(super::admin::routes())
+        .merge(super::history::routes())
 }
