@@ -49,7 +49,7 @@ enum Command {
         #[arg(long)]
         message: Option<String>,
     },
-    /// Serve the pull protocol to players
+    /// Serve the pull protocol to players and the web UI to people
     Serve {
         #[arg(long)]
         data: PathBuf,
@@ -58,6 +58,14 @@ enum Command {
         /// Serve plain HTTP instead of HTTPS (tests and trusted networks only)
         #[arg(long)]
         insecure_http: bool,
+        /// Largest MP3 the web UI accepts in an upload, in MiB
+        #[arg(long, default_value_t = 200)]
+        max_upload_mb: u64,
+    },
+    /// Manage the people who use the web UI
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
     },
     /// Manage players
     Player {
@@ -93,6 +101,25 @@ enum Command {
         /// Trusted public key (`ed25519:...`); required for a clone, read from the data directory otherwise
         #[arg(long)]
         key: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add a user; the password comes from SKYCAST_USER_PASSWORD or is generated and printed once
+    Add {
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long)]
+        name: String,
+        /// admin, marketing, commercial or auditor
+        #[arg(long)]
+        role: String,
+    },
+    /// List users with their roles
+    List {
+        #[arg(long)]
+        data: PathBuf,
     },
 }
 
@@ -170,6 +197,7 @@ fn main() -> anyhow::Result<()> {
             data,
             listen,
             insecure_http,
+            max_upload_mb,
         } => {
             let dir = DataDir::open(&data)?;
             let transport = if insecure_http {
@@ -182,7 +210,9 @@ fn main() -> anyhow::Result<()> {
                 let listener = tokio::net::TcpListener::bind(&listen)
                     .await
                     .with_context(|| format!("listen on {listen}: is another process using it"))?;
-                skycast_publisher::run(ServeConfig::new(dir, transport), listener, shutdown_signal()).await?;
+                let mut config = ServeConfig::new(dir, transport);
+                config.max_upload_bytes = max_upload_mb.saturating_mul(1024 * 1024);
+                skycast_publisher::run(config, listener, shutdown_signal()).await?;
                 anyhow::Ok(())
             })?;
         }
@@ -214,6 +244,30 @@ fn main() -> anyhow::Result<()> {
             )?;
             dir.db()?.add_player(&id, &shop, &token)?;
             print!("{config}");
+        }
+        Command::User {
+            command: UserCommand::Add { data, name, role },
+        } => {
+            let db = DataDir::open(&data)?.db()?;
+            let role = skycast_publisher::db::Role::parse(&role)?;
+            let (password, generated) = match std::env::var("SKYCAST_USER_PASSWORD") {
+                Ok(p) if !p.is_empty() => (p, false),
+                _ => (skycast_publisher::random_token(), true),
+            };
+            db.create_user(&name, &password, role)?;
+            if generated {
+                println!("user `{name}` ({}) password (shown once, store it now): {password}", role.as_str());
+            } else {
+                println!("user `{name}` ({}) password taken from SKYCAST_USER_PASSWORD", role.as_str());
+            }
+        }
+        Command::User {
+            command: UserCommand::List { data },
+        } => {
+            for u in DataDir::open(&data)?.db()?.users()? {
+                let state = if u.disabled { "disabled" } else { "enabled" };
+                println!("{}\t{}\t{state}\t{}", u.username, u.role.as_str(), u.created_at);
+            }
         }
         Command::History { data } => {
             let dir = DataDir::open(&data)?;
