@@ -22,6 +22,8 @@
 #                          wiped at start; only a directory made by this script
 #                          or an empty one is ever wiped)
 #   SKYCAST_ADMIN_PASSWORD passed through to `skycast-publisher init`
+#   SKYCAST_DEMO_PASSWORD  password of the web UI users marketing, commercial and
+#                          auditor (default skycast-demo)
 #   SKYCAST_DEMO_TIMEOUT   seconds to wait for each sync (default 60)
 #   SKYCAST_SKIP_APT=1     passed on to install-deps.sh
 #   SKYCAST_DEMO_CLOCK     the instant the players' clocks start at (default
@@ -158,6 +160,11 @@ say "1. Initialise the publisher"
 "$PUB" init --data "$D/publisher" 2>&1 | tee "$D/logs/init.log"
 CA="$D/publisher/tls/ca.pem"
 [[ -f "$CA" ]] || die "init did not write $CA"
+# One web UI user per role besides the admin, all with the same demo password.
+DEMO_PASSWORD="${SKYCAST_DEMO_PASSWORD:-skycast-demo}"
+for role in marketing commercial auditor; do
+    SKYCAST_USER_PASSWORD="$DEMO_PASSWORD" "$PUB" user add --data "$D/publisher" --name "$role" --role "$role"
+done
 
 # ---------------------------------------------------------------- 2. serve
 say "2. Serve the store over HTTPS"
@@ -297,6 +304,8 @@ if [[ $KEEP_RUNNING -eq 1 ]]; then
     echo "logs:            $D/logs/"
     echo "player configs:  $D/players/*.toml"
     echo "status:          $PULL status --config $D/players/main-1.toml"
+    echo "web UI:          $URL/ (your browser must trust $CA, or accept the warning)"
+    echo "web UI users:    marketing, commercial, auditor (password $DEMO_PASSWORD)"
     echo "admin password:  \$SKYCAST_ADMIN_PASSWORD if you set it, else the one printed by init above ($D/logs/init.log)"
     trap 'exit 0' INT # Ctrl-C is the normal way out here
     while :; do
