@@ -10,7 +10,9 @@
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
-use chrono::{DateTime, Datelike, LocalResult, NaiveDate, NaiveTime, Offset, TimeDelta, TimeZone, Utc};
+use chrono::{
+    DateTime, Datelike, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, Offset, TimeDelta, TimeZone, Utc,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::content_id::MediaId;
@@ -85,6 +87,39 @@ pub struct MusicPick {
     pub playlist: String,
     /// The schedule rule that chose the playlist; `None` for the fallback.
     pub rule: Option<usize>,
+}
+
+/// Which playlist music comes from at an instant, and why: for planning views and
+/// previews, which must show the choice without playing anything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MusicChoice {
+    /// Playlist name; [`FALLBACK_ALL_MUSIC`] when no playlist applies and
+    /// `playback.fallback_playlist` is unset.
+    pub playlist: String,
+    /// Index in `schedule` of the rule that chose it; `None` for the fallback.
+    pub rule: Option<usize>,
+    /// Other matching rules with the same (top) priority naming another playlist:
+    /// a conflict the first-listed rule wins only by its position. Rules naming the
+    /// same playlist are not listed (they change nothing).
+    pub tied_rules: Vec<usize>,
+}
+
+/// A stretch of time with one music choice (`None`: the shop is closed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MusicSpan {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub choice: Option<MusicChoice>,
+}
+
+/// A stretch of time where rules of the same top priority name different playlists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conflict {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub priority: i32,
+    /// The rule that wins (listed first), then the rules it ties with.
+    pub rules: Vec<usize>,
 }
 
 /// Playlist name used for "all music of the manifest, in order".
@@ -434,8 +469,111 @@ impl<'m> ShopSchedule<'m> {
         always.into_iter().filter(after).chain(open_events).min()
     }
 
-    fn local_date(&self, at: DateTime<Utc>) -> NaiveDate {
+    /// The playlist music comes from at `at`, the rule that chose it and the rules
+    /// it tied with ([`Self::playlist_at`] with its reasons). `None` when closed.
+    pub fn music_at(&self, at: DateTime<Utc>) -> Option<MusicChoice> {
+        let resolved = self.resolve(at)?;
+        let program = &self.manifest.program;
+        let tied_rules = match resolved.rule.and_then(|i| Some((i, program.schedule.get(i)?))) {
+            Some((winner, chosen)) => self
+                .matching_rules(at)
+                .filter(|(i, rule)| {
+                    *i != winner && rule.priority == chosen.priority && rule.playlist != chosen.playlist
+                })
+                .map(|(i, _)| i)
+                .collect(),
+            None => Vec::new(),
+        };
+        Some(MusicChoice {
+            playlist: resolved.name,
+            rule: resolved.rule,
+            tied_rules,
+        })
+    }
+
+    /// The music choices from `from` until `to`, as consecutive spans (equal
+    /// neighbours merged) covering the whole range. Exact: it evaluates
+    /// [`Self::music_at`] at every instant where an opening edge, a rule's window
+    /// edge or a local midnight can change the answer. Work grows with days × rules.
+    pub fn music_timeline(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<MusicSpan> {
+        if to <= from {
+            return Vec::new();
+        }
+        let mut edges = vec![from];
+        let last = self.local_date(to);
+        // The day before `from` too: its periods and windows may run past midnight.
+        let mut date = prev_day(self.local_date(from));
+        while let Some(d) = date.filter(|d| *d <= last) {
+            edges.push(self.day_start(d));
+            if let Some(p) = self.raw_period(d) {
+                edges.extend([p.opens, p.closes]);
+            }
+            for rule in &self.manifest.program.schedule {
+                if let (Some(window), true) = (rule.time, self.targets(&rule.shops)) {
+                    let (start, end) = self.window_on(d, window);
+                    edges.extend([start, end]);
+                }
+            }
+            date = next_day(d);
+        }
+        edges.retain(|t| from <= *t && *t < to);
+        edges.sort_unstable();
+        edges.dedup();
+        let mut spans: Vec<MusicSpan> = Vec::new();
+        for (i, &start) in edges.iter().enumerate() {
+            let end = edges.get(i + 1).copied().unwrap_or(to);
+            let choice = self.music_at(start);
+            match spans.last_mut() {
+                Some(prev) if prev.choice == choice => prev.end = end,
+                _ => spans.push(MusicSpan { start, end, choice }),
+            }
+        }
+        spans
+    }
+
+    /// Where rules of the same top priority name different playlists between
+    /// `from` and `to` (see [`MusicChoice::tied_rules`]).
+    pub fn conflicts(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<Conflict> {
+        let schedule = &self.manifest.program.schedule;
+        self.music_timeline(from, to)
+            .into_iter()
+            .filter_map(|span| {
+                let choice = span.choice?;
+                let winner = choice.rule?;
+                if choice.tied_rules.is_empty() {
+                    return None;
+                }
+                let mut rules = vec![winner];
+                rules.extend(choice.tied_rules);
+                Some(Conflict {
+                    start: span.start,
+                    end: span.end,
+                    priority: schedule.get(winner).map_or(0, |r| r.priority),
+                    rules,
+                })
+            })
+            .collect()
+    }
+
+    /// Whether a rule's `shops` list (`all`, `tag:NAME`, shop names) names this shop.
+    pub fn targets_shop(&self, shops: &[String]) -> bool {
+        self.targets(shops)
+    }
+
+    /// The local date of `at` in the manifest's time zone.
+    pub fn local_date(&self, at: DateTime<Utc>) -> NaiveDate {
         at.with_timezone(&self.tz).date_naive()
+    }
+
+    /// The local date and time of `at` in the manifest's time zone.
+    pub fn local_datetime(&self, at: DateTime<Utc>) -> NaiveDateTime {
+        at.with_timezone(&self.tz).naive_local()
+    }
+
+    /// The instant of a local date and time, read as the schedule reads rules:
+    /// the end of a spring-forward gap, the first of a fall-back fold.
+    pub fn instant_of(&self, date: NaiveDate, time: NaiveTime) -> DateTime<Utc> {
+        self.local_instant(date, time)
     }
 
     /// The instant of a local date and time: the first of two in a fall-back fold,
@@ -529,18 +667,24 @@ impl<'m> ShopSchedule<'m> {
         })
     }
 
-    fn resolve(&self, at: DateTime<Utc>) -> Option<Resolved<'m>> {
-        self.open_period(at)?;
+    /// The schedule rules (with their index) that apply to this shop at `at` and
+    /// name a playlist with items, in listed order.
+    fn matching_rules(&self, at: DateTime<Utc>) -> impl Iterator<Item = (usize, &'m ScheduleRule)> + '_ {
         let program = &self.manifest.program;
-        let mut best: Option<(usize, &'m ScheduleRule)> = None;
-        for (i, rule) in program.schedule.iter().enumerate() {
+        program.schedule.iter().enumerate().filter(move |(_, rule)| {
             let usable = program
                 .playlists
                 .get(&rule.playlist)
                 .is_some_and(|list| !list.items.is_empty());
-            if !usable || !self.targets(&rule.shops) || !self.rule_matches(rule, at) {
-                continue;
-            }
+            usable && self.targets(&rule.shops) && self.rule_matches(rule, at)
+        })
+    }
+
+    fn resolve(&self, at: DateTime<Utc>) -> Option<Resolved<'m>> {
+        self.open_period(at)?;
+        let program = &self.manifest.program;
+        let mut best: Option<(usize, &'m ScheduleRule)> = None;
+        for (i, rule) in self.matching_rules(at) {
             // Strictly greater: on a tie the rule listed first stays.
             if best.is_none_or(|(_, b)| rule.priority > b.priority) {
                 best = Some((i, rule));
@@ -722,6 +866,14 @@ impl<'m> ShopSchedule<'m> {
             });
         }
     }
+}
+
+/// The local date and time of `at` in `timezone` (an IANA name, as in manifests).
+pub fn local_datetime(timezone: &str, at: DateTime<Utc>) -> Result<NaiveDateTime, ScheduleError> {
+    let tz = timezone
+        .parse::<chrono_tz::Tz>()
+        .map_err(|_| ScheduleError::BadTimeZone(timezone.to_string()))?;
+    Ok(at.with_timezone(&tz).naive_local())
 }
 
 /// Index into `items` of the pick at `cursor` of a shuffled playlist: pass
@@ -2016,5 +2168,184 @@ interrupts:
         }
         let never = schedule(&m, "never");
         assert_eq!(never.next_event_after(t("2026-12-01T06:00Z")), None);
+    }
+    #[test]
+    fn music_at_names_the_rule_and_the_rules_it_ties_with() {
+        let m = manifest(
+            r#"
+playlists:
+  day: {items: [@m1]}
+  xmas: {items: [@m2]}
+  promo: {items: [@m3]}
+  calm: {items: [@m4]}
+shops:
+  lyon: {tags: [main], hours: {mon: "09:00-20:00", tue: "09:00-20:00", sat: "09:00-20:00"}}
+  nice: {}
+schedule:
+  - {playlist: day, shops: [all]}
+  - {playlist: xmas, shops: [all], dates: 2026-12-01..2026-12-24, priority: 10}
+  - {playlist: promo, shops: [tag:main], days: [tue], time: "14:00-16:00", priority: 10}
+  - {playlist: xmas, shops: [lyon], days: [tue], priority: 10}
+  - {playlist: calm, shops: [nice], days: [sat], priority: 0}
+"#,
+        );
+        let choice = |playlist: &str, rule: Option<usize>, tied: &[usize]| {
+            Some(MusicChoice {
+                playlist: playlist.to_string(),
+                rule,
+                tied_rules: tied.to_vec(),
+            })
+        };
+        // (shop, instant, expected)
+        let cases = [
+            ("lyon", "2026-11-23T12:00Z", choice("day", Some(0), &[])),
+            // Rule 3 names the same playlist as rule 1: no conflict.
+            ("lyon", "2026-12-01T12:00Z", choice("xmas", Some(1), &[])),
+            ("lyon", "2026-12-01T13:30Z", choice("xmas", Some(1), &[2])),
+            ("lyon", "2026-12-01T14:59Z", choice("xmas", Some(1), &[2])),
+            ("lyon", "2026-12-01T15:00Z", choice("xmas", Some(1), &[])),
+            ("lyon", "2026-12-01T19:30Z", None),
+            ("nice", "2026-12-01T13:30Z", choice("xmas", Some(1), &[])),
+            ("nice", "2026-11-28T12:00Z", choice("day", Some(0), &[4])),
+        ];
+        for (shop, at, expected) in cases {
+            assert_eq!(schedule(&m, shop).music_at(t(at)), expected, "{shop} {at}");
+        }
+    }
+
+    #[test]
+    fn music_timeline_covers_the_range_with_merged_spans() {
+        let m = manifest(
+            r#"
+playlists:
+  day: {items: [@m1]}
+  lunch: {items: [@m2]}
+  late: {items: [@m3]}
+shops:
+  lyon: {hours: {mon: "09:00-20:00", tue: "22:00-02:00"}}
+  always: {}
+schedule:
+  - {playlist: day, shops: [all]}
+  - {playlist: lunch, shops: [all], days: [mon], time: "12:00-14:00", priority: 1}
+  - {playlist: late, shops: [all], time: "23:30-00:30", priority: 1}
+"#,
+        );
+        let span = |start: &str, end: &str, playlist: Option<(&str, usize)>| MusicSpan {
+            start: t(start),
+            end: t(end),
+            choice: playlist.map(|(p, rule)| MusicChoice {
+                playlist: p.to_string(),
+                rule: Some(rule),
+                tied_rules: Vec::new(),
+            }),
+        };
+        // Monday 2026-11-30 and Tuesday; Paris is UTC+1.
+        let cases: [(&str, &str, &str, Vec<MusicSpan>); 4] = [
+            (
+                "lyon",
+                "2026-11-29T23:00Z",
+                "2026-12-01T23:00Z",
+                vec![
+                    span("2026-11-29T23:00Z", "2026-11-30T08:00Z", None),
+                    span("2026-11-30T08:00Z", "2026-11-30T11:00Z", Some(("day", 0))),
+                    span("2026-11-30T11:00Z", "2026-11-30T13:00Z", Some(("lunch", 1))),
+                    span("2026-11-30T13:00Z", "2026-11-30T19:00Z", Some(("day", 0))),
+                    span("2026-11-30T19:00Z", "2026-12-01T21:00Z", None),
+                    span("2026-12-01T21:00Z", "2026-12-01T22:30Z", Some(("day", 0))),
+                    span("2026-12-01T22:30Z", "2026-12-01T23:00Z", Some(("late", 2))),
+                ],
+            ),
+            // The overnight opening and the late window run past the range's start.
+            (
+                "lyon",
+                "2026-12-01T23:00Z",
+                "2026-12-02T03:00Z",
+                vec![
+                    span("2026-12-01T23:00Z", "2026-12-01T23:30Z", Some(("late", 2))),
+                    span("2026-12-01T23:30Z", "2026-12-02T01:00Z", Some(("day", 0))),
+                    span("2026-12-02T01:00Z", "2026-12-02T03:00Z", None),
+                ],
+            ),
+            (
+                "always",
+                "2026-11-30T10:00Z",
+                "2026-11-30T12:00Z",
+                vec![
+                    span("2026-11-30T10:00Z", "2026-11-30T11:00Z", Some(("day", 0))),
+                    span("2026-11-30T11:00Z", "2026-11-30T12:00Z", Some(("lunch", 1))),
+                ],
+            ),
+            ("always", "2026-11-30T12:00Z", "2026-11-30T12:00Z", vec![]),
+        ];
+        for (shop, from, to, expected) in cases {
+            let got = schedule(&m, shop).music_timeline(t(from), t(to));
+            assert_eq!(got, expected, "{shop} {from}..{to}");
+        }
+    }
+
+    #[test]
+    fn conflicts_are_the_spans_where_top_rules_tie() {
+        let m = manifest(
+            r#"
+playlists:
+  day: {items: [@m1]}
+  xmas: {items: [@m2]}
+  promo: {items: [@m3]}
+shops:
+  lyon: {hours: {mon: "09:00-20:00", tue: "09:00-20:00"}}
+  nice: {hours: {mon: "09:00-20:00", tue: "09:00-20:00"}}
+schedule:
+  - {playlist: day, shops: [all]}
+  - {playlist: xmas, shops: [all], dates: 2026-12-01..2026-12-24, priority: 5}
+  - {playlist: promo, shops: [lyon], time: "10:00-12:00", priority: 5}
+  - {playlist: promo, shops: [nice], time: "10:00-12:00", priority: 6}
+"#,
+        );
+        let week = (t("2026-11-29T23:00Z"), t("2026-12-06T23:00Z"));
+        let cases = [
+            (
+                "lyon",
+                vec![Conflict {
+                    start: t("2026-12-01T09:00Z"),
+                    end: t("2026-12-01T11:00Z"),
+                    priority: 5,
+                    rules: vec![1, 2],
+                }],
+            ),
+            // Higher priority: no tie.
+            ("nice", vec![]),
+        ];
+        for (shop, expected) in cases {
+            assert_eq!(schedule(&m, shop).conflicts(week.0, week.1), expected, "{shop}");
+        }
+    }
+
+    #[test]
+    fn local_times_follow_the_manifest_zone_and_its_dst() {
+        let m = manifest("shops: {lyon: {}}\n");
+        let s = schedule(&m, "lyon");
+        let date = |d: &str| NaiveDate::parse_from_str(d, "%Y-%m-%d").unwrap();
+        let time = |h: u32, min: u32| NaiveTime::from_hms_opt(h, min, 0).unwrap();
+        // (local date, local time, instant): winter, summer, the spring gap, the autumn fold
+        let cases = [
+            ("2026-12-01", time(9, 0), "2026-12-01T08:00Z"),
+            ("2026-07-01", time(9, 0), "2026-07-01T07:00Z"),
+            ("2026-03-29", time(2, 30), "2026-03-29T01:00Z"),
+            ("2026-10-25", time(2, 30), "2026-10-25T00:30Z"),
+        ];
+        for (d, tm, instant) in cases {
+            assert_eq!(s.instant_of(date(d), tm), t(instant), "{d} {tm}");
+        }
+        assert_eq!(s.local_date(t("2026-12-01T23:30Z")), date("2026-12-02"));
+        assert_eq!(
+            local_datetime("Europe/Paris", t("2026-07-01T07:00Z")).unwrap(),
+            date("2026-07-01").and_time(time(9, 0))
+        );
+        assert_eq!(
+            local_datetime("Mars/Olympus", t("2026-07-01T07:00Z")),
+            Err(ScheduleError::BadTimeZone("Mars/Olympus".to_string()))
+        );
+        assert!(s.targets_shop(&["all".to_string()]));
+        assert!(!s.targets_shop(&["tag:main".to_string()]));
     }
 }
