@@ -79,6 +79,20 @@ impl WebState {
         .map_err(|e| PublisherError::Internal(e.to_string()))?
     }
 
+    /// Runs `f` with the workspace (library, draft, publishing) on a blocking thread.
+    pub async fn with_workspace<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&crate::workspace::Workspace<'_>) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let state = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let db = state.db.lock().unwrap_or_else(|p| p.into_inner());
+            f(&crate::workspace::Workspace::new(&state.data, &db))
+        })
+        .await
+        .map_err(|e| PublisherError::Internal(e.to_string()))?
+    }
+
     /// Renders `template` inside the page layout, with `extra` added to the context.
     pub fn page(&self, ctx: &Ctx, template: &str, extra: Value) -> Response {
         self.page_with_status(StatusCode::OK, ctx, template, extra)
