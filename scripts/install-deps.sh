@@ -20,7 +20,9 @@ set -euo pipefail
 # Build: pkg-config, a C compiler (bundled SQLite, ring), ALSA headers (audio
 # output). Demo: curl, python3 (free port, JSON), jq (JSON). HTTPS: ca-certificates.
 # Playback tests and benchmark: mpg123 (an independent decoder and the reference
-# of `cargo bench --bench playback`).
+# of `cargo bench --bench playback`). Browser tests (tests/src/browser.rs):
+# chromium and chromium-driver, which they run as /usr/bin/chromium and
+# /usr/bin/chromedriver (so checked as packages, not as commands on PATH).
 PACKAGES=(
     pkg-config
     libasound2-dev
@@ -31,6 +33,8 @@ PACKAGES=(
     python3:python3
     jq:jq
     mpg123:mpg123
+    chromium
+    chromium-driver
 )
 
 log() { printf 'install-deps: %s\n' "$*"; }
