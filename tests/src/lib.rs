@@ -3,6 +3,7 @@
 //! tampering HTTPS proxy for fault injection.
 
 pub mod browser;
+pub mod web;
 pub mod play;
 pub mod proxy;
 pub mod recording;
