@@ -10,6 +10,7 @@ pub mod publish;
 pub mod server;
 pub mod store;
 pub mod tls;
+pub mod workspace;
 pub mod web;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

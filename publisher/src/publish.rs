@@ -27,15 +27,16 @@ pub struct Published {
     pub new_media: usize,
 }
 
-/// A manifest before it has a version number and signature.
-struct Draft {
-    timezone: String,
-    validity: Duration,
-    media: Vec<(MediaEntry, Oid)>,
-    program: Program<MediaId>,
+/// A manifest before it has a version number and signature, with the blob of
+/// each media file already written to the store.
+pub(crate) struct Unsigned {
+    pub(crate) timezone: String,
+    pub(crate) validity: Duration,
+    pub(crate) media: Vec<(MediaEntry, Oid)>,
+    pub(crate) program: Program<MediaId>,
 }
 
-fn check_author(author: &str) -> Result<()> {
+pub(crate) fn check_author(author: &str) -> Result<()> {
     let ok = !author.trim().is_empty()
         && author.len() <= 100
         && !author.chars().any(|c| c.is_control() || c == '<' || c == '>');
@@ -144,7 +145,7 @@ pub fn publish_planning(
             .map(|(_, e, _)| e.id)
             .ok_or_else(|| PublisherError::Internal(format!("media `{rel}` was not read")))
     })?;
-    let draft = Draft {
+    let unsigned = Unsigned {
         timezone: planning.timezone,
         validity: Duration::days(planning.valid_days.into()),
         media,
@@ -157,7 +158,7 @@ pub fn publish_planning(
     let message = message
         .map(str::to_string)
         .unwrap_or_else(|| format!("Publish {file_name}"));
-    commit_draft(data, &store, draft, author, &message, now)
+    commit_unsigned(data, &store, unsigned, author, &message, now)
 }
 
 /// Publishes a new version whose content equals version `target`: a rollback never
@@ -189,29 +190,71 @@ pub fn rollback(data: &DataDir, target: u64, author: &str, now: DateTime<Utc>) -
             .ok_or_else(|| PublisherError::Internal(format!("version {target} lacks media {}", entry.id)))?;
         media.push((entry.clone(), *oid));
     }
-    let draft = Draft {
+    let unsigned = Unsigned {
         timezone: old.timezone.clone(),
         validity: old.expires_at.0 - old.published_at.0,
         media,
         program: old.program.clone(),
     };
-    commit_draft(
+    commit_unsigned(
         data,
         &store,
-        draft,
+        unsigned,
         author,
         &format!("Roll back to version {target}"),
         now,
     )
 }
 
-fn commit_draft(
+/// Signs and commits `unsigned` as the version after the current head.
+pub(crate) fn commit_unsigned(
     data: &DataDir,
     store: &Store,
-    draft: Draft,
+    unsigned: Unsigned,
     author: &str,
     message: &str,
     now: DateTime<Utc>,
+) -> Result<Published> {
+    commit_with(data, store, author, message, now, |_| Ok(unsigned))
+}
+
+/// The manifest `version` would be, before signing. `now` loses its fraction of a
+/// second: manifests carry whole seconds, so emitted and parsed times stay equal.
+pub(crate) fn unsigned_manifest(
+    version: u64,
+    timezone: String,
+    validity: Duration,
+    media: Vec<MediaEntry>,
+    program: Program<MediaId>,
+    author: &str,
+    now: DateTime<Utc>,
+) -> Result<Manifest> {
+    let now = now.with_nanosecond(0).unwrap_or(now);
+    let version = NonZeroU64::new(version)
+        .ok_or_else(|| PublisherError::Internal("version 0 cannot be published".into()))?;
+    Ok(Manifest {
+        schema: SCHEMA_V1.to_string(),
+        version,
+        published_at: now.into(),
+        expires_at: (now + validity).into(),
+        published_by: author.to_string(),
+        timezone,
+        media,
+        program,
+    })
+}
+
+/// Holding the store lock, asks `prepare` for the content of the next version given
+/// the current head (version and commit), then signs and commits it. Content derived
+/// from head (an interrupt added to it) or checked against it (a draft's base) is
+/// prepared here, so no other publish can land in between.
+pub(crate) fn commit_with(
+    data: &DataDir,
+    store: &Store,
+    author: &str,
+    message: &str,
+    now: DateTime<Utc>,
+    prepare: impl FnOnce(Option<(u64, Oid)>) -> Result<Unsigned>,
 ) -> Result<Published> {
     let lock = data.lock_store()?;
     for path in store.clear_stale_locks(&lock)? {
@@ -228,19 +271,18 @@ fn commit_draft(
             .collect(),
         None => BTreeSet::new(),
     };
+    let draft = prepare(head)?;
     // Manifests carry whole seconds: dropping the rest keeps emitted and parsed times equal.
     let now = now.with_nanosecond(0).unwrap_or(now);
-    let manifest = Manifest {
-        schema: SCHEMA_V1.to_string(),
-        // Cannot be zero: it is at least 1.
-        version: NonZeroU64::new(version).expect("version >= 1"),
-        published_at: now.into(),
-        expires_at: (now + draft.validity).into(),
-        published_by: author.to_string(),
-        timezone: draft.timezone,
-        media: draft.media.iter().map(|(e, _)| e.clone()).collect(),
-        program: draft.program,
-    };
+    let manifest = unsigned_manifest(
+        version,
+        draft.timezone,
+        draft.validity,
+        draft.media.iter().map(|(e, _)| e.clone()).collect(),
+        draft.program,
+        author,
+        now,
+    )?;
     manifest.validate(&Limits::default())?;
     let bytes = format!("# Skycast manifest, signed: do not edit\n{}", manifest.to_yaml()).into_bytes();
     let signature = data.secret_key()?.sign(&bytes);
