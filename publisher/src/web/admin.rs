@@ -1,11 +1,431 @@
-//! (stub: the admin pages are being written)
+//! The admin's pages: the landing page (pending reviews, latest versions, players,
+//! the "review required" setting), user management, the review of publish
+//! requests, and rollback to an old version. The guard lets only admins in.
 
 use std::sync::Arc;
 
-use axum::Router;
+use axum::extract::{Path, State};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use chrono::{DateTime, Utc};
+use minijinja::context;
+use serde::{Deserialize, Serialize};
+use skycast_schema::{Manifest, Program};
+use skycast_web::Lang;
 
-use super::WebState;
+use super::history::{local_time, players, recent_versions, version_number};
+use super::{Ctx, WebState};
+use crate::audit::{self, DiffSection};
+use crate::data_dir::DataDir;
+use crate::db::{Db, Role, User};
+use crate::error::{PublisherError, Result};
+use crate::workspace::{PublishRequest, Workspace};
 
 pub(super) fn routes() -> Router<Arc<WebState>> {
     Router::new()
+        .route("/admin", get(home))
+        .route("/admin/settings", post(settings))
+        .route("/admin/users", get(users_page).post(create_user))
+        .route("/admin/users/{id}", get(user_page).post(update_user))
+        .route("/admin/users/{id}/delete", post(delete_user))
+        .route("/admin/reviews", get(reviews_page))
+        .route("/admin/reviews/{id}/approve", post(approve))
+        .route("/admin/reviews/{id}/reject", post(reject))
+        .route("/admin/rollback/{n}", post(rollback))
+}
+
+/// Runs `f` with the workspace (draft, requests, store) on a blocking thread.
+async fn with_ws<T: Send + 'static>(
+    state: &Arc<WebState>,
+    f: impl FnOnce(&Workspace<'_>, &DataDir, &Db) -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let data = state.data.clone();
+    state
+        .with_db(move |db| {
+            let ws = Workspace::new(&data, db);
+            f(&ws, &data, db)
+        })
+        .await
+}
+
+/// A text of this area with `{name}` placeholders filled in.
+fn text(lang: Lang, key: &str, args: &[(&str, &str)]) -> String {
+    let mut out = skycast_web::text(lang, key);
+    for (name, value) in args {
+        out = out.replace(&format!("{{{name}}}"), value);
+    }
+    out
+}
+
+/// A numeric id from the URL: a clear message rather than axum's plain-text rejection.
+fn id_of(what: &str, text: &str) -> Result<i64> {
+    text.parse::<i64>().map_err(|_| {
+        PublisherError::NotFound(format!(
+            "{what} `{}`: ids are numbers",
+            text.chars().take(40).collect::<String>()
+        ))
+    })
+}
+
+async fn home(State(state): State<Arc<WebState>>, ctx: Ctx) -> Response {
+    let found = with_ws(&state, |ws, data, db| {
+        let pending = ws.requests()?.iter().filter(|r| r.status == "pending").count();
+        let versions = recent_versions(&data.store()?, Some(5))?;
+        Ok((pending, versions, players(db)?, ws.review_required()?))
+    })
+    .await;
+    match found {
+        Ok((pending, versions, players, review_required)) => state.page(
+            &ctx,
+            "admin_home.html",
+            context! { pending, versions, players, review_required },
+        ),
+        Err(e) => state.error_page(&ctx, &e),
+    }
+}
+
+#[derive(Deserialize)]
+struct SettingsForm {
+    /// A checkbox: `on` when ticked, absent otherwise.
+    #[serde(default)]
+    review_required: Option<String>,
+}
+
+async fn settings(State(state): State<Arc<WebState>>, ctx: Ctx, Form(form): Form<SettingsForm>) -> Response {
+    let on = form.review_required.as_deref() == Some("on");
+    let result = with_ws(&state, move |ws, _, _| ws.set_review_required(on)).await;
+    if result.is_ok() {
+        tracing::info!(user = %ctx.username(), review_required = on, "setting changed");
+    }
+    let key = if on {
+        "admin.settings.review_on"
+    } else {
+        "admin.settings.review_off"
+    };
+    let result = result.map(|()| text(ctx.lang, key, &[]));
+    state.done(&ctx, result, "/admin").await
+}
+
+// ---- Users ----
+
+fn roles() -> Vec<&'static str> {
+    Role::ALL.iter().map(|r| r.as_str()).collect()
+}
+
+async fn users_page(State(state): State<Arc<WebState>>, ctx: Ctx) -> Response {
+    match state.with_db(|db| db.users()).await {
+        Ok(users) => state.page(&ctx, "admin_users.html", context! { users, roles => roles() }),
+        Err(e) => state.error_page(&ctx, &e),
+    }
+}
+
+#[derive(Deserialize)]
+struct CreateUserForm {
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    role: String,
+}
+
+async fn create_user(
+    State(state): State<Arc<WebState>>,
+    ctx: Ctx,
+    Form(form): Form<CreateUserForm>,
+) -> Response {
+    let username = form.username.trim().to_string();
+    let lang = ctx.lang;
+    let by = ctx.username().to_string();
+    let result = state
+        .with_db(move |db| {
+            let role = Role::parse(&form.role)?;
+            db.create_user(&username, &form.password, role)?;
+            tracing::info!(user = %by, created = %username, role = role.as_str(), "user created");
+            Ok(text(lang, "admin.users.created_ok", &[("name", &username)]))
+        })
+        .await;
+    state.done(&ctx, result, "/admin/users").await
+}
+
+async fn user_page(State(state): State<Arc<WebState>>, ctx: Ctx, Path(id): Path<String>) -> Response {
+    let found = match id_of("user", &id) {
+        Ok(id) => state.with_db(move |db| db.user(id)).await,
+        Err(e) => Err(e),
+    };
+    match found {
+        Ok(edited) => {
+            let is_self = ctx.user.as_ref().is_some_and(|u| u.id == edited.id);
+            state.page(
+                &ctx,
+                "admin_user.html",
+                context! { edited, is_self, roles => roles() },
+            )
+        }
+        Err(e) => state.error_page(&ctx, &e),
+    }
+}
+
+#[derive(Deserialize)]
+struct UpdateUserForm {
+    #[serde(default)]
+    role: String,
+    /// A checkbox: `on` when ticked, absent otherwise.
+    #[serde(default)]
+    disabled: Option<String>,
+    /// Empty keeps the current password.
+    #[serde(default)]
+    password: String,
+}
+
+/// Admins may not lock themselves out: the next page would refuse them. Checked
+/// after the database's own rules, so the last admin hears that reason first.
+fn check_self_edit(lang: Lang, me: &User, role: Role, disabled: bool) -> Result<()> {
+    if disabled {
+        return Err(PublisherError::BadRequest(text(
+            lang,
+            "admin.users.cannot_disable_self",
+            &[],
+        )));
+    }
+    if me.role == Role::Admin && role != Role::Admin {
+        return Err(PublisherError::BadRequest(text(
+            lang,
+            "admin.users.cannot_demote_self",
+            &[],
+        )));
+    }
+    Ok(())
+}
+
+async fn update_user(
+    State(state): State<Arc<WebState>>,
+    ctx: Ctx,
+    Path(id): Path<String>,
+    Form(form): Form<UpdateUserForm>,
+) -> Response {
+    let id = match id_of("user", &id) {
+        Ok(id) => id,
+        Err(e) => return state.error_page(&ctx, &e),
+    };
+    let lang = ctx.lang;
+    let me = ctx.user.clone();
+    let by = ctx.username().to_string();
+    let result = state
+        .with_db(move |db| {
+            let role = Role::parse(&form.role)?;
+            let disabled = form.disabled.as_deref() == Some("on");
+            let user = db.user(id)?;
+            // Role, state and password change together or not at all: an early
+            // return drops `tx`, which rolls back.
+            let tx = db.conn().unchecked_transaction().map_err(db.err())?;
+            if !form.password.is_empty() {
+                db.set_password(id, &form.password)?;
+            }
+            db.update_user(id, role, disabled)?;
+            if let Some(me) = me.as_ref().filter(|me| me.id == id) {
+                check_self_edit(lang, me, role, disabled)?;
+            }
+            tx.commit().map_err(db.err())?;
+            tracing::info!(
+                user = %by,
+                edited = %user.username,
+                role = role.as_str(),
+                disabled,
+                password_changed = !form.password.is_empty(),
+                "user changed"
+            );
+            Ok(text(lang, "admin.users.saved", &[("name", &user.username)]))
+        })
+        .await;
+    state.done(&ctx, result, &format!("/admin/users/{id}")).await
+}
+
+async fn delete_user(State(state): State<Arc<WebState>>, ctx: Ctx, Path(id): Path<String>) -> Response {
+    let id = match id_of("user", &id) {
+        Ok(id) => id,
+        Err(e) => return state.error_page(&ctx, &e),
+    };
+    let lang = ctx.lang;
+    let me = ctx.user.as_ref().map(|u| u.id);
+    let by = ctx.username().to_string();
+    let result = state
+        .with_db(move |db| {
+            let user = db.user(id)?;
+            // The last-admin rule speaks first; deleting yourself is undone by
+            // dropping `tx` (a rollback).
+            let tx = db.conn().unchecked_transaction().map_err(db.err())?;
+            db.delete_user(id)?;
+            if me == Some(id) {
+                return Err(PublisherError::BadRequest(text(
+                    lang,
+                    "admin.users.cannot_delete_self",
+                    &[],
+                )));
+            }
+            tx.commit().map_err(db.err())?;
+            tracing::info!(user = %by, deleted = %user.username, "user deleted");
+            Ok(text(lang, "admin.users.deleted", &[("name", &user.username)]))
+        })
+        .await;
+    // On failure the user still exists: back to their page with the reason.
+    let to = if result.is_ok() {
+        "/admin/users".to_string()
+    } else {
+        format!("/admin/users/{id}")
+    };
+    state.done(&ctx, result, &to).await
+}
+
+// ---- Reviews ----
+
+/// A publish request and, while pending, what approving it would change.
+#[derive(Serialize)]
+struct RequestView {
+    #[serde(flatten)]
+    request: PublishRequest,
+    created_local: String,
+    diff: Option<Vec<DiffSection>>,
+    /// Why the diff could not be made (e.g. a media file left the library).
+    diff_error: Option<String>,
+    /// The version the request was made against, when another one has been
+    /// published since: approving it would undo that one, so it is refused.
+    stale_base: Option<String>,
+}
+
+/// What approving `request` would change compared with `head`, and the version
+/// the request was made against.
+fn pending_diff(
+    ws: &Workspace<'_>,
+    request: &PublishRequest,
+    head: Option<&Manifest>,
+    now: DateTime<Utc>,
+) -> Result<(Vec<DiffSection>, Option<u64>)> {
+    let draft = ws.request_draft(request.id)?;
+    let proposed = ws.draft_manifest(&draft, &request.author, now)?;
+    let sections = match head {
+        Some(head) => audit::diff(head, &proposed),
+        None => audit::diff(&empty_like(&proposed), &proposed),
+    };
+    Ok((sections, draft.base_version))
+}
+
+/// A manifest with nothing in it, so a first publish diffs as "everything added".
+fn empty_like(m: &Manifest) -> Manifest {
+    Manifest {
+        media: Vec::new(),
+        program: Program::default(),
+        ..m.clone()
+    }
+}
+
+async fn reviews_page(State(state): State<Arc<WebState>>, ctx: Ctx) -> Response {
+    let now = state.now();
+    let found = with_ws(&state, move |ws, _, _| {
+        let head = ws.head_manifest()?;
+        let timezone = head.as_ref().map_or("UTC", |m| m.timezone.as_str());
+        let mut pending = Vec::new();
+        let mut decided = Vec::new();
+        for request in ws.requests()? {
+            let created_local = DateTime::parse_from_rfc3339(&request.created_at)
+                .map(|t| local_time(t.with_timezone(&Utc), timezone))
+                .unwrap_or_else(|_| request.created_at.clone());
+            let mut view = RequestView {
+                request,
+                created_local,
+                diff: None,
+                diff_error: None,
+                stale_base: None,
+            };
+            if view.request.status != "pending" {
+                decided.push(view);
+                continue;
+            }
+            match pending_diff(ws, &view.request, head.as_ref(), now) {
+                Ok((sections, base)) => {
+                    view.diff = Some(sections);
+                    if base != head.as_ref().map(Manifest::version) {
+                        view.stale_base = Some(base.map_or_else(|| "—".to_string(), |v| v.to_string()));
+                    }
+                }
+                Err(e) if !e.status().is_server_error() => view.diff_error = Some(e.public_message()),
+                Err(e) => return Err(e),
+            }
+            pending.push(view);
+        }
+        let head_version = head.as_ref().map(Manifest::version);
+        Ok((pending, decided, ws.review_required()?, head_version))
+    })
+    .await;
+    match found {
+        Ok((pending, decided, review_required, head)) => state.page(
+            &ctx,
+            "admin_reviews.html",
+            context! { pending, decided, review_required, head },
+        ),
+        Err(e) => state.error_page(&ctx, &e),
+    }
+}
+
+async fn approve(State(state): State<Arc<WebState>>, ctx: Ctx, Path(id): Path<String>) -> Response {
+    let id = match id_of("publish request", &id) {
+        Ok(id) => id,
+        Err(e) => return state.error_page(&ctx, &e),
+    };
+    let (admin, now, lang) = (ctx.username().to_string(), state.now(), ctx.lang);
+    let result = with_ws(&state, move |ws, _, _| {
+        let published = ws.approve(id, &admin, now)?;
+        tracing::info!(user = %admin, request = id, version = published.version, "publish request approved");
+        Ok(text(
+            lang,
+            "admin.reviews.approved",
+            &[("version", &published.version.to_string())],
+        ))
+    })
+    .await;
+    state.done(&ctx, result, "/admin/reviews").await
+}
+
+async fn reject(State(state): State<Arc<WebState>>, ctx: Ctx, Path(id): Path<String>) -> Response {
+    let id = match id_of("publish request", &id) {
+        Ok(id) => id,
+        Err(e) => return state.error_page(&ctx, &e),
+    };
+    let (admin, now, lang) = (ctx.username().to_string(), state.now(), ctx.lang);
+    let result = with_ws(&state, move |ws, _, _| {
+        ws.reject(id, &admin, now)?;
+        tracing::info!(user = %admin, request = id, "publish request rejected");
+        Ok(text(lang, "admin.reviews.rejected", &[("id", &id.to_string())]))
+    })
+    .await;
+    state.done(&ctx, result, "/admin/reviews").await
+}
+
+// ---- Rollback ----
+
+async fn rollback(State(state): State<Arc<WebState>>, ctx: Ctx, Path(n): Path<String>) -> Response {
+    let target = match version_number("target", Some(&n)) {
+        Ok(n) => n,
+        Err(e) => return state.error_page(&ctx, &e),
+    };
+    let (admin, now, lang) = (ctx.username().to_string(), state.now(), ctx.lang);
+    let result = with_ws(&state, move |ws, _, _| {
+        let published = ws.rollback(target, &admin, now)?;
+        tracing::info!(user = %admin, target, version = published.version, "rolled back");
+        Ok(published.version)
+    })
+    .await;
+    let to = match &result {
+        Ok(v) => format!("/history/{v}"),
+        Err(_) => "/history".to_string(),
+    };
+    let result = result.map(|v| {
+        text(
+            lang,
+            "admin.rollback.done",
+            &[("version", &v.to_string()), ("target", &target.to_string())],
+        )
+    });
+    state.done(&ctx, result, &to).await
 }
