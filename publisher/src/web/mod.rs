@@ -328,13 +328,18 @@ fn url_pairs(bytes: &[u8]) -> Vec<(String, String)> {
 }
 
 /// A POST whose `Origin` names another site is refused even with a token.
-fn foreign_origin(headers: &HeaderMap) -> bool {
+/// HTTP/2 requests carry the host in the URI's authority, not in `Host`.
+fn foreign_origin(headers: &HeaderMap, uri: &axum::http::Uri) -> bool {
     let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
         return false;
     };
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| uri.authority().map(|a| a.as_str()))
+        .unwrap_or("");
     let origin_host = origin.split("://").nth(1).unwrap_or("");
-    origin == "null" || origin_host != host
+    origin == "null" || host.is_empty() || origin_host != host
 }
 
 /// Every web request passes here: language, session, role policy, CSRF, flash
@@ -387,7 +392,7 @@ async fn guarded(state: &Arc<WebState>, ctx: &mut Ctx, req: Request, next: Next)
         }
     }
     if let (true, Some(s)) = (changes_state, &session) {
-        if foreign_origin(req.headers()) {
+        if foreign_origin(req.headers(), req.uri()) {
             return Err(PublisherError::CsrfRejected);
         }
         let (token, rebuilt) = submitted_csrf(req).await?;
@@ -408,6 +413,36 @@ async fn root(ctx: Ctx) -> Response {
     match &ctx.user {
         Some(u) => see_other(auth::home(u.role)),
         None => see_other("/login"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origin_is_compared_with_the_host_of_http1_and_http2_requests() {
+        let headers = |pairs: &[(&'static str, &'static str)]| {
+            let mut h = HeaderMap::new();
+            for (k, v) in pairs {
+                h.insert(*k, HeaderValue::from_static(v));
+            }
+            h
+        };
+        let plain: axum::http::Uri = "/publish".parse().unwrap();
+        let h2: axum::http::Uri = "https://127.0.0.1:8443/publish".parse().unwrap();
+        let cases = [
+            (headers(&[]), &plain, false),
+            (headers(&[("origin", "https://127.0.0.1:8443"), ("host", "127.0.0.1:8443")]), &plain, false),
+            (headers(&[("origin", "https://evil.example"), ("host", "127.0.0.1:8443")]), &plain, true),
+            (headers(&[("origin", "https://127.0.0.1:8443")]), &h2, false),
+            (headers(&[("origin", "https://evil.example")]), &h2, true),
+            (headers(&[("origin", "null"), ("host", "127.0.0.1:8443")]), &plain, true),
+            (headers(&[("origin", "https://127.0.0.1:8443")]), &plain, true),
+        ];
+        for (i, (h, uri, foreign)) in cases.iter().enumerate() {
+            assert_eq!(foreign_origin(h, uri), *foreign, "case {i}");
+        }
     }
 }
 
