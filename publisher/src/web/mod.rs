@@ -534,7 +534,8 @@ async fn login(
             resp
         }
         Ok(Ok(None)) => {
-            tracing::warn!(user = %form.username, "sign-in failed");
+            // Typed names come from anyone: Debug escapes newlines and terminal codes.
+            tracing::warn!(user = ?form.username, "sign-in failed");
             login_response(
                 &state,
                 &ctx,
@@ -545,7 +546,7 @@ async fn login(
             )
         }
         Ok(Err(wait)) => {
-            tracing::warn!(user = %form.username, retry_after_secs = wait, "sign-in refused: too many failures");
+            tracing::warn!(user = ?form.username, retry_after_secs = wait, "sign-in refused: too many failures");
             let mut resp = login_response(
                 &state,
                 &ctx,
