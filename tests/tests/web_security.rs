@@ -85,39 +85,42 @@ fn snapshot(fx: &PublisherFixture) -> Snapshot {
 
 const EDITABLE_TABLES: &str = "users players settings library draft publish_requests";
 
-/// The rows of the editable tables, with the `sqlite3` shell (read-only).
-fn dump_tables(db: &Path) -> String {
-    let out = std::process::Command::new("sqlite3")
-        .arg("-readonly")
-        .arg(db)
-        .arg(format!(".dump {EDITABLE_TABLES}"))
-        .output()
-        .expect("the sqlite3 shell (Debian package sqlite3) reads the publisher's database");
-    assert!(
-        out.status.success(),
-        "sqlite3: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+/// Rows of `query`, columns joined by `|` like the `sqlite3` shell prints them,
+/// read through a read-only connection.
+fn sql_lines(db: &Path, query: &str) -> Vec<String> {
+    use rusqlite::types::ValueRef;
+    let conn = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .unwrap_or_else(|e| panic!("open {}: {e}", db.display()));
+    let mut stmt = conn.prepare(query).unwrap_or_else(|e| panic!("{query}: {e}"));
+    let columns = stmt.column_count();
+    let rows = stmt
+        .query_map([], |row| {
+            let cells: Vec<String> = (0..columns)
+                .map(|i| match row.get_ref(i) {
+                    Ok(ValueRef::Null) | Err(_) => String::new(),
+                    Ok(ValueRef::Integer(n)) => n.to_string(),
+                    Ok(ValueRef::Real(x)) => x.to_string(),
+                    Ok(ValueRef::Text(t)) => String::from_utf8_lossy(t).into_owned(),
+                    Ok(ValueRef::Blob(b)) => format!("{b:?}"),
+                })
+                .collect();
+            Ok(cells.join("|"))
+        })
+        .unwrap_or_else(|e| panic!("{query}: {e}"));
+    rows.map(|r| r.unwrap()).collect()
 }
 
-fn sql_lines(db: &Path, query: &str) -> Vec<String> {
-    let out = std::process::Command::new("sqlite3")
-        .arg("-readonly")
-        .arg(db)
-        .arg(query)
-        .output()
-        .expect("sqlite3 shell");
-    assert!(
-        out.status.success(),
-        "sqlite3 {query}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(str::to_string)
-        .collect()
+/// Every row of the editable tables, to compare before and after a request.
+fn dump_tables(db: &Path) -> String {
+    let mut out = String::new();
+    for table in EDITABLE_TABLES.split_whitespace() {
+        out.push_str(&format!("-- {table}\n"));
+        for line in sql_lines(db, &format!("SELECT * FROM {table} ORDER BY rowid")) {
+            out.push_str(&line);
+            out.push('\n');
+        }
+    }
+    out
 }
 
 /// Every file and directory under `root`, relative, directories ending in `/`.
