@@ -33,14 +33,11 @@ impl Role {
     pub const ALL: [Role; 4] = [Role::Admin, Role::Marketing, Role::Commercial, Role::Auditor];
 
     pub fn parse(text: &str) -> Result<Role> {
-        Role::ALL
-            .into_iter()
-            .find(|r| r.as_str() == text)
-            .ok_or_else(|| {
-                PublisherError::BadRequest(format!(
-                    "role `{text}` does not exist: use admin, marketing, commercial or auditor"
-                ))
-            })
+        Role::ALL.into_iter().find(|r| r.as_str() == text).ok_or_else(|| {
+            PublisherError::BadRequest(format!(
+                "role `{text}` does not exist: use admin, marketing, commercial or auditor"
+            ))
+        })
     }
 }
 
@@ -65,7 +62,8 @@ pub struct Db {
     path: PathBuf,
 }
 
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
 CREATE TABLE users (
     id INTEGER PRIMARY KEY,
     username TEXT NOT NULL UNIQUE,
@@ -81,7 +79,8 @@ CREATE TABLE players (
     disabled INTEGER NOT NULL DEFAULT 0,
     created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
 );
-", "
+",
+    "
 CREATE TABLE sessions (
     token_hash TEXT PRIMARY KEY,
     user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
@@ -129,7 +128,8 @@ CREATE TABLE publish_requests (
     decided_at TEXT,
     version INTEGER
 );
-"];
+",
+];
 
 /// An argon2id hash of a random password nobody knows, checked when a user name
 /// does not exist.
@@ -150,6 +150,17 @@ pub fn check_username(name: &str) -> Result<()> {
             "user name `{name}` is not allowed: use 1-64 letters, digits, `.`, `-`, `_` or `@`"
         )))
     }
+}
+
+/// Checks `password` against an argon2id hash; without a hash (no such user) it
+/// checks against a dummy one, so both cases cost the same time.
+pub fn password_matches(hash: Option<&str>, password: &str) -> Result<bool> {
+    let parsed =
+        PasswordHash::new(hash.unwrap_or(DUMMY_HASH)).map_err(|e| PublisherError::Internal(e.to_string()))?;
+    let matches = Argon2::default()
+        .verify_password(password.as_bytes(), &parsed)
+        .is_ok();
+    Ok(matches && hash.is_some())
 }
 
 fn hash_password(username: &str, password: &str) -> Result<String> {
@@ -225,7 +236,9 @@ impl Db {
         );
         match inserted {
             Ok(_) => Ok(self.conn.last_insert_rowid()),
-            Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
                 Err(PublisherError::Conflict(format!(
                     "user `{username}` already exists: choose another name"
                 )))
@@ -344,24 +357,28 @@ impl Db {
     /// The enabled user with this name and password. An unknown name costs the same
     /// argon2 work as a wrong password, so timing does not tell which names exist.
     pub fn authenticate(&self, username: &str, password: &str) -> Result<Option<User>> {
-        let stored: Option<(String, i64)> = self
-            .conn
+        let stored = self.password_record(username)?;
+        match stored {
+            Some((id, hash)) if password_matches(Some(&hash), password)? => Ok(Some(self.user(id)?)),
+            Some(_) => Ok(None),
+            None => {
+                password_matches(None, password)?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// The id and password hash of an enabled user, for checking a password
+    /// without holding the database (argon2 takes tens of milliseconds).
+    pub fn password_record(&self, username: &str) -> Result<Option<(i64, String)>> {
+        self.conn
             .query_row(
-                "SELECT password_hash, id FROM users WHERE username = ?1 AND disabled = 0",
+                "SELECT id, password_hash FROM users WHERE username = ?1 AND disabled = 0",
                 params![username],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()
-            .map_err(self.err())?;
-        let hash = stored.as_ref().map_or(DUMMY_HASH, |(h, _)| h.as_str());
-        let parsed = PasswordHash::new(hash).map_err(|e| PublisherError::Internal(e.to_string()))?;
-        let matches = Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok();
-        match stored {
-            Some((_, id)) if matches => Ok(Some(self.user(id)?)),
-            _ => Ok(None),
-        }
+            .map_err(self.err())
     }
 
     pub fn add_player(&self, id: &str, shop: &str, token: &str) -> Result<()> {

@@ -50,7 +50,10 @@ pub fn access(path: &str) -> Access {
     POLICY
         .iter()
         .find(|(prefix, _)| {
-            path == *prefix || path.strip_prefix(prefix).is_some_and(|rest| rest.starts_with('/'))
+            path == *prefix
+                || path
+                    .strip_prefix(prefix)
+                    .is_some_and(|rest| rest.starts_with('/'))
         })
         .map_or(Access::AnyUser, |(_, access)| *access)
 }
@@ -104,6 +107,13 @@ fn timestamp(t: DateTime<Utc>) -> String {
 pub fn create_session(db: &Db, user_id: i64, now: DateTime<Utc>) -> Result<String> {
     let token = crate::random_token();
     let csrf = crate::random_token();
+    // Signing in is rare enough to sweep ended sessions here.
+    db.conn()
+        .execute(
+            "DELETE FROM sessions WHERE expires_at <= ?1",
+            params![timestamp(now)],
+        )
+        .map_err(db.err())?;
     db.conn()
         .execute(
             "INSERT INTO sessions (token_hash, user_id, csrf, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -144,7 +154,10 @@ pub fn find_session(db: &Db, token: &str, now: DateTime<Utc>) -> Result<Option<S
 
 pub fn end_session(db: &Db, token: &str) -> Result<()> {
     db.conn()
-        .execute("DELETE FROM sessions WHERE token_hash = ?1", params![token_hash(token)])
+        .execute(
+            "DELETE FROM sessions WHERE token_hash = ?1",
+            params![token_hash(token)],
+        )
         .map_err(db.err())?;
     Ok(())
 }
@@ -284,7 +297,9 @@ mod tests {
         let s = find_session(&db, &token, now).unwrap().unwrap();
         assert_eq!(s.user.username, "mia");
         assert!(find_session(&db, "forged", now).unwrap().is_none());
-        assert!(find_session(&db, &token, now + Duration::hours(13)).unwrap().is_none());
+        assert!(find_session(&db, &token, now + Duration::hours(13))
+            .unwrap()
+            .is_none());
         db.update_user(id, Role::Marketing, true).unwrap();
         assert!(find_session(&db, &token, now).unwrap().is_none());
     }
@@ -305,7 +320,9 @@ mod tests {
     #[test]
     fn fifth_failure_locks_the_account_for_the_window() {
         let (_dir, db) = db();
-        let t0 = DateTime::parse_from_rfc3339("2026-11-22T10:00:00Z").unwrap().with_timezone(&Utc);
+        let t0 = DateTime::parse_from_rfc3339("2026-11-22T10:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
         let keys = throttle_keys("Mia", None);
         for i in 0..5 {
             assert_eq!(locked_for(&db, &keys, t0).unwrap(), None, "attempt {i}");
@@ -313,7 +330,10 @@ mod tests {
         }
         let wait = locked_for(&db, &throttle_keys("mia", None), t0 + Duration::seconds(10)).unwrap();
         assert_eq!(wait, Some(15 * 60 - 10));
-        assert_eq!(locked_for(&db, &keys, t0 + Duration::seconds(15 * 60 + 1)).unwrap(), None);
+        assert_eq!(
+            locked_for(&db, &keys, t0 + Duration::seconds(15 * 60 + 1)).unwrap(),
+            None
+        );
         clear_failures(&db, "user:mia").unwrap();
         assert_eq!(locked_for(&db, &keys, t0 + Duration::seconds(10)).unwrap(), None);
     }

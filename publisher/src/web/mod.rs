@@ -115,7 +115,10 @@ impl WebState {
             Ok(html) => (status, Html(html)).into_response(),
             Err(e) => {
                 tracing::error!(template, error = %e, "page failed to render");
-                (StatusCode::INTERNAL_SERVER_ERROR, "internal error: the publisher logged the details")
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal error: the publisher logged the details",
+                )
                     .into_response()
             }
         }
@@ -144,7 +147,10 @@ impl WebState {
             Err(e) => Flash::error(e.public_message()),
         };
         if let Some(session) = ctx.session.clone() {
-            if let Err(e) = self.with_db(move |db| auth::set_flash(db, &session, &flash)).await {
+            if let Err(e) = self
+                .with_db(move |db| auth::set_flash(db, &session, &flash))
+                .await
+            {
                 return self.error_page(ctx, &e);
             }
         }
@@ -271,8 +277,14 @@ fn lang_of(headers: &HeaderMap) -> Lang {
         .map_or(Lang::En, Lang::from_accept_language)
 }
 
-fn add_security_headers(resp: &mut Response) {
+fn add_security_headers(resp: &mut Response, https: bool) {
     let h = resp.headers_mut();
+    if https {
+        h.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        );
+    }
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
@@ -281,7 +293,10 @@ fn add_security_headers(resp: &mut Response) {
         ),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     h.entry(header::CACHE_CONTROL)
         .or_insert(HeaderValue::from_static("no-store"));
@@ -359,7 +374,7 @@ async fn guard(State(state): State<Arc<WebState>>, req: Request, next: Next) -> 
         Ok(resp) => resp,
         Err(e) => state.error_page(&ctx, &e),
     };
-    add_security_headers(&mut resp);
+    add_security_headers(&mut resp, state.secure_cookies);
     resp
 }
 
@@ -368,7 +383,11 @@ async fn guarded(state: &Arc<WebState>, ctx: &mut Ctx, req: Request, next: Next)
     let token = cookie(req.headers(), auth::SESSION_COOKIE);
     let now = state.now();
     let session = match token {
-        Some(token) => state.with_db(move |db| auth::find_session(db, &token, now)).await?,
+        Some(token) => {
+            state
+                .with_db(move |db| auth::find_session(db, &token, now))
+                .await?
+        }
         None => None,
     };
     if let Some(s) = &session {
@@ -433,11 +452,23 @@ mod tests {
         let h2: axum::http::Uri = "https://127.0.0.1:8443/publish".parse().unwrap();
         let cases = [
             (headers(&[]), &plain, false),
-            (headers(&[("origin", "https://127.0.0.1:8443"), ("host", "127.0.0.1:8443")]), &plain, false),
-            (headers(&[("origin", "https://evil.example"), ("host", "127.0.0.1:8443")]), &plain, true),
+            (
+                headers(&[("origin", "https://127.0.0.1:8443"), ("host", "127.0.0.1:8443")]),
+                &plain,
+                false,
+            ),
+            (
+                headers(&[("origin", "https://evil.example"), ("host", "127.0.0.1:8443")]),
+                &plain,
+                true,
+            ),
             (headers(&[("origin", "https://127.0.0.1:8443")]), &h2, false),
             (headers(&[("origin", "https://evil.example")]), &h2, true),
-            (headers(&[("origin", "null"), ("host", "127.0.0.1:8443")]), &plain, true),
+            (
+                headers(&[("origin", "null"), ("host", "127.0.0.1:8443")]),
+                &plain,
+                true,
+            ),
             (headers(&[("origin", "https://127.0.0.1:8443")]), &plain, true),
         ];
         for (i, (h, uri, foreign)) in cases.iter().enumerate() {
@@ -502,24 +533,7 @@ async fn login(
     }
     let keys = auth::throttle_keys(&form.username, ctx.peer);
     let now = state.now();
-    let (username, password) = (form.username.clone(), form.password);
-    let outcome = state
-        .with_db(move |db| {
-            if let Some(wait) = auth::locked_for(db, &keys, now)? {
-                return Ok(Err(wait));
-            }
-            match db.authenticate(&username, &password)? {
-                Some(user) => {
-                    auth::clear_failures(db, &keys[0].0)?;
-                    Ok(Ok(Some((auth::create_session(db, user.id, now)?, user))))
-                }
-                None => {
-                    auth::record_failure(db, &keys, now)?;
-                    Ok(Ok(None))
-                }
-            }
-        })
-        .await;
+    let outcome = sign_in(&state, form.username.clone(), form.password, keys, now).await;
     let text = |key| skycast_web::text(ctx.lang, key);
     match outcome {
         Ok(Ok(Some((token, user)))) => {
@@ -530,7 +544,10 @@ async fn login(
                 header::SET_COOKIE,
                 set_cookie(&state, auth::SESSION_COOKIE, &token, 12 * 3600),
             );
-            h.append(header::SET_COOKIE, set_cookie(&state, auth::LOGIN_CSRF_COOKIE, "", 0));
+            h.append(
+                header::SET_COOKIE,
+                set_cookie(&state, auth::LOGIN_CSRF_COOKIE, "", 0),
+            );
             resp
         }
         Ok(Ok(None)) => {
@@ -564,6 +581,47 @@ async fn login(
     }
 }
 
+/// Checks a sign-in: `Err(wait)` while locked, `Ok(None)` for a wrong name or
+/// password, else the new session's token. The password hash is checked without
+/// holding the database, so a sign-in never stalls other pages.
+async fn sign_in(
+    state: &Arc<WebState>,
+    username: String,
+    password: String,
+    keys: Vec<(String, i64)>,
+    now: DateTime<Utc>,
+) -> Result<std::result::Result<Option<(String, User)>, u64>> {
+    let name = username.clone();
+    let keys_for_check = keys.clone();
+    let record = state
+        .with_db(move |db| match auth::locked_for(db, &keys_for_check, now)? {
+            Some(wait) => Ok(Err(wait)),
+            None => Ok(Ok(db.password_record(&name)?)),
+        })
+        .await?;
+    let record = match record {
+        Err(wait) => return Ok(Err(wait)),
+        Ok(record) => record,
+    };
+    let hash = record.as_ref().map(|(_, h)| h.clone());
+    let matches =
+        tokio::task::spawn_blocking(move || crate::db::password_matches(hash.as_deref(), &password))
+            .await
+            .map_err(|e| PublisherError::Internal(e.to_string()))??;
+    state
+        .with_db(move |db| match record {
+            Some((id, _)) if matches => {
+                auth::clear_failures(db, &keys[0].0)?;
+                Ok(Ok(Some((auth::create_session(db, id, now)?, db.user(id)?))))
+            }
+            _ => {
+                auth::record_failure(db, &keys, now)?;
+                Ok(Ok(None))
+            }
+        })
+        .await
+}
+
 async fn logout(State(state): State<Arc<WebState>>, headers: HeaderMap) -> Response {
     if let Some(token) = cookie(&headers, auth::SESSION_COOKIE) {
         if let Err(e) = state.with_db(move |db| auth::end_session(db, &token)).await {
@@ -571,8 +629,10 @@ async fn logout(State(state): State<Arc<WebState>>, headers: HeaderMap) -> Respo
         }
     }
     let mut resp = see_other("/login");
-    resp.headers_mut()
-        .append(header::SET_COOKIE, set_cookie(&state, auth::SESSION_COOKIE, "", 0));
+    resp.headers_mut().append(
+        header::SET_COOKIE,
+        set_cookie(&state, auth::SESSION_COOKIE, "", 0),
+    );
     resp
 }
 
