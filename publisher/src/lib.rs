@@ -10,8 +10,8 @@ pub mod publish;
 pub mod server;
 pub mod store;
 pub mod tls;
-pub mod workspace;
 pub mod web;
+pub mod workspace;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;

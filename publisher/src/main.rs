@@ -256,9 +256,15 @@ fn main() -> anyhow::Result<()> {
             };
             db.create_user(&name, &password, role)?;
             if generated {
-                println!("user `{name}` ({}) password (shown once, store it now): {password}", role.as_str());
+                println!(
+                    "user `{name}` ({}) password (shown once, store it now): {password}",
+                    role.as_str()
+                );
             } else {
-                println!("user `{name}` ({}) password taken from SKYCAST_USER_PASSWORD", role.as_str());
+                println!(
+                    "user `{name}` ({}) password taken from SKYCAST_USER_PASSWORD",
+                    role.as_str()
+                );
             }
         }
         Command::User {

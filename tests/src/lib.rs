@@ -3,10 +3,10 @@
 //! tampering HTTPS proxy for fault injection.
 
 pub mod browser;
-pub mod web;
 pub mod play;
 pub mod proxy;
 pub mod recording;
+pub mod web;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

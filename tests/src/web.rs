@@ -93,7 +93,12 @@ impl WebClient {
 
     /// Raw bytes of a GET (media, .m3u, bundles) with the status.
     pub async fn get_bytes(&self, path: &str) -> (StatusCode, Vec<u8>) {
-        let resp = self.client.get(format!("{}{path}", self.base)).send().await.unwrap();
+        let resp = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
         (resp.status(), resp.bytes().await.unwrap().to_vec())
     }
 
@@ -120,7 +125,13 @@ impl WebClient {
 
     /// Uploads files as `multipart/form-data` field `field` (the CSRF token in the
     /// query string, as the upload forms do), plus extra text fields.
-    pub async fn upload(&mut self, path: &str, field: &str, files: &[(&str, Vec<u8>)], fields: &[(&str, &str)]) -> Page {
+    pub async fn upload(
+        &mut self,
+        path: &str,
+        field: &str,
+        files: &[(&str, Vec<u8>)],
+        fields: &[(&str, &str)],
+    ) -> Page {
         let mut form = Form::new();
         for (k, v) in fields {
             form = form.text(k.to_string(), v.to_string());
@@ -148,7 +159,8 @@ impl WebClient {
     /// Signs in through the login form; returns the page it lands on.
     pub async fn login(&mut self, user: &str, password: &str) -> Page {
         self.get("/login").await;
-        self.post("/login", &[("username", user), ("password", password)]).await
+        self.post("/login", &[("username", user), ("password", password)])
+            .await
     }
 
     pub fn client(&self) -> &Client {

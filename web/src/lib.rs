@@ -205,7 +205,10 @@ mod tests {
                 }
             }
         }
-        assert!(missing.is_empty(), "texts missing from web/i18n/*.en.toml: {missing:?}");
+        assert!(
+            missing.is_empty(),
+            "texts missing from web/i18n/*.en.toml: {missing:?}"
+        );
     }
 
     #[test]
