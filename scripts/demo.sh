@@ -9,8 +9,9 @@
 # 3. register one player per shop and start its puller, 4. publish
 # content-example/planning.yaml and time how long until every player runs v1,
 # 5. publish planning-v2.yaml (one more track) and show that each player
-# downloaded only that track, 6. show history, diff 1 2 and verify, 7. show what
-# each shop plays (the players follow the planning from their local copy).
+# downloaded only that track, 6. show history, diff 1 2 and verify, 7. sign in
+# to the web UI as sales and play an ad now in shop main (version 3), 8. show
+# what each shop plays (the players follow the planning from their local copy).
 #
 # Options:
 #   --keep-running   leave publisher and pullers running until Ctrl-C
@@ -283,8 +284,48 @@ echo
 echo "\$ skycast-publisher verify"
 "$PUB" verify --data "$D/publisher"
 
-# ---------------------------------------------------------------- 7. playback
-say "7. What the shops play (clock from ${CLOCK}; one line per thing that starts)"
+# ---------------------------------------------------------------- 7. web UI
+say "7. The web UI: sales sign in and play an ad now in shop main (version 3)"
+JAR="$D/logs/web-cookies.txt"
+# web_get PATH: the page body (saved to $D/logs/web-page.html) and its time on stderr.
+web_get() {
+    curl -s --cacert "$CA" -b "$JAR" -c "$JAR" -H 'Accept-Language: fr-FR,fr;q=0.9' \
+        -o "$D/logs/web-page.html" -w '%{http_code} %{time_total}' "$URL$1"
+}
+# page_csrf: the CSRF token of the last page fetched.
+page_csrf() { grep -o 'name="csrf" value="[^"]*"' "$D/logs/web-page.html" | head -n 1 | sed 's/.*value="//; s/"$//'; }
+read -r code secs <<<"$(web_get /login)"
+echo "GET /login: HTTP $code in ${secs}s (French, from Accept-Language: $(grep -o '<h1>[^<]*</h1>' "$D/logs/web-page.html" | head -n 1))"
+code="$(curl -s --cacert "$CA" -b "$JAR" -c "$JAR" -o /dev/null -w '%{http_code} -> %{redirect_url}' \
+    --data-urlencode "username=commercial" --data-urlencode "password=$DEMO_PASSWORD" \
+    --data-urlencode "csrf=$(page_csrf)" "$URL/login")"
+echo "POST /login as commercial: $code"
+read -r code secs <<<"$(web_get /commercial)"
+echo "GET /commercial: HTTP $code in ${secs}s"
+AD_ID="$(python3 -c '
+import re, sys
+page = open(sys.argv[1], encoding="utf-8").read()
+select = re.search(r"<select[^>]*id=\"play-now-media\".*?</select>", page, re.S)
+options = re.findall(r"<option[^>]*value=\"([0-9a-f]{64})\"[^>]*>([^<]*)<", select.group(0) if select else "")
+# An ad (publicité) rather than an announcement, when the library has one.
+ads = [v for v, label in options if "publicit" in label] or [v for v, _ in options]
+print(ads[0] if ads else "")
+' "$D/logs/web-page.html")"
+[[ -n "$AD_ID" ]] || die "the play-now form lists no ad (page in $D/logs/web-page.html)"
+t_pub="$(now)"
+code="$(curl -s --cacert "$CA" -b "$JAR" -c "$JAR" -o /dev/null -w '%{http_code}' \
+    --data-urlencode "media=$AD_ID" --data-urlencode "shops=main" --data-urlencode "start=cut" \
+    --data-urlencode "after=resume" --data-urlencode "message=Demo: play now" \
+    --data-urlencode "csrf=$(page_csrf)" "$URL/commercial/play-now")"
+[[ "$code" == 303 ]] || die "play-now answered HTTP $code (see $D/logs/publisher.log)"
+wait_version 3
+echo "play-now published version 3; all ${#SHOPS[@]} players on it $(elapsed "$t_pub")s after the click"
+"$PUB" history --data "$D/publisher" | head -n 3
+echo "(the players' demo clock is in December, so this real-time ad's one-hour window has passed for them;"
+echo " with SKYCAST_DEMO_CLOCK=system, an open shop main cuts the music for it within a second)"
+
+# ---------------------------------------------------------------- 8. playback
+say "8. What the shops play (clock from ${CLOCK}; one line per thing that starts)"
 # The remote shops' 10:30 ad is due 20 s after the default clock start; it waits
 # for the end of the track playing then (boundary mode).
 sleep "${SKYCAST_DEMO_LISTEN_SECS:-45}"
@@ -297,7 +338,7 @@ echo
 echo "play log of main-1 (state.sqlite), now playing:"
 jget "$(status_json main-1)" .now_playing.title
 
-# ---------------------------------------------------------------- 8. end
+# ---------------------------------------------------------------- 9. end
 if [[ $KEEP_RUNNING -eq 1 ]]; then
     say "Running: publisher at $URL, 3 pullers (Ctrl-C stops everything)"
     echo "CA certificate:  $CA"
