@@ -20,6 +20,7 @@ use skycast_schema::{
 use skycast_web::Lang;
 
 use super::auth::Flash;
+use super::form::Fields;
 use super::{see_other, upload, Ctx, WebState};
 use crate::error::{PublisherError, Result};
 use crate::workspace::{LibraryMedia, Workspace, MAX_MESSAGE_CHARS};
@@ -46,47 +47,6 @@ pub(super) fn routes() -> Router<Arc<WebState>> {
 
 async fn back_home() -> Response {
     see_other("/commercial")
-}
-
-// ---- Form fields shared with the urgent page ----
-
-/// A urlencoded form read as pairs, because `shops` repeats.
-pub(super) struct Fields(Vec<(String, String)>);
-
-impl Fields {
-    pub(super) fn new(pairs: Vec<(String, String)>) -> Fields {
-        Fields(pairs)
-    }
-
-    /// The first value of `name`, trimmed; empty when absent.
-    pub(super) fn one(&self, name: &str) -> String {
-        self.0
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.trim().to_string())
-            .unwrap_or_default()
-    }
-
-    /// The first value of `name`, or `default` when absent or empty.
-    pub(super) fn one_or(&self, name: &str, default: &str) -> String {
-        let value = self.one(name);
-        if value.is_empty() {
-            default.to_string()
-        } else {
-            value
-        }
-    }
-
-    /// Every non-empty value of `name`, in order, once each.
-    pub(super) fn all(&self, name: &str) -> Vec<String> {
-        let mut seen = BTreeSet::new();
-        self.0
-            .iter()
-            .filter(|(k, v)| k == name && !v.trim().is_empty())
-            .map(|(_, v)| v.trim().to_string())
-            .filter(|v| seen.insert(v.clone()))
-            .collect()
-    }
 }
 
 fn bad(text: impl Into<String>) -> PublisherError {
@@ -415,11 +375,11 @@ impl Default for PlayNowForm {
 impl PlayNowForm {
     fn read(f: &Fields) -> PlayNowForm {
         PlayNowForm {
-            media: f.one("media"),
-            shops: f.all("shops"),
-            start: f.one_or("start", "cut"),
-            after: f.one_or("after", "resume"),
-            message: f.one("message"),
+            media: f.get("media"),
+            shops: f.distinct("shops"),
+            start: f.get_or("start", "cut"),
+            after: f.get_or("after", "resume"),
+            message: f.get("message"),
         }
     }
 }
@@ -454,14 +414,14 @@ impl Default for ScheduleForm {
 impl ScheduleForm {
     fn read(f: &Fields) -> ScheduleForm {
         ScheduleForm {
-            media: f.one("media"),
-            shops: f.all("shops"),
-            every_tracks: f.one("every_tracks"),
-            at: f.one("at"),
-            date_from: f.one("date_from"),
-            date_to: f.one("date_to"),
-            start: f.one_or("start", "boundary"),
-            after: f.one_or("after", "resume"),
+            media: f.get("media"),
+            shops: f.distinct("shops"),
+            every_tracks: f.get("every_tracks"),
+            at: f.get("at"),
+            date_from: f.get("date_from"),
+            date_to: f.get("date_to"),
+            start: f.get_or("start", "boundary"),
+            after: f.get_or("after", "resume"),
         }
     }
 }
@@ -825,7 +785,7 @@ async fn delete_rule(
 ) -> Response {
     // The media the page showed at this index: if the list moved meanwhile, the
     // index names another rule and nothing is removed.
-    let expected = Fields::new(pairs).one("media");
+    let expected = Fields::new(pairs).get("media");
     let user = ctx.username().to_string();
     let now = state.now();
     let result = state

@@ -19,6 +19,7 @@ use minijinja::context;
 use serde::Serialize;
 use skycast_schema::{verify, Limits, Manifest, MediaId, TrustedKeys};
 
+use super::form::Fields;
 use super::{Ctx, WebState};
 use crate::audit::{self, AuditReport};
 use crate::data_dir::DataDir;
@@ -426,11 +427,10 @@ struct DiffView {
 }
 
 async fn diff_page(State(state): State<Arc<WebState>>, ctx: Ctx, RawQuery(query): RawQuery) -> Response {
-    let pairs: HashMap<String, String> = query
-        .map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect())
-        .unwrap_or_default();
-    let numbers = version_number("first", pairs.get("from").map(String::as_str))
-        .and_then(|a| Ok((a, version_number("second", pairs.get("to").map(String::as_str))?)));
+    // A repeated `from` or `to` counts by its last value.
+    let fields = Fields::parse(query.as_deref().unwrap_or_default().as_bytes());
+    let numbers = version_number("first", fields.last("from"))
+        .and_then(|a| Ok((a, version_number("second", fields.last("to"))?)));
     let (from, to) = match numbers {
         Ok(v) => v,
         Err(e) => return state.error_page(&ctx, &e),

@@ -6,6 +6,7 @@
 mod admin;
 mod ads;
 pub mod auth;
+mod form;
 mod history;
 mod media;
 mod pages;
@@ -35,6 +36,7 @@ use crate::data_dir::DataDir;
 use crate::db::{Db, Role, User};
 use crate::error::{PublisherError, Result};
 use auth::{Access, Flash, Session};
+use form::Fields;
 
 /// What the web UI needs, shared by every request.
 pub struct WebState {
@@ -310,12 +312,10 @@ async fn submitted_csrf(req: Request) -> std::result::Result<(Option<String>, Re
         let token = v.to_string();
         return Ok((Some(token), req));
     }
-    let from_query = req.uri().query().and_then(|q| {
-        url_pairs(q.as_bytes())
-            .into_iter()
-            .find(|(k, _)| k == "csrf")
-            .map(|(_, v)| v)
-    });
+    let from_query = req
+        .uri()
+        .query()
+        .and_then(|q| Fields::parse(q.as_bytes()).first("csrf").map(str::to_string));
     if from_query.is_some() {
         return Ok((from_query, req));
     }
@@ -331,15 +331,8 @@ async fn submitted_csrf(req: Request) -> std::result::Result<(Option<String>, Re
     let bytes = axum::body::to_bytes(body, FORM_BODY_LIMIT)
         .await
         .map_err(|_| PublisherError::BadRequest(format!("the form is over {FORM_BODY_LIMIT} bytes")))?;
-    let token = url_pairs(&bytes)
-        .into_iter()
-        .find(|(k, _)| k == "csrf")
-        .map(|(_, v)| v);
+    let token = Fields::parse(&bytes).first("csrf").map(str::to_string);
     Ok((token, Request::from_parts(parts, Body::from(bytes))))
-}
-
-fn url_pairs(bytes: &[u8]) -> Vec<(String, String)> {
-    url::form_urlencoded::parse(bytes).into_owned().collect()
 }
 
 /// A POST whose `Origin` names another site is refused even with a token.

@@ -23,6 +23,7 @@ use skycast_schema::{
     TimeWindow, Weekday,
 };
 
+use super::form::Fields;
 use super::{Ctx, WebState};
 use crate::error::{PublisherError, Result};
 use crate::workspace::Draft;
@@ -42,33 +43,6 @@ pub(super) fn routes() -> Router<Arc<WebState>> {
 }
 
 // ---- Shared helpers (also used by the shops pages) ----
-
-/// The fields of a urlencoded form in order; repeated names (checkboxes) kept.
-pub(super) struct Fields(Vec<(String, String)>);
-
-impl Fields {
-    pub(super) fn parse(body: &[u8]) -> Fields {
-        Fields(url::form_urlencoded::parse(body).into_owned().collect())
-    }
-
-    /// The first value of `name`, trimmed; empty when absent.
-    pub(super) fn get(&self, name: &str) -> String {
-        self.0
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.trim().to_string())
-            .unwrap_or_default()
-    }
-
-    /// Every value of `name`, trimmed, in order.
-    pub(super) fn all(&self, name: &str) -> Vec<String> {
-        self.0
-            .iter()
-            .filter(|(k, _)| k == name)
-            .map(|(_, v)| v.trim().to_string())
-            .collect()
-    }
-}
 
 pub(super) fn bad(text: impl Into<String>) -> PublisherError {
     PublisherError::BadRequest(text.into())

@@ -15,6 +15,7 @@ use minijinja::context;
 use serde::{Deserialize, Serialize};
 use skycast_schema::{MediaId, PlayOrder, Playlist, Program};
 
+use super::form::Fields;
 use super::media::{parse_media_id, MediaRow};
 use super::{Ctx, WebState};
 use crate::error::{PublisherError, Result};
@@ -61,31 +62,6 @@ fn order_text(order: PlayOrder) -> &'static str {
     match order {
         PlayOrder::Sequential => "sequential",
         PlayOrder::Shuffle => "shuffle",
-    }
-}
-
-/// A urlencoded form whose keys may repeat (`items`, `add`, `remove`), in order.
-struct FormPairs(Vec<(String, String)>);
-
-impl FormPairs {
-    fn parse(body: &[u8]) -> FormPairs {
-        FormPairs(url::form_urlencoded::parse(body).into_owned().collect())
-    }
-
-    fn get(&self, key: &str) -> Option<&str> {
-        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
-    }
-
-    fn all(&self, key: &str) -> Vec<&str> {
-        self.0
-            .iter()
-            .filter(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-            .collect()
-    }
-
-    fn media_ids(&self, key: &str) -> Result<Vec<MediaId>> {
-        self.all(key).into_iter().map(parse_media_id).collect()
     }
 }
 
@@ -183,11 +159,11 @@ async fn list(State(state): State<Arc<WebState>>, ctx: Ctx) -> Response {
 }
 
 async fn create(State(state): State<Arc<WebState>>, ctx: Ctx, body: Bytes) -> Response {
-    let form = FormPairs::parse(&body);
-    let name = form.get("name").unwrap_or_default().trim().to_string();
+    let form = Fields::parse(&body);
+    let name = form.get("name");
     let result = async {
         check_playlist_name(&name)?;
-        let order = parse_order(form.get("order").unwrap_or("sequential"))?;
+        let order = parse_order(form.first("order").unwrap_or("sequential"))?;
         let items = form.media_ids("items")?;
         if items.is_empty() {
             return Err(PublisherError::BadRequest(skycast_web::text(ctx.lang, "playlists.need_tracks")));
@@ -309,7 +285,7 @@ async fn editor(state: &Arc<WebState>, ctx: &Ctx, name: &str, q: Option<String>)
 /// page was rendered with: each submitted item may carry its own in a parallel
 /// `slot` field, so a drag before pressing a button still names the right track;
 /// without `slot`s, an item's position is its index in what was submitted.
-fn apply_edit(saved: &[MediaId], form: &FormPairs) -> Result<Vec<MediaId>> {
+fn apply_edit(saved: &[MediaId], form: &Fields) -> Result<Vec<MediaId>> {
     let submitted = form.media_ids("items")?;
     let position = |key: &str, text: &str| -> Result<usize> {
         text.trim().parse::<usize>().map_err(|_| {
@@ -322,7 +298,7 @@ fn apply_edit(saved: &[MediaId], form: &FormPairs) -> Result<Vec<MediaId>> {
     let mut list: Vec<(usize, MediaId)> = if submitted.is_empty() {
         saved.iter().copied().enumerate().collect()
     } else {
-        let slots = form.all("slot");
+        let slots = form.values("slot");
         if slots.len() == submitted.len() {
             let slots = slots
                 .into_iter()
@@ -334,13 +310,13 @@ fn apply_edit(saved: &[MediaId], form: &FormPairs) -> Result<Vec<MediaId>> {
         }
     };
     let index_of = |list: &[(usize, MediaId)], p: usize| list.iter().position(|(slot, _)| *slot == p);
-    if let Some(text) = form.get("move_up") {
+    if let Some(text) = form.first("move_up") {
         let p = position("move_up", text)?;
         if let Some(i) = index_of(&list, p).filter(|i| *i > 0) {
             list.swap(i - 1, i);
         }
     }
-    if let Some(text) = form.get("move_down") {
+    if let Some(text) = form.first("move_down") {
         let p = position("move_down", text)?;
         if let Some(i) = index_of(&list, p).filter(|i| i + 1 < list.len()) {
             list.swap(i, i + 1);
@@ -348,7 +324,7 @@ fn apply_edit(saved: &[MediaId], form: &FormPairs) -> Result<Vec<MediaId>> {
     }
     let mut removed_positions = Vec::new();
     let mut removed_ids = Vec::new();
-    for text in form.all("remove") {
+    for text in form.values("remove") {
         match text.trim().parse::<usize>() {
             Ok(p) => removed_positions.push(p),
             Err(_) => removed_ids.push(parse_media_id(text)?),
@@ -366,10 +342,10 @@ async fn save(
     Path(name): Path<String>,
     body: Bytes,
 ) -> Response {
-    let form = FormPairs::parse(&body);
+    let form = Fields::parse(&body);
     let result = async {
         check_playlist_name(&name).map_err(|_| no_such_playlist(&name))?;
-        let order = form.get("order").map(parse_order).transpose()?;
+        let order = form.first("order").map(parse_order).transpose()?;
         let (by, now, key) = (ctx.username().to_string(), state.now(), name.clone());
         let need_tracks = skycast_web::text(ctx.lang, "playlists.need_tracks_keep");
         let draft = state
@@ -490,8 +466,8 @@ mod tests {
         MediaId::of(&[n])
     }
 
-    fn form(pairs: &[(&str, String)]) -> FormPairs {
-        FormPairs(pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect())
+    fn form(pairs: &[(&str, String)]) -> Fields {
+        Fields::new(pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect())
     }
 
     #[test]

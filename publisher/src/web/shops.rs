@@ -20,7 +20,8 @@ use skycast_schema::{
     ClosingAnnouncement, DailyHours, MediaId, MediaKind, Program, Shop, TimeWindow, Weekday,
 };
 
-use super::planning::{bad, is_plain_name, parse_date, Fields};
+use super::form::Fields;
+use super::planning::{bad, is_plain_name, parse_date};
 use super::{Ctx, WebState};
 use crate::error::{PublisherError, Result};
 use crate::workspace::LibraryMedia;

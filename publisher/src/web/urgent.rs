@@ -16,8 +16,9 @@ use skycast_schema::{AfterMode, Interrupt, InterruptLevel, Manifest, MediaKind, 
 
 use super::ads::{
     check_media, check_note, check_shops, commit_message, interrupt_id, recent_interrupts, refused,
-    shop_choices, shops_text, Fields, INTERRUPT_WINDOW_MINUTES,
+    shop_choices, shops_text, INTERRUPT_WINDOW_MINUTES,
 };
+use super::form::Fields;
 use super::{upload, Ctx, WebState};
 use crate::error::{PublisherError, Result};
 use crate::workspace::LibraryMedia;
@@ -127,11 +128,11 @@ async fn send(
 ) -> Response {
     let fields = Fields::new(pairs);
     let form = UrgentForm {
-        media: fields.one("media"),
-        shops: fields.all("shops"),
-        message: fields.one("message"),
+        media: fields.get("media"),
+        shops: fields.distinct("shops"),
+        message: fields.get("message"),
     };
-    let confirmed = fields.one("confirm") == "yes";
+    let confirmed = fields.get("confirm") == "yes";
     let user = ctx.username().to_string();
     let now = state.now();
     let input = form.clone();
