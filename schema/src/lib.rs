@@ -13,8 +13,8 @@ pub mod time_spec;
 
 pub use content_id::{ContentHasher, MediaId, MediaIdError};
 pub use manifest::{
-    AdRule, ClosingAnnouncement, Interrupt, InterruptLevel, Limits, Manifest, ManifestError, MediaEntry,
-    MediaKind, PlayOrder, Playlist, Program, ScheduleRule, Shop, SCHEMA_V1,
+    is_plain_name, AdRule, ClosingAnnouncement, Interrupt, InterruptLevel, Limits, Manifest, ManifestError,
+    MediaEntry, MediaKind, PlayOrder, Playlist, Program, ScheduleRule, Shop, SCHEMA_V1,
 };
 pub use planning::{MediaMeta, Planning};
 pub use playback::{gain_db, AfterMode, MessageMode, MessageModes, Playback, StartMode, TargetLoudness};

@@ -461,15 +461,20 @@ pub fn check_timezone(name: &str) -> Result<(), ManifestError> {
     })
 }
 
-/// Names become URL parts, file names and SQL values elsewhere: keep them plain.
-fn check_name(field: &str, name: &str) -> Result<(), ManifestError> {
-    let ok = !name.is_empty()
+/// Whether `name` may name a playlist, a shop, a tag or an interrupt: 1-64
+/// characters of a-z, 0-9, `-` or `_`, starting with a letter or digit. Names
+/// become URL parts, file names and SQL values elsewhere: keep them plain.
+pub fn is_plain_name(name: &str) -> bool {
+    !name.is_empty()
         && name.len() <= 64
         && name
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
-        && name.as_bytes()[0].is_ascii_alphanumeric();
-    if ok {
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+}
+
+fn check_name(field: &str, name: &str) -> Result<(), ManifestError> {
+    if is_plain_name(name) {
         Ok(())
     } else {
         Err(invalid(

@@ -19,8 +19,8 @@ use minijinja::context;
 use serde::{Deserialize, Serialize};
 use skycast_schema::schedule::{local_datetime, MusicChoice, MusicSpan, FALLBACK_ALL_MUSIC};
 use skycast_schema::{
-    DateRange, DayRange, History, Manifest, MessageSource, Next, ScheduleRule, ShopSchedule, TimeOfDay,
-    TimeWindow, Weekday,
+    is_plain_name, DateRange, DayRange, History, Manifest, MessageSource, Next, ScheduleRule, ShopSchedule,
+    TimeOfDay, TimeWindow, Weekday,
 };
 
 use super::form::Fields;
@@ -46,16 +46,6 @@ pub(super) fn routes() -> Router<Arc<WebState>> {
 
 pub(super) fn bad(text: impl Into<String>) -> PublisherError {
     PublisherError::BadRequest(text.into())
-}
-
-/// Shop names and tags as the manifest accepts them (`check_name` in the schema).
-pub(super) fn is_plain_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
-        && name.as_bytes()[0].is_ascii_alphanumeric()
 }
 
 /// At most this many characters of a user's text are echoed in a message.

@@ -13,7 +13,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use minijinja::context;
 use serde::{Deserialize, Serialize};
-use skycast_schema::{MediaId, PlayOrder, Playlist, Program};
+use skycast_schema::{is_plain_name, MediaId, PlayOrder, Playlist, Program};
 
 use super::form::Fields;
 use super::media::{parse_media_id, MediaRow};
@@ -31,13 +31,7 @@ pub(super) fn routes() -> Router<Arc<WebState>> {
 
 /// A playlist name as the manifest requires it, with a message saying how to fix it.
 fn check_playlist_name(name: &str) -> Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
-        && name.as_bytes()[0].is_ascii_alphanumeric();
-    if ok {
+    if is_plain_name(name) {
         Ok(())
     } else {
         Err(PublisherError::BadRequest(format!(

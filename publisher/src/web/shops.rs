@@ -17,11 +17,11 @@ use minijinja::context;
 use rusqlite::params;
 use serde::Serialize;
 use skycast_schema::{
-    ClosingAnnouncement, DailyHours, MediaId, MediaKind, Program, Shop, TimeWindow, Weekday,
+    is_plain_name, ClosingAnnouncement, DailyHours, MediaId, MediaKind, Program, Shop, TimeWindow, Weekday,
 };
 
 use super::form::Fields;
-use super::planning::{bad, is_plain_name, parse_date};
+use super::planning::{bad, parse_date};
 use super::{Ctx, WebState};
 use crate::error::{PublisherError, Result};
 use crate::workspace::LibraryMedia;
