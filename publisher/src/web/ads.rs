@@ -21,6 +21,7 @@ use skycast_web::Lang;
 
 use super::auth::Flash;
 use super::form::Fields;
+use super::media::MediaChoice;
 use super::{see_other, upload, Ctx, WebState};
 use crate::error::{PublisherError, Result};
 use crate::workspace::{LibraryMedia, Workspace, MAX_MESSAGE_CHARS};
@@ -427,14 +428,6 @@ impl ScheduleForm {
 }
 
 #[derive(Debug, Clone, Serialize)]
-struct MediaChoice {
-    id: String,
-    title: String,
-    kind: &'static str,
-    duration_ms: u64,
-}
-
-#[derive(Debug, Clone, Serialize)]
 struct RuleView {
     index: usize,
     media: String,
@@ -489,12 +482,7 @@ fn render(
         .library
         .iter()
         .filter(|m| matches!(m.kind, MediaKind::Ad | MediaKind::Announcement))
-        .map(|m| MediaChoice {
-            id: m.id.to_string(),
-            title: m.title.clone(),
-            kind: m.kind.as_str(),
-            duration_ms: m.duration_ms,
-        })
+        .map(MediaChoice::from)
         .collect();
     let now = state.now();
     state.page_with_status(

@@ -85,6 +85,26 @@ impl From<&LibraryMedia> for MediaRow {
     }
 }
 
+/// One library media as a picker (play now, urgent message) offers it.
+#[derive(Debug, Clone, Serialize)]
+pub(super) struct MediaChoice {
+    id: String,
+    title: String,
+    kind: &'static str,
+    duration_ms: u64,
+}
+
+impl From<&LibraryMedia> for MediaChoice {
+    fn from(m: &LibraryMedia) -> MediaChoice {
+        MediaChoice {
+            id: m.id.to_string(),
+            title: m.title.clone(),
+            kind: m.kind.as_str(),
+            duration_ms: m.duration_ms,
+        }
+    }
+}
+
 #[derive(Deserialize)]
 struct SearchQuery {
     #[serde(default)]

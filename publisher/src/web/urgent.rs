@@ -19,6 +19,7 @@ use super::ads::{
     shop_choices, shops_text, INTERRUPT_WINDOW_MINUTES,
 };
 use super::form::Fields;
+use super::media::MediaChoice;
 use super::{upload, Ctx, WebState};
 use crate::error::{PublisherError, Result};
 use crate::workspace::LibraryMedia;
@@ -46,14 +47,6 @@ impl UrgentForm {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
-struct MediaChoice {
-    id: String,
-    title: String,
-    kind: &'static str,
-    duration_ms: u64,
-}
-
 struct PageData {
     library: Vec<LibraryMedia>,
     head: Option<Manifest>,
@@ -79,15 +72,7 @@ fn render(state: &WebState, ctx: &Ctx, status: StatusCode, data: &PageData, form
         MediaKind::Ad => 2,
         MediaKind::Music => 3,
     });
-    let media_choices: Vec<MediaChoice> = media
-        .into_iter()
-        .map(|m| MediaChoice {
-            id: m.id.to_string(),
-            title: m.title.clone(),
-            kind: m.kind.as_str(),
-            duration_ms: m.duration_ms,
-        })
-        .collect();
+    let media_choices: Vec<MediaChoice> = media.into_iter().map(MediaChoice::from).collect();
     state.page_with_status(
         status,
         ctx,
