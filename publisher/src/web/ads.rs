@@ -20,7 +20,7 @@ use skycast_schema::{
 use skycast_web::Lang;
 
 use super::auth::Flash;
-use super::form::Fields;
+use super::form::{bad, Fields};
 use super::media::MediaChoice;
 use super::{see_other, upload, Ctx, WebState};
 use crate::error::{PublisherError, Result};
@@ -48,10 +48,6 @@ pub(super) fn routes() -> Router<Arc<WebState>> {
 
 async fn back_home() -> Response {
     see_other("/commercial")
-}
-
-fn bad(text: impl Into<String>) -> PublisherError {
-    PublisherError::BadRequest(text.into())
 }
 
 /// A shop selector a form may offer: `all`, a shop, or `tag:NAME`.

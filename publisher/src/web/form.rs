@@ -1,12 +1,13 @@
 //! Urlencoded forms and queries read as ordered pairs, because a name may repeat
-//! (checkboxes, playlist items): one reader for every page.
+//! (checkboxes, playlist items): one reader for every page, and the helpers
+//! pages use to refuse what was sent.
 
 use std::collections::BTreeSet;
 
 use skycast_schema::MediaId;
 
 use super::media::parse_media_id;
-use crate::error::Result;
+use crate::error::{PublisherError, Result};
 
 /// The fields of a urlencoded form or query in order; repeated names kept.
 pub(super) struct Fields(Vec<(String, String)>);
@@ -82,6 +83,20 @@ impl Fields {
     pub(super) fn media_ids(&self, name: &str) -> Result<Vec<MediaId>> {
         self.values(name).into_iter().map(parse_media_id).collect()
     }
+}
+
+/// A refusal of what the user sent, shown to them (400).
+pub(super) fn bad(text: impl Into<String>) -> PublisherError {
+    PublisherError::BadRequest(text.into())
+}
+
+/// At most this many characters of a user's text are echoed in a message.
+pub(super) fn shown(text: &str) -> String {
+    let mut out: String = text.chars().filter(|c| !c.is_control()).take(60).collect();
+    if text.chars().count() > 60 {
+        out.push('…');
+    }
+    out
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ use skycast_schema::{
     TimeOfDay, TimeWindow, Weekday,
 };
 
-use super::form::Fields;
+use super::form::{bad, shown, Fields};
 use super::{Ctx, WebState};
 use crate::error::{PublisherError, Result};
 use crate::workspace::Draft;
@@ -43,19 +43,6 @@ pub(super) fn routes() -> Router<Arc<WebState>> {
 }
 
 // ---- Shared helpers (also used by the shops pages) ----
-
-pub(super) fn bad(text: impl Into<String>) -> PublisherError {
-    PublisherError::BadRequest(text.into())
-}
-
-/// At most this many characters of a user's text are echoed in a message.
-fn shown(text: &str) -> String {
-    let mut out: String = text.chars().filter(|c| !c.is_control()).take(60).collect();
-    if text.chars().count() > 60 {
-        out.push('…');
-    }
-    out
-}
 
 pub(super) fn parse_date(field: &str, text: &str) -> Result<NaiveDate> {
     let ok_shape = text.len() == 10 && text.as_bytes()[4] == b'-' && text.as_bytes()[7] == b'-';

@@ -20,8 +20,8 @@ use skycast_schema::{
     is_plain_name, ClosingAnnouncement, DailyHours, MediaId, MediaKind, Program, Shop, TimeWindow, Weekday,
 };
 
-use super::form::Fields;
-use super::planning::{bad, parse_date};
+use super::form::{bad, shown, Fields};
+use super::planning::parse_date;
 use super::{Ctx, WebState};
 use crate::error::{PublisherError, Result};
 use crate::workspace::LibraryMedia;
@@ -37,15 +37,6 @@ pub(super) fn routes() -> Router<Arc<WebState>> {
 }
 
 const DAY_KEYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
-
-/// At most this many characters of a user's text are echoed in a message.
-fn shown(text: &str) -> String {
-    let mut out: String = text.chars().filter(|c| !c.is_control()).take(60).collect();
-    if text.chars().count() > 60 {
-        out.push('…');
-    }
-    out
-}
 
 fn check_shop_name(field: &str, name: &str) -> Result<()> {
     if name == "all" {
