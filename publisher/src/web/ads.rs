@@ -21,6 +21,7 @@ use skycast_web::Lang;
 
 use super::auth::Flash;
 use super::form::{bad, Fields};
+use super::history::local_time;
 use super::media::MediaChoice;
 use super::{see_other, upload, Ctx, WebState};
 use crate::error::{PublisherError, Result};
@@ -228,14 +229,6 @@ pub(super) fn interrupt_id(prefix: &str, now: DateTime<Utc>) -> String {
         now.format("%Y%m%d%H%M%S"),
         hex::encode(crate::random_bytes::<3>())
     )
-}
-
-/// An instant in the planning's time zone, as people in the shops read it.
-pub(super) fn local_time(t: DateTime<Utc>, timezone: &str) -> String {
-    match skycast_schema::schedule::local_datetime(timezone, t) {
-        Ok(local) => local.format("%Y-%m-%d %H:%M").to_string(),
-        Err(_) => t.format("%Y-%m-%d %H:%M UTC").to_string(),
-    }
 }
 
 /// One interrupt of the published version, for the tables of recent messages.
