@@ -11,12 +11,13 @@ use axum::{Form, Router};
 use chrono::{DateTime, Utc};
 use minijinja::context;
 use serde::{Deserialize, Serialize};
-use skycast_schema::{Manifest, Program};
+use skycast_schema::Manifest;
 use skycast_web::Lang;
 
 use super::history::{local_time, players, recent_versions, version_number};
+use super::publishing;
 use super::{Ctx, WebState};
-use crate::audit::{self, DiffSection};
+use crate::audit::DiffSection;
 use crate::data_dir::DataDir;
 use crate::db::{Db, Role, User};
 use crate::error::{PublisherError, Result};
@@ -303,21 +304,8 @@ fn pending_diff(
     now: DateTime<Utc>,
 ) -> Result<(Vec<DiffSection>, Option<u64>)> {
     let draft = ws.request_draft(request.id)?;
-    let proposed = ws.draft_manifest(&draft, &request.author, now)?;
-    let sections = match head {
-        Some(head) => audit::diff(head, &proposed),
-        None => audit::diff(&empty_like(&proposed), &proposed),
-    };
+    let sections = publishing::summary(ws, &draft, head, &request.author, now)?;
     Ok((sections, draft.base_version))
-}
-
-/// A manifest with nothing in it, so a first publish diffs as "everything added".
-fn empty_like(m: &Manifest) -> Manifest {
-    Manifest {
-        media: Vec::new(),
-        program: Program::default(),
-        ..m.clone()
-    }
 }
 
 async fn reviews_page(State(state): State<Arc<WebState>>, ctx: Ctx) -> Response {

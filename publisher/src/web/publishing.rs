@@ -81,8 +81,9 @@ fn empty_like(m: &Manifest) -> Manifest {
     }
 }
 
-/// The summary of what publishing `draft` changes, in words.
-fn summary(
+/// The summary of what publishing `draft` (as `user`) changes compared with
+/// `head`, in words; everything is added when nothing is published yet.
+pub(super) fn summary(
     ws: &Workspace,
     draft: &Draft,
     head: Option<&Manifest>,
@@ -90,8 +91,10 @@ fn summary(
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<Vec<DiffSection>> {
     let next = ws.draft_manifest(draft, user, now)?;
-    let before = head.cloned().unwrap_or_else(|| empty_like(&next));
-    Ok(crate::audit::diff(&before, &next))
+    Ok(match head {
+        Some(head) => crate::audit::diff(head, &next),
+        None => crate::audit::diff(&empty_like(&next), &next),
+    })
 }
 
 async fn page_data(state: &Arc<WebState>, ctx: &Ctx) -> Result<(PageData, Option<PublisherError>)> {
