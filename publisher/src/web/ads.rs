@@ -51,6 +51,23 @@ async fn back_home() -> Response {
     see_other("/commercial")
 }
 
+/// Every tag some shop of `program` carries, once each, sorted.
+pub(super) fn shop_tags<R>(program: &Program<R>) -> BTreeSet<&str> {
+    program
+        .shops
+        .values()
+        .flat_map(|s| s.tags.iter().map(String::as_str))
+        .collect()
+}
+
+/// Whether a shop target (`all`, a shop name or `tag:NAME`) names something of
+/// `program`; `tags` are its [`shop_tags`].
+pub(super) fn is_known_target<R>(program: &Program<R>, tags: &BTreeSet<&str>, target: &str) -> bool {
+    target == "all"
+        || program.shops.contains_key(target)
+        || target.strip_prefix("tag:").is_some_and(|tag| tags.contains(tag))
+}
+
 /// A shop selector a form may offer: `all`, a shop, or `tag:NAME`.
 #[derive(Debug, Clone, Serialize)]
 pub(super) struct ShopChoice {
@@ -70,11 +87,7 @@ pub(super) fn shop_choices(program: Option<&Program<MediaId>>) -> Vec<ShopChoice
     let Some(program) = program else {
         return out;
     };
-    let tags: BTreeSet<&str> = program
-        .shops
-        .values()
-        .flat_map(|s| s.tags.iter().map(String::as_str))
-        .collect();
+    let tags = shop_tags(program);
     out.extend(program.shops.keys().map(|name| ShopChoice {
         value: name.clone(),
         name: name.clone(),
@@ -101,12 +114,9 @@ pub(super) fn check_shops(
     if chosen.iter().any(|s| s == "all") {
         return Ok(vec!["all".into()]);
     }
+    let tags = shop_tags(program);
     for selector in chosen {
-        let known = program.shops.contains_key(selector)
-            || selector
-                .strip_prefix("tag:")
-                .is_some_and(|tag| program.shops.values().any(|s| s.tags.iter().any(|t| t == tag)));
-        if !known {
+        if !is_known_target(program, &tags, selector) {
             return Err(bad(format!(
                 "shops: `{selector}` is neither a shop nor a tag of {version_text}: tick one of the listed shops"
             )));

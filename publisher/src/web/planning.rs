@@ -23,6 +23,7 @@ use skycast_schema::{
     TimeOfDay, TimeWindow, Weekday,
 };
 
+use super::ads::{is_known_target, shop_tags};
 use super::form::{bad, shown, Fields};
 use super::{Ctx, WebState};
 use crate::error::{PublisherError, Result};
@@ -594,7 +595,7 @@ async fn render_planning(
         .enumerate()
         .map(|(i, r)| rule_view(i, r))
         .collect();
-    let tags: BTreeSet<&String> = program.shops.values().flat_map(|s| s.tags.iter()).collect();
+    let tags = shop_tags(program);
     let mut form = form;
     if form.priority.is_empty() {
         form.priority = "0".to_string();
@@ -655,17 +656,10 @@ fn rule_from_form(
     if form.shops.is_empty() {
         return Err(bad("field `shops`: tick at least one shop, a tag, or all shops"));
     }
-    let tags: BTreeSet<&str> = program
-        .shops
-        .values()
-        .flat_map(|s| s.tags.iter().map(String::as_str))
-        .collect();
+    let tags = shop_tags(program);
     let mut shops: Vec<String> = Vec::new();
     for target in &form.shops {
-        let known = target == "all"
-            || program.shops.contains_key(target)
-            || target.strip_prefix("tag:").is_some_and(|t| tags.contains(t));
-        if !known {
+        if !is_known_target(program, &tags, target) {
             return Err(bad(format!(
                 "field `shops`: `{}` is neither a shop, a `tag:NAME` of a shop, nor `all`",
                 shown(target)

@@ -20,6 +20,7 @@ use skycast_schema::{
     is_plain_name, ClosingAnnouncement, DailyHours, MediaId, MediaKind, Program, Shop, TimeWindow, Weekday,
 };
 
+use super::ads::{is_known_target, shop_tags};
 use super::form::{bad, shown, Fields};
 use super::planning::parse_date;
 use super::{Ctx, WebState};
@@ -79,16 +80,8 @@ fn hours_text(hours: &DailyHours) -> String {
 /// Targets (`tag:NAME`, shop names) that rules, ads or messages name but no shop
 /// of `program` answers to, described for a person.
 fn dangling_targets<R>(program: &Program<R>) -> Vec<String> {
-    let tags: BTreeSet<&str> = program
-        .shops
-        .values()
-        .flat_map(|s| s.tags.iter().map(String::as_str))
-        .collect();
-    let known = |t: &String| {
-        t == "all"
-            || program.shops.contains_key(t)
-            || t.strip_prefix("tag:").is_some_and(|tag| tags.contains(tag))
-    };
+    let tags = shop_tags(program);
+    let known = |t: &String| is_known_target(program, &tags, t);
     let mut out = Vec::new();
     let mut check = |what: String, targets: &[String]| {
         for t in targets.iter().filter(|t| !known(t)) {
