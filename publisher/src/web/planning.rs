@@ -78,7 +78,8 @@ fn hhmm(s: &ShopSchedule<'_>, at: DateTime<Utc>, day: NaiveDate) -> String {
     }
 }
 
-const WEEKDAY_KEYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+/// Weekdays as forms and manifests write them, Monday first.
+pub(super) const WEEKDAY_KEYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
 
 fn weekday_key(date: NaiveDate) -> &'static str {
     WEEKDAY_KEYS[date.weekday().num_days_from_monday() as usize]

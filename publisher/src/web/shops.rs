@@ -22,7 +22,7 @@ use skycast_schema::{
 
 use super::ads::{is_known_target, shop_tags};
 use super::form::{bad, shown, Fields};
-use super::planning::parse_date;
+use super::planning::{parse_date, WEEKDAY_KEYS};
 use super::{Ctx, WebState};
 use crate::error::{PublisherError, Result};
 use crate::workspace::LibraryMedia;
@@ -36,8 +36,6 @@ pub(super) fn routes() -> Router<Arc<WebState>> {
         .route("/shops/{name}", get(edit_page).post(save))
         .route("/shops/{name}/delete", post(delete))
 }
-
-const DAY_KEYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
 
 fn check_shop_name(field: &str, name: &str) -> Result<()> {
     if name == "all" {
@@ -133,10 +131,10 @@ fn hours_groups(shop: &Shop<MediaId>) -> Vec<HoursGroup> {
     for (i, day) in Weekday::ALL.iter().enumerate() {
         let hours = shop.hours.get(day).map(hours_text).unwrap_or_default();
         match out.last_mut() {
-            Some(g) if g.hours == hours => g.last = DAY_KEYS[i],
+            Some(g) if g.hours == hours => g.last = WEEKDAY_KEYS[i],
             _ => out.push(HoursGroup {
-                first: DAY_KEYS[i],
-                last: DAY_KEYS[i],
+                first: WEEKDAY_KEYS[i],
+                last: WEEKDAY_KEYS[i],
                 hours,
             }),
         }
@@ -287,7 +285,12 @@ impl ShopForm {
             hours: Weekday::ALL
                 .iter()
                 .enumerate()
-                .map(|(i, d)| (DAY_KEYS[i], shop.hours.get(d).map(hours_text).unwrap_or_default()))
+                .map(|(i, d)| {
+                    (
+                        WEEKDAY_KEYS[i],
+                        shop.hours.get(d).map(hours_text).unwrap_or_default(),
+                    )
+                })
                 .collect(),
             exceptions: shop
                 .exceptions
@@ -326,7 +329,7 @@ impl ShopForm {
         ShopForm {
             tags: fields.get("tags"),
             always_open: !fields.get("always_open").is_empty(),
-            hours: DAY_KEYS
+            hours: WEEKDAY_KEYS
                 .iter()
                 .map(|k| (*k, fields.get(&format!("hours_{k}"))))
                 .collect(),
