@@ -138,13 +138,16 @@ step fmt cargo fmt --all -- --check
 step clippy cargo clippy --workspace --all-targets -- -D warnings
 step schema-purity schema_purity
 
-# ---------------------------------------------------------------- benchmark
-# Prints figures (player decode-and-mix vs mpg123, peak memory); fails only if
-# it cannot run. Optimised build: debug figures would say nothing.
+# ---------------------------------------------------------------- benchmarks
+# Print figures: player decode-and-mix vs mpg123 and peak memory (fails only if
+# it cannot run); web UI page times vs the style sheet (fails over 200 ms at the
+# 95th percentile). Optimised builds: debug figures would say nothing.
 if [[ $BUILD_FAILED -ne 0 ]]; then
     skip bench "the build failed"
+    skip bench-web "the build failed"
 else
     step bench cargo bench -p skycast-puller --bench playback
+    step bench-web cargo bench -p skycast-tests --bench web_pages
 fi
 
 summary
