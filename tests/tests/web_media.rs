@@ -508,6 +508,36 @@ async fn an_upload_over_the_limit_is_refused_with_413_and_nothing_is_kept() {
 }
 
 #[tokio::test]
+async fn files_under_the_limit_that_together_exceed_four_times_it_are_refused() {
+    let mut server = small_limit_publisher().await;
+    let mut web = signed_in(&server.url, &server.data.ca_cert_path(), "marketing").await;
+    assert_eq!(web.get("/marketing/media").await.status, StatusCode::OK);
+    let one = bytes_of("music/tone-a.mp3");
+    let near_limit: Vec<u8> = one
+        .iter()
+        .copied()
+        .cycle()
+        .take(SMALL_LIMIT as usize - 1)
+        .collect();
+    let files: Vec<(String, Vec<u8>)> = (0..5)
+        .map(|i| (format!("part-{i}.mp3"), near_limit.clone()))
+        .collect();
+    let files: Vec<(&str, Vec<u8>)> = files.iter().map(|(n, b)| (n.as_str(), b.clone())).collect();
+    let page = upload(&mut web, &files).await;
+    let flash = page.flash().unwrap_or_default();
+    assert!(
+        flash.contains("may hold 4194304 bytes together: send them in several uploads; nothing was stored"),
+        "{flash}"
+    );
+    assert!(library(&server.data).is_empty());
+    assert!(files_under(&uploads(&server.data)).is_empty());
+    if let Some(stop) = server.stop.take() {
+        let _ = stop.send(());
+    }
+    (&mut server.task).await.unwrap().unwrap();
+}
+
+#[tokio::test]
 async fn path_tricks_and_markup_in_file_names_are_only_labels() {
     let fx = PublisherFixture::start().await;
     let mut web = marketing(&fx).await;

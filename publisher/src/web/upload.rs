@@ -22,6 +22,9 @@ use crate::workspace::{sanitize_file_name, LibraryMedia};
 
 /// Files one upload request may carry.
 pub(super) const MAX_FILES: usize = 50;
+/// How many files of the largest allowed size one upload may carry in total.
+const MAX_TOTAL_FILES_OF_MAX_SIZE: u64 = 4;
+
 /// Text fields one upload request may carry (kind, shops, message...).
 pub(super) const MAX_TEXT_FIELDS: usize = 100;
 /// Bytes one text field may hold.
@@ -166,6 +169,10 @@ pub(super) async fn receive_uploads(
     let mut fields: BTreeMap<String, String> = BTreeMap::new();
     let mut text_fields = 0usize;
     let max = state.max_upload_bytes;
+    // Several files at once may hold a few times one file's limit, not 50 times:
+    // temporary files sit on the data disk until the request ends.
+    let max_total = max.saturating_mul(MAX_TOTAL_FILES_OF_MAX_SIZE);
+    let mut total: u64 = 0;
 
     while let Some(mut field) = multipart.next_field().await.map_err(malformed)? {
         let name = field.name().unwrap_or_default().to_string();
@@ -181,6 +188,18 @@ pub(super) async fn receive_uploads(
             let mut size: u64 = 0;
             while let Some(chunk) = field.chunk().await.map_err(malformed)? {
                 size += chunk.len() as u64;
+                total += chunk.len() as u64;
+                if total > max_total {
+                    tracing::warn!(
+                        user = %ctx.username(),
+                        received_bytes = total,
+                        max_bytes = max_total,
+                        "upload refused: the files together are over the limit"
+                    );
+                    return Err(PublisherError::BadRequest(format!(
+                        "the files of one upload may hold {max_total} bytes together: send them in several uploads; nothing was stored"
+                    )));
+                }
                 if size > max {
                     // Stop here: the rest of the body is never read, and `temps`
                     // removes what was written.
