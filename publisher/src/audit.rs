@@ -536,12 +536,10 @@ fn playlist_lines(a: &Manifest, b: &Manifest, replaced: &BTreeMap<MediaId, Media
                 let prefix = format!("playlist {}", quote(name));
                 let old_items: Vec<MediaId> = old.items.iter().map(|id| current_id(replaced, *id)).collect();
                 if old_items.len() != new.items.len() {
-                    // Word for word what the CLI printed before: scripts and the
-                    // end-to-end tests (tests/tests/publish.rs) look for this line.
                     lines.push(changed(format!(
-                        "playlist {name}: {} -> {} items",
-                        old_items.len(),
-                        new.items.len()
+                        "{prefix}: {} → {}",
+                        tracks(old_items.len()),
+                        tracks(new.items.len())
                     )));
                 }
                 let items = ItemChanges::between(&old_items, &new.items);
@@ -1409,14 +1407,14 @@ ads:
             (
                 "day: {items: [@1, @2, @3, @1]}",
                 vec![
-                    changed("playlist day: 3 -> 4 items"),
+                    changed("playlist \"day\": 3 tracks → 4 tracks"),
                     added("playlist \"day\": \"Jingle Bells\" added at position 4"),
                 ],
             ),
             (
                 "day: {items: [@1, @3]}",
                 vec![
-                    changed("playlist day: 3 -> 2 items"),
+                    changed("playlist \"day\": 3 tracks → 2 tracks"),
                     removed("playlist \"day\": \"Silent Night\" removed"),
                 ],
             ),
@@ -1756,7 +1754,7 @@ ads:
              media:\n  \
              + \"extra-e\" (music, 0:05) added\n\
              playlists:\n  \
-             ~ playlist day: 3 -> 4 items\n  \
+             ~ playlist \"day\": 3 tracks → 4 tracks\n  \
              + playlist \"day\": \"extra-e\" added at position 4\n"
         );
     }

@@ -169,7 +169,10 @@ fn history_diff_and_rollback_tell_who_changed_what_and_never_lower_the_version()
 
     let diff = ok(publisher(&["diff", "1", "2"], &data));
     assert!(diff.contains("+ \"extra-e\""), "media added by title: {diff}");
-    assert!(diff.contains("playlist allday: 2 -> 3 items"), "{diff}");
+    assert!(
+        diff.contains("playlist \"allday\": 2 tracks → 3 tracks"),
+        "{diff}"
+    );
 
     let out = ok(publisher(&["rollback", "--to", "1", "--author", "carol"], &data));
     assert!(
