@@ -38,11 +38,6 @@ pub(super) struct UploadOutcome {
     /// Files refused, as (file name as a label, why), in the order sent. Nothing of
     /// them was kept.
     pub refused: Vec<(String, String)>,
-    /// The form's text fields. A field sent several times (checkboxes) has its
-    /// values joined with `,`.
-    // For forms that send more than files; `kind` is read here already.
-    #[allow(dead_code)]
-    pub fields: BTreeMap<String, String>,
 }
 
 impl UploadOutcome {
@@ -264,10 +259,7 @@ pub(super) async fn receive_uploads(
         Some(text) => kind_from_field(text)?,
         None => kind_default,
     };
-    let mut outcome = UploadOutcome {
-        fields,
-        ..UploadOutcome::default()
-    };
+    let mut outcome = UploadOutcome::default();
     let now = state.now();
     for (path, file_name) in files {
         let label = sanitize_file_name(&file_name);
