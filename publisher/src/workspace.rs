@@ -30,6 +30,8 @@ pub const DEFAULT_VALID_DAYS: u32 = 30;
 pub const MAX_LABEL_CHARS: usize = 200;
 /// A publish message (the commit message) is at most this many characters.
 pub const MAX_MESSAGE_CHARS: usize = 500;
+/// The commit of `main` whose media the library last imported.
+const IMPORTED_HEAD_KEY: &str = "library_imported_head";
 const REVIEW_REQUIRED_KEY: &str = "review_required";
 
 /// One media file of the library: uploaded through the web UI, or imported from
@@ -398,10 +400,18 @@ impl<'a> Workspace<'a> {
 
     /// Adds the media of the published head that the library lacks (published by
     /// the CLI, or before the library existed). Their files stay in the store.
+    /// Only when `main` has moved since the last import: most pages call this, and
+    /// reading, verifying and parsing the head each time would be wasted work.
     fn import_head(&self) -> Result<()> {
-        let Some(manifest) = self.head_manifest()? else {
+        let store = self.data.store()?;
+        let Some(commit) = store.head_commit()? else {
             return Ok(());
         };
+        let head = commit.id().to_string();
+        if self.setting(IMPORTED_HEAD_KEY)?.as_deref() == Some(head.as_str()) {
+            return Ok(());
+        }
+        let manifest = verified_manifest(self.data, &store, &commit)?;
         let conn = self.db.conn();
         let known: BTreeSet<String> = {
             let mut stmt = conn.prepare("SELECT id FROM library").map_err(self.db.err())?;
@@ -436,7 +446,7 @@ impl<'a> Workspace<'a> {
             )
             .map_err(self.db.err())?;
         }
-        Ok(())
+        self.set_setting(IMPORTED_HEAD_KEY, &head)
     }
 
     /// Where accepted uploads live, as `<blake3>.mp3`.
@@ -928,26 +938,30 @@ impl<'a> Workspace<'a> {
 
     /// Whether publishing from the draft needs an admin's approval.
     pub fn review_required(&self) -> Result<bool> {
-        let value: Option<String> = self
-            .db
-            .conn()
-            .query_row(
-                "SELECT value FROM settings WHERE key = ?1",
-                params![REVIEW_REQUIRED_KEY],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(self.db.err())?;
-        Ok(value.as_deref() == Some("true"))
+        Ok(self.setting(REVIEW_REQUIRED_KEY)?.as_deref() == Some("true"))
     }
 
     pub fn set_review_required(&self, on: bool) -> Result<()> {
+        self.set_setting(REVIEW_REQUIRED_KEY, if on { "true" } else { "false" })
+    }
+
+    fn setting(&self, key: &str) -> Result<Option<String>> {
+        self.db
+            .conn()
+            .query_row("SELECT value FROM settings WHERE key = ?1", params![key], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(self.db.err())
+    }
+
+    fn set_setting(&self, key: &str, value: &str) -> Result<()> {
         self.db
             .conn()
             .execute(
                 "INSERT INTO settings (key, value) VALUES (?1, ?2)
                  ON CONFLICT (key) DO UPDATE SET value = ?2",
-                params![REVIEW_REQUIRED_KEY, if on { "true" } else { "false" }],
+                params![key, value],
             )
             .map_err(self.db.err())?;
         Ok(())
