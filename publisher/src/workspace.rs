@@ -19,7 +19,7 @@ use skycast_schema::{
 use crate::data_dir::DataDir;
 use crate::db::Db;
 use crate::error::{PublisherError, Result};
-use crate::media::inspect_mp3;
+use crate::media::{inspect_mp3, Mp3Info};
 use crate::publish::{check_author, commit_with, unsigned_manifest, Published, Unsigned};
 use crate::store::{Store, MANIFEST_FILE, SIGNATURE_FILE};
 
@@ -331,6 +331,59 @@ fn sync_dir(dir: &Path) -> Result<()> {
 }
 
 /// The manifest of `commit`, checked against the publisher's own key.
+/// An uploaded file that decoded as a whole MP3, not stored yet.
+#[derive(Debug)]
+pub struct DecodedUpload {
+    temp: PathBuf,
+    /// The client's file name, sanitised: a label, never a path.
+    label: String,
+    id: MediaId,
+    size: u64,
+    info: Mp3Info,
+}
+
+/// Reads and fully decodes an upload waiting in `temp`: the slow part of taking
+/// an upload in, which needs no database, so callers run it without holding one.
+/// Reads at most `Limits::default().max_media_bytes`.
+pub fn decode_upload(temp: &Path, file_name: &str) -> Result<DecodedUpload> {
+    let label = sanitize_file_name(file_name);
+    let max = Limits::default().max_media_bytes;
+    let file = File::open(temp).map_err(PublisherError::io("open", temp))?;
+    let mut bytes = Vec::new();
+    file.take(max + 1)
+        .read_to_end(&mut bytes)
+        .map_err(PublisherError::io("read", temp))?;
+    if bytes.len() as u64 > max {
+        return Err(PublisherError::UploadTooLarge {
+            name: label,
+            max_bytes: max,
+        });
+    }
+    let info = inspect_mp3(&bytes).map_err(|reason| PublisherError::NotMp3 {
+        path: label.clone(),
+        reason,
+    })?;
+    Ok(DecodedUpload {
+        temp: temp.to_path_buf(),
+        label,
+        id: MediaId::of(&bytes),
+        size: bytes.len() as u64,
+        info,
+    })
+}
+
+/// Removes an upload's temporary file: after a success it was renamed away
+/// already, or held content the library had.
+fn remove_temp(temp: &Path) {
+    match fs::remove_file(temp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            tracing::warn!(path = %temp.display(), error = %e, "cannot remove an upload's temporary file")
+        }
+    }
+}
+
 fn verified_manifest(data: &DataDir, store: &Store, commit: &git2::Commit<'_>) -> Result<Manifest> {
     let read = |name: &str| {
         store.file_at(commit, name)?.ok_or_else(|| {
@@ -503,49 +556,54 @@ impl<'a> Workspace<'a> {
                 tmp_dir.display()
             )));
         }
-        let label = sanitize_file_name(file_name);
-        let result = self.ingest_checked(temp, &label, kind, by, now);
-        // On success `temp` was renamed away, or held a duplicate: either way it goes.
-        match fs::remove_file(temp) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                tracing::warn!(path = %temp.display(), error = %e, "cannot remove an upload's temporary file")
-            }
-        }
+        let result =
+            decode_upload(temp, file_name).and_then(|decoded| self.record_checked(&decoded, kind, by, now));
+        remove_temp(temp);
         result
     }
 
-    fn ingest_checked(
+    /// Stores an upload [`decode_upload`] accepted: moves its file to
+    /// `uploads_dir()/<id>.mp3` and records it (known content returns the existing
+    /// entry). The temporary file is removed whatever happens.
+    pub fn record_upload(
         &self,
-        temp: &Path,
-        label: &str,
+        decoded: &DecodedUpload,
         kind: MediaKind,
         by: &str,
         now: DateTime<Utc>,
     ) -> Result<LibraryMedia> {
-        let max = Limits::default().max_media_bytes;
-        let file = File::open(temp).map_err(PublisherError::io("open", temp))?;
-        let mut bytes = Vec::new();
-        (&file)
-            .take(max + 1)
-            .read_to_end(&mut bytes)
-            .map_err(PublisherError::io("read", temp))?;
-        if bytes.len() as u64 > max {
-            return Err(PublisherError::UploadTooLarge {
-                name: label.to_string(),
-                max_bytes: max,
-            });
+        let tmp_dir = self.uploads_tmp_dir();
+        if decoded.temp.parent() != Some(tmp_dir.as_path()) {
+            // Not ours to move or delete.
+            return Err(PublisherError::Internal(format!(
+                "upload `{}` is not in `{}`: write uploads with `new_upload_file`",
+                decoded.temp.display(),
+                tmp_dir.display()
+            )));
         }
-        let id = MediaId::of(&bytes);
+        let result = self.record_checked(decoded, kind, by, now);
+        remove_temp(&decoded.temp);
+        result
+    }
+
+    fn record_checked(
+        &self,
+        decoded: &DecodedUpload,
+        kind: MediaKind,
+        by: &str,
+        now: DateTime<Utc>,
+    ) -> Result<LibraryMedia> {
+        let DecodedUpload {
+            temp,
+            label,
+            id,
+            size,
+            info,
+        } = decoded;
         self.import_head()?;
-        if let Some(existing) = self.find_media(&id)? {
+        if let Some(existing) = self.find_media(id)? {
             return Ok(existing);
         }
-        let info = inspect_mp3(&bytes).map_err(|reason| PublisherError::NotMp3 {
-            path: label.to_string(),
-            reason,
-        })?;
         let title = info
             .title
             .as_deref()
@@ -560,8 +618,9 @@ impl<'a> Workspace<'a> {
 
         let dir = self.uploads_dir();
         let dest = dir.join(id.file_name());
-        file.sync_all().map_err(PublisherError::io("sync", temp))?;
-        drop(file);
+        File::open(temp)
+            .and_then(|f| f.sync_all())
+            .map_err(PublisherError::io("sync", temp))?;
         fs::rename(temp, &dest).map_err(PublisherError::io("move", temp))?;
         sync_dir(&dir)?;
         let inserted = self.db.conn().execute(
@@ -574,7 +633,7 @@ impl<'a> Workspace<'a> {
                 artist,
                 kind.as_str(),
                 i64::try_from(info.duration_ms).unwrap_or(i64::MAX),
-                bytes.len() as i64,
+                i64::try_from(*size).unwrap_or(i64::MAX),
                 info.loudness_lufs,
                 label,
                 clean_label(by, MAX_LABEL_CHARS),
@@ -583,12 +642,12 @@ impl<'a> Workspace<'a> {
         );
         if let Err(e) = inserted {
             // Nothing names the file: remove it so a failure stores nothing.
-            if self.find_media(&id).ok().flatten().is_none() {
+            if self.find_media(id).ok().flatten().is_none() {
                 let _ = fs::remove_file(&dest);
             }
             return Err(self.db.err()(e));
         }
-        self.find_media(&id)?
+        self.find_media(id)?
             .ok_or_else(|| PublisherError::Internal(format!("media {id} vanished after its upload")))
     }
 

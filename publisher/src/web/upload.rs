@@ -1,6 +1,6 @@
 //! Receives uploaded files for every page that takes them (media library, ads,
 //! urgent messages): each file is streamed chunk by chunk into a fresh temporary
-//! file with a byte cap, then kept only if `Workspace::ingest` decodes it as a
+//! file with a byte cap, then kept only if `decode_upload` decodes it as a
 //! whole MP3. Memory stays flat whatever the client sends.
 
 use std::collections::BTreeMap;
@@ -18,7 +18,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::{Ctx, WebState};
 use crate::error::{PublisherError, Result};
-use crate::workspace::{sanitize_file_name, LibraryMedia};
+use crate::workspace::{decode_upload, sanitize_file_name, LibraryMedia};
 
 /// Files one upload request may carry.
 pub(super) const MAX_FILES: usize = 50;
@@ -101,7 +101,7 @@ pub(super) fn routes() -> Router<Arc<WebState>> {
 }
 
 /// The temporary files of one request, removed when the request ends however it
-/// ends (refused, failed, client gone): `ingest` moves the good ones away first.
+/// ends (refused, failed, client gone): `record_upload` moves the good ones away first.
 struct TempFiles(Vec<PathBuf>);
 
 impl Drop for TempFiles {
@@ -265,9 +265,19 @@ pub(super) async fn receive_uploads(
         let label = sanitize_file_name(&file_name);
         let by = ctx.username().to_string();
         let (temp, name) = (path.clone(), file_name.clone());
-        let result = state
-            .with_workspace(move |ws| ws.ingest(&temp, &name, kind, &by, now))
-            .await;
+        // Decoding takes a while: it runs without the database, which every other
+        // page needs; only the short bookkeeping holds it.
+        let decoded = tokio::task::spawn_blocking(move || decode_upload(&temp, &name))
+            .await
+            .map_err(|e| PublisherError::Internal(e.to_string()))?;
+        let result = match decoded {
+            Ok(decoded) => {
+                state
+                    .with_workspace(move |ws| ws.record_upload(&decoded, kind, &by, now))
+                    .await
+            }
+            Err(e) => Err(e),
+        };
         match result {
             Ok(media) => {
                 tracing::info!(
