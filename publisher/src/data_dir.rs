@@ -11,17 +11,12 @@ use skycast_schema::{PublicKey, SecretKey};
 
 use crate::db::Db;
 use crate::error::{PublisherError, Result};
-use crate::store::Store;
+use crate::store::{Store, StoreLock};
 use crate::tls;
 
 #[derive(Debug, Clone)]
 pub struct DataDir {
     root: PathBuf,
-}
-
-/// Held while the store is written; see `DataDir::lock_store`.
-pub struct StoreLock {
-    _file: fs::File,
 }
 
 /// Settings `init` writes and later commands read.
@@ -97,23 +92,9 @@ impl DataDir {
         self.root.join("store.lock")
     }
 
-    /// Waits for, then holds, the right to write the store. The kernel drops the
-    /// lock when the holder dies, so a `kill -9` never leaves it taken.
+    /// Waits for, then holds, the right to write the store (see [`StoreLock`]).
     pub fn lock_store(&self) -> Result<StoreLock> {
-        let file = self.open_lock_file()?;
-        file.lock()
-            .map_err(PublisherError::io("lock", self.store_lock_path()))?;
-        Ok(StoreLock { _file: file })
-    }
-
-    fn open_lock_file(&self) -> Result<fs::File> {
-        let path = self.store_lock_path();
-        fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(PublisherError::io("open", &path))
+        Ok(StoreLock::acquire(&self.store_lock_path())?)
     }
 
     pub fn init(&self, opts: InitOptions, seed: [u8; 32]) -> Result<InitReport> {
@@ -198,11 +179,11 @@ impl DataDir {
     }
 
     pub fn store(&self) -> Result<Store> {
-        Store::open(&self.store_path())
+        Ok(Store::open(&self.store_path())?)
     }
 
     pub fn db(&self) -> Result<Db> {
-        Db::open(&self.db_path())
+        Ok(Db::open(&self.db_path())?)
     }
 }
 

@@ -1,10 +1,8 @@
-//! The publisher's one error type: typed variants for every failure, rendered as
-//! JSON for the protocol and API, or as HTML for people in a browser.
+//! The publisher library's error at its edges: the typed errors of the store, the
+//! database and the schema composed with the refusals the CLI and the web UI
+//! give people. How each answers over HTTP lives in `http`.
 
 use std::path::PathBuf;
-
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PublisherError {
@@ -14,10 +12,12 @@ pub enum PublisherError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("store `{path}`: {source}")]
-    Git { path: PathBuf, source: git2::Error },
-    #[error("database `{path}`: {source}")]
-    Db { path: PathBuf, source: rusqlite::Error },
+    #[error(transparent)]
+    Store(crate::store::StoreError),
+    /// A failure of the database file itself; its refusals become the variants
+    /// below (see the `From<DbError>` impl).
+    #[error(transparent)]
+    Db(crate::db::DbError),
     #[error("{0}")]
     Manifest(#[from] skycast_schema::ManifestError),
     #[error("{0}")]
@@ -74,6 +74,57 @@ pub enum PublisherError {
 
 pub type Result<T, E = PublisherError> = std::result::Result<T, E>;
 
+/// The store's own refusals keep their meaning for callers and clients: a
+/// missing version is a 404, a lost compare-and-swap a 409.
+impl From<crate::store::StoreError> for PublisherError {
+    fn from(e: crate::store::StoreError) -> Self {
+        use crate::store::StoreError;
+        match e {
+            StoreError::NoSuchVersion(n) => PublisherError::NoSuchVersion(n),
+            StoreError::ConcurrentPublish => PublisherError::ConcurrentPublish,
+            StoreError::Unverified { source, .. } => PublisherError::Verify(source),
+            other => PublisherError::Store(other),
+        }
+    }
+}
+
+/// The database's refusals keep the variant they always had, so their message
+/// and HTTP status do not change: only failures of the file stay `Db`.
+impl From<crate::db::DbError> for PublisherError {
+    fn from(e: crate::db::DbError) -> Self {
+        use crate::db::DbError;
+        match e {
+            DbError::NoSuchUser(id) => PublisherError::NotFound(format!("user {id}")),
+            DbError::NoSuchRequest(id) => PublisherError::NotFound(format!("publish request {id}")),
+            DbError::PlayerExists(id) => PublisherError::PlayerExists(id),
+            DbError::Password(e) => e.into(),
+            e @ (DbError::NoSuchRole(_) | DbError::UsernameRefused(_)) => {
+                PublisherError::BadRequest(e.to_string())
+            }
+            e @ (DbError::UserExists(_) | DbError::LastAdmin { .. }) => {
+                PublisherError::Conflict(e.to_string())
+            }
+            e @ (DbError::Sqlite { .. } | DbError::Misuse { .. }) => PublisherError::Db(e),
+        }
+    }
+}
+
+/// A refused password is the person's to fix (400); a hash that cannot be made or
+/// read is the publisher's (500).
+impl From<crate::passwords::PasswordError> for PublisherError {
+    fn from(e: crate::passwords::PasswordError) -> Self {
+        use crate::passwords::PasswordError;
+        match e {
+            PasswordError::TooShort { .. } | PasswordError::TooLong { .. } => {
+                PublisherError::BadRequest(e.to_string())
+            }
+            PasswordError::UnreadableHash { .. }
+            | PasswordError::Salt { .. }
+            | PasswordError::Hash { .. } => PublisherError::Internal(e.to_string()),
+        }
+    }
+}
+
 impl PublisherError {
     pub fn io(
         action: &'static str,
@@ -81,94 +132,5 @@ impl PublisherError {
     ) -> impl FnOnce(std::io::Error) -> PublisherError {
         let path = path.into();
         move |source| PublisherError::Io { action, path, source }
-    }
-
-    pub fn git(path: impl Into<PathBuf>) -> impl FnOnce(git2::Error) -> PublisherError {
-        let path = path.into();
-        move |source| PublisherError::Git { path, source }
-    }
-
-    pub fn db(path: impl Into<PathBuf>) -> impl FnOnce(rusqlite::Error) -> PublisherError {
-        let path = path.into();
-        move |source| PublisherError::Db { path, source }
-    }
-
-    pub fn status(&self) -> StatusCode {
-        use PublisherError::*;
-        match self {
-            Unauthorized => StatusCode::UNAUTHORIZED,
-            NotFound(_) | NoSuchVersion(_) => StatusCode::NOT_FOUND,
-            BadRequest(_) | NotMp3 { .. } | MediaTooLarge { .. } | Planning { .. } | Manifest(_) => {
-                StatusCode::BAD_REQUEST
-            }
-            ConcurrentPublish | PlayerExists(_) | AlreadyInitialised { .. } | Conflict(_) => {
-                StatusCode::CONFLICT
-            }
-            Forbidden { .. } | CsrfRejected => StatusCode::FORBIDDEN,
-            TooManyLogins { .. } => StatusCode::TOO_MANY_REQUESTS,
-            UploadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-
-    /// What a client may see. Server-side details (paths, SQL) stay in the log.
-    pub fn public_message(&self) -> String {
-        if self.status().is_server_error() {
-            "internal error: the publisher logged the details".to_string()
-        } else {
-            self.to_string()
-        }
-    }
-
-    pub fn to_json(&self) -> Response {
-        let body = serde_json::json!({ "error": self.public_message() });
-        (self.status(), axum::Json(body)).into_response()
-    }
-
-    pub fn to_html(&self) -> Response {
-        let msg = html_escape(&self.public_message());
-        let code = self.status();
-        let body = format!(
-            "<!doctype html><meta charset=utf-8><title>Skycast: {code}</title>\
-             <main class=error><h1>{code}</h1><p>{msg}</p><p><a href=\"/\">Back</a></p></main>"
-        );
-        (code, axum::response::Html(body)).into_response()
-    }
-}
-
-/// The protocol and API answer in JSON.
-impl IntoResponse for PublisherError {
-    fn into_response(self) -> Response {
-        if self.status().is_server_error() {
-            tracing::error!(error = %self, "request failed");
-        }
-        self.to_json()
-    }
-}
-
-pub fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn server_errors_hide_their_details_from_clients() {
-        let e = PublisherError::Internal("sqlite path /secret".into());
-        assert!(!e.public_message().contains("/secret"));
-        let e = PublisherError::NoSuchVersion(9);
-        assert!(e.public_message().contains("version 9"));
-    }
-
-    #[test]
-    fn html_rendering_escapes_the_message() {
-        let e = PublisherError::BadRequest("<script>".into());
-        let resp = e.to_html();
-        assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
     }
 }

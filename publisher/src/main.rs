@@ -228,7 +228,7 @@ fn main() -> anyhow::Result<()> {
         } => {
             let dir = DataDir::open(&data)?;
             skycast_publisher::check_plain_name("player id", &id)?;
-            skycast_publisher::check_plain_name("shop", &shop)?;
+            skycast_publisher::check_shop_name(&shop)?;
             let token = format!("skp_{}", skycast_publisher::random_token());
             let url = match server_url {
                 Some(u) => u,
@@ -283,7 +283,10 @@ fn main() -> anyhow::Result<()> {
             let store = DataDir::open(&data)?.store()?;
             print!(
                 "{}",
-                audit::render_diff(&audit::manifest_of(&store, a)?, &audit::manifest_of(&store, b)?)
+                skycast_publisher::describe::render_diff(
+                    &audit::manifest_of(&store, a)?,
+                    &audit::manifest_of(&store, b)?
+                )
             );
         }
         Command::Rollback { data, to, author } => {

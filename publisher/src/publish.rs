@@ -7,21 +7,20 @@ use std::num::NonZeroU64;
 use std::path::{Component, Path};
 
 use chrono::{DateTime, Duration, Timelike, Utc};
-use git2::Oid;
 use skycast_schema::{
-    verify, Limits, Manifest, MediaEntry, MediaId, MediaKind, Planning, Program, TrustedKeys, SCHEMA_V1,
+    Limits, Manifest, MediaEntry, MediaId, MediaKind, Planning, Program, TrustedKeys, SCHEMA_V1,
 };
 
 use crate::data_dir::DataDir;
 use crate::error::{PublisherError, Result};
 use crate::media::inspect_mp3;
-use crate::store::{NewVersion, Store, MANIFEST_FILE, SIGNATURE_FILE};
+use crate::store::{BlobId, CommitId, NewVersion, Store, StoreError};
 
 /// What a publish produced.
 #[derive(Debug, Clone)]
 pub struct Published {
     pub version: u64,
-    pub commit: Oid,
+    pub commit: CommitId,
     pub media_count: usize,
     /// Media this version has that the previous head did not.
     pub new_media: usize,
@@ -32,7 +31,7 @@ pub struct Published {
 pub(crate) struct Unsigned {
     pub(crate) timezone: String,
     pub(crate) validity: Duration,
-    pub(crate) media: Vec<(MediaEntry, Oid)>,
+    pub(crate) media: Vec<(MediaEntry, BlobId)>,
     pub(crate) program: Program<MediaId>,
 }
 
@@ -169,20 +168,13 @@ pub fn rollback(data: &DataDir, target: u64, author: &str, now: DateTime<Utc>) -
     let commit = store
         .commit_of_version(target)?
         .ok_or(PublisherError::NoSuchVersion(target))?;
-    let read = |name| {
-        store
-            .file_at(&commit, name)?
-            .ok_or(PublisherError::NoSuchVersion(target))
-    };
     // Only content that still verifies may come back.
     let trusted = TrustedKeys::new([data.public_key()?]);
-    let old = verify(
-        &read(MANIFEST_FILE)?,
-        &read(SIGNATURE_FILE)?,
-        &trusted,
-        &Limits::default(),
-    )?;
-    let blobs: HashMap<MediaId, Oid> = store.media_ids_in(&commit)?.into_iter().collect();
+    let old = match store.verified_manifest(commit, &trusted) {
+        Err(StoreError::MissingFile { .. }) => return Err(PublisherError::NoSuchVersion(target)),
+        other => other?,
+    };
+    let blobs: HashMap<MediaId, BlobId> = store.media_ids_in(commit)?.into_iter().collect();
     let mut media = Vec::new();
     for entry in &old.media {
         let oid = blobs
@@ -254,7 +246,7 @@ pub(crate) fn commit_with(
     author: &str,
     message: &str,
     now: DateTime<Utc>,
-    prepare: impl FnOnce(Option<(u64, Oid)>) -> Result<Unsigned>,
+    prepare: impl FnOnce(Option<(u64, CommitId)>) -> Result<Unsigned>,
 ) -> Result<Published> {
     let lock = data.lock_store()?;
     for path in store.clear_stale_locks(&lock)? {
@@ -264,8 +256,8 @@ pub(crate) fn commit_with(
     let head = store.head_version()?;
     let version = head.map_or(1, |(v, _)| v + 1);
     let previous_media: BTreeSet<MediaId> = match head {
-        Some((_, oid)) => store
-            .media_ids_in(&store.find_commit(oid)?)?
+        Some((_, commit)) => store
+            .media_ids_in(commit)?
             .into_iter()
             .map(|(id, _)| id)
             .collect(),
@@ -286,7 +278,7 @@ pub(crate) fn commit_with(
     manifest.validate(&Limits::default())?;
     let bytes = format!("# Skycast manifest, signed: do not edit\n{}", manifest.to_yaml()).into_bytes();
     let signature = data.secret_key()?.sign(&bytes);
-    let media: Vec<(MediaId, Oid)> = draft.media.iter().map(|(e, oid)| (e.id, *oid)).collect();
+    let media: Vec<(MediaId, BlobId)> = draft.media.iter().map(|(e, blob)| (e.id, *blob)).collect();
     let commit = store.commit_version(NewVersion {
         version,
         manifest: &bytes,

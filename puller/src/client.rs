@@ -1,15 +1,19 @@
-//! HTTP side of the pull protocol: head (plain and long-poll), manifest and signature
-//! with size caps, and media responses with `Range`, all carrying the bearer token.
+//! The pull protocol as the puller speaks it: head (plain and long-poll), manifest and
+//! signature with size caps, and media answers with `Range`, over any [`Transport`].
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use reqwest::header::{HeaderMap, AUTHORIZATION, DATE, RANGE};
-use reqwest::{Response, StatusCode};
+use reqwest::StatusCode;
 use serde::Deserialize;
+use skycast_schema::protocol::{head_wait_path, media_path, version_file_path, HEAD_PATH};
 use skycast_schema::MediaId;
 
-use crate::config::{Config, Token, TransportPolicy};
+use crate::config::Config;
+use crate::transport::{FetchRequest, FetchResponse, HttpsTransport, Transport, TransportError};
+
+pub use crate::transport::{describe, one_line, server_date};
 
 /// Largest manifest the puller will read (the schema's default limit).
 pub const MAX_MANIFEST_BYTES: usize = 8 * 1024 * 1024;
@@ -40,46 +44,22 @@ pub enum ClientError {
     Invalid { url: String, reason: String },
 }
 
+impl From<TransportError> for ClientError {
+    /// A failed connection and a body that broke off read the same to the protocol:
+    /// the request to that URL failed.
+    fn from(e: TransportError) -> ClientError {
+        ClientError::Request {
+            url: e.url().to_string(),
+            detail: e.detail(),
+        }
+    }
+}
+
 fn server_message(m: &Option<String>) -> String {
     match m {
         Some(m) => format!(": {m}"),
         None => String::new(),
     }
-}
-
-/// Renders an error with its causes on one line (reqwest hides the useful part in
-/// `source()`).
-pub fn one_line(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut cur = err.source();
-    while let Some(e) = cur {
-        let s = e.to_string();
-        if !out.contains(&s) {
-            out.push_str(": ");
-            out.push_str(&s);
-        }
-        cur = e.source();
-    }
-    out.replace('\n', " ")
-}
-
-/// A reqwest error without its repetition of the URL (callers already name it).
-pub fn describe(e: &reqwest::Error) -> String {
-    let mut out = String::new();
-    if e.is_timeout() {
-        out.push_str("timed out");
-    }
-    match std::error::Error::source(e) {
-        Some(src) => {
-            if !out.is_empty() {
-                out.push_str(": ");
-            }
-            out.push_str(&one_line(src));
-        }
-        None if out.is_empty() => out = one_line(e),
-        None => {}
-    }
-    out
 }
 
 pub use skycast_schema::Head;
@@ -91,69 +71,41 @@ pub struct Fetched<T> {
     pub server_date: Option<DateTime<Utc>>,
 }
 
+/// The publisher, reached through a [`Transport`] at a base URL.
 #[derive(Clone)]
 pub struct Client {
-    http: reqwest::Client,
+    transport: Arc<dyn Transport>,
     server: String,
-    token: Token,
 }
 
 impl Client {
+    /// The real client: [`HttpsTransport`] to `config.server`.
     pub fn new(config: &Config) -> Result<Client, ClientError> {
-        let mut builder = reqwest::Client::builder()
-            .use_rustls_tls()
-            .https_only(config.transport == TransportPolicy::HttpsOnly)
-            // A redirect could lead to plain HTTP or another host: never follow one.
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(Duration::from_secs(10))
-            // Between two reads of a body; long-polls get their own total timeout.
-            .read_timeout(Duration::from_secs(30) + config.long_poll)
-            .user_agent(concat!("skycast-puller/", env!("CARGO_PKG_VERSION")));
-        if let Some(pem) = &config.ca_cert {
-            let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
-                .map_err(|e| ClientError::Build(format!("ca_cert is not a usable PEM: {}", one_line(&e))))?;
-            builder = builder.tls_built_in_root_certs(false);
-            for cert in certs {
-                builder = builder.add_root_certificate(cert);
-            }
+        let transport = HttpsTransport::new(config).map_err(|e| ClientError::Build(e.reason))?;
+        Ok(Client::with_transport(&config.server, Arc::new(transport)))
+    }
+
+    /// A client whose requests to `server` (a base URL, no trailing `/`) go through
+    /// `transport`.
+    pub fn with_transport(server: &str, transport: Arc<dyn Transport>) -> Client {
+        Client {
+            transport,
+            server: server.to_string(),
         }
-        let http = builder.build().map_err(|e| ClientError::Build(one_line(&e)))?;
-        Ok(Client {
-            http,
-            server: config.server.clone(),
-            token: config.token.clone(),
-        })
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.server)
     }
 
-    async fn get(
-        &self,
-        url: &str,
-        headers: HeaderMap,
-        timeout: Option<Duration>,
-    ) -> Result<Response, ClientError> {
-        let mut req = self
-            .http
-            .get(url)
-            .header(AUTHORIZATION, format!("Bearer {}", self.token.expose()))
-            .headers(headers);
-        if let Some(t) = timeout {
-            req = req.timeout(t);
-        }
-        let resp = req.send().await.map_err(|e| ClientError::Request {
-            url: url.to_string(),
-            detail: describe(&e),
-        })?;
-        Ok(resp)
+    async fn get(&self, request: FetchRequest) -> Result<FetchResponse, ClientError> {
+        Ok(self.transport.fetch(request).await?)
     }
 
     /// Turns 401 and other non-success answers into errors, reading the server's
     /// `{"error": ...}` message when there is one.
-    async fn check_status(url: &str, resp: Response) -> Result<Response, ClientError> {
-        let status = resp.status();
+    async fn check_status(url: &str, resp: FetchResponse) -> Result<FetchResponse, ClientError> {
+        let status = resp.status;
         if status.is_success() {
             return Ok(resp);
         }
@@ -184,12 +136,12 @@ impl Client {
         wait: Option<Duration>,
     ) -> Result<Fetched<Head>, ClientError> {
         let url = match (after, wait) {
-            (Some(a), Some(w)) => self.url(&format!("/v1/head?after={a}&wait={}", w.as_secs())),
-            _ => self.url("/v1/head"),
+            (Some(a), Some(w)) => self.url(&head_wait_path(a, w.as_secs())),
+            _ => self.url(HEAD_PATH),
         };
         let timeout = Duration::from_secs(20) + wait.unwrap_or_default();
-        let resp = self.get(&url, HeaderMap::new(), Some(timeout)).await?;
-        let server_date = server_date(resp.headers());
+        let resp = self.get(FetchRequest::whole(&url, timeout)).await?;
+        let server_date = resp.server_date;
         let resp = Self::check_status(&url, resp).await?;
         let body = read_capped(&url, resp, MAX_JSON_BYTES).await?;
         let value: Head = serde_json::from_slice(&body).map_err(|e| ClientError::Invalid {
@@ -206,9 +158,9 @@ impl Client {
         file: &str,
         max_bytes: usize,
     ) -> Result<Vec<u8>, ClientError> {
-        let url = self.url(&format!("/v1/versions/{version}/{file}"));
+        let url = self.url(&version_file_path(version, file));
         let resp = self
-            .get(&url, HeaderMap::new(), Some(Duration::from_secs(120)))
+            .get(FetchRequest::whole(&url, Duration::from_secs(120)))
             .await?;
         let resp = Self::check_status(&url, resp).await?;
         read_capped(&url, resp, max_bytes).await
@@ -216,15 +168,16 @@ impl Client {
 
     /// Starts `GET /v1/media/<id>`, from byte `offset` when it is not zero. The caller
     /// reads the body; the status (200, 206, 416) is left for it to judge.
-    pub async fn media(&self, id: &MediaId, offset: u64) -> Result<(String, Response), ClientError> {
+    pub async fn media(&self, id: &MediaId, offset: u64) -> Result<(String, FetchResponse), ClientError> {
         let url = self.media_url(id);
-        let mut headers = HeaderMap::new();
-        if offset > 0 {
-            // Cannot fail: the value is ASCII digits and punctuation.
-            headers.insert(RANGE, format!("bytes={offset}-").parse().expect("ascii header"));
-        }
-        let resp = self.get(&url, headers, None).await?;
-        let status = resp.status();
+        let resp = self
+            .get(FetchRequest {
+                url: url.clone(),
+                from_byte: offset,
+                timeout: None,
+            })
+            .await?;
+        let status = resp.status;
         if status.is_success() || status == StatusCode::RANGE_NOT_SATISFIABLE {
             return Ok((url, resp));
         }
@@ -238,25 +191,20 @@ impl Client {
     }
 
     pub fn media_url(&self, id: &MediaId) -> String {
-        self.url(&format!("/v1/media/{id}"))
+        self.url(&media_path(id))
     }
 }
 
 /// Reads a whole body, stopping as soon as it exceeds `max_bytes`.
-async fn read_capped(url: &str, mut resp: Response, max_bytes: usize) -> Result<Vec<u8>, ClientError> {
-    if resp.content_length().is_some_and(|n| n > max_bytes as u64) {
+async fn read_capped(url: &str, mut resp: FetchResponse, max_bytes: usize) -> Result<Vec<u8>, ClientError> {
+    if resp.content_length.is_some_and(|n| n > max_bytes as u64) {
         return Err(ClientError::TooLarge {
             url: url.to_string(),
             max_bytes,
         });
     }
     let mut out = Vec::new();
-    loop {
-        let chunk = resp.chunk().await.map_err(|e| ClientError::Request {
-            url: url.to_string(),
-            detail: describe(&e),
-        })?;
-        let Some(chunk) = chunk else { break };
+    while let Some(chunk) = resp.chunk().await? {
         if out.len() + chunk.len() > max_bytes {
             return Err(ClientError::TooLarge {
                 url: url.to_string(),
@@ -266,30 +214,4 @@ async fn read_capped(url: &str, mut resp: Response, max_bytes: usize) -> Result<
         out.extend_from_slice(&chunk);
     }
     Ok(out)
-}
-
-/// The server's clock from the `Date` header (one-second resolution).
-pub fn server_date(headers: &HeaderMap) -> Option<DateTime<Utc>> {
-    let text = headers.get(DATE)?.to_str().ok()?;
-    Some(DateTime::parse_from_rfc2822(text).ok()?.with_timezone(&Utc))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn server_clock_is_read_from_the_date_header() {
-        let mut h = HeaderMap::new();
-        h.insert(DATE, "Sun, 22 Nov 2026 09:00:10 GMT".parse().unwrap());
-        let expected: DateTime<Utc> = "2026-11-22T09:00:10Z".parse().unwrap();
-        assert_eq!(server_date(&h), Some(expected));
-        assert_eq!(server_date(&HeaderMap::new()), None);
-    }
-
-    #[test]
-    fn error_chain_is_rendered_on_one_line() {
-        let io = std::io::Error::other("line one\nline two");
-        assert_eq!(one_line(&io), "line one line two");
-    }
 }

@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use futures_util::stream::{self, StreamExt};
-use reqwest::header::{HeaderMap, CONTENT_RANGE};
 use reqwest::StatusCode;
 use skycast_schema::{ContentHasher, Manifest, MediaEntry, MediaId, Verified};
 use tokio::io::AsyncWriteExt;
@@ -194,8 +193,8 @@ async fn attempt(
 
     let (url, mut resp) = client.media(&entry.id, offset).await?;
     let mut append = offset > 0;
-    match resp.status() {
-        StatusCode::PARTIAL_CONTENT => match range_start(resp.headers()) {
+    match resp.status {
+        StatusCode::PARTIAL_CONTENT => match resp.range_start {
             Some(start) if start == offset => {}
             Some(0) => {
                 append = false;
@@ -233,7 +232,7 @@ async fn attempt(
         id: entry.id,
         declared_bytes: declared,
     };
-    if resp.content_length().is_some_and(|n| offset + n > declared) {
+    if resp.content_length.is_some_and(|n| offset + n > declared) {
         drop(resp);
         remove_file_if_exists(&partial)?;
         return Err(too_long());
@@ -257,7 +256,8 @@ async fn attempt(
                     url,
                     received_bytes: hasher.len(),
                     declared_bytes: declared,
-                    detail: one_line(&e),
+                    // The whole chain of the cause, as download errors have always shown it.
+                    detail: std::error::Error::source(&e).map_or_else(|| e.detail(), one_line),
                 });
             }
         };
@@ -355,16 +355,13 @@ async fn run_blocking<T: Send + 'static>(
     }
 }
 
-/// First byte of a `Content-Range: bytes A-B/T` answer.
-fn range_start(headers: &HeaderMap) -> Option<u64> {
-    let v = headers.get(CONTENT_RANGE)?.to_str().ok()?;
-    v.strip_prefix("bytes ")?.split('-').next()?.trim().parse().ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::{client_for, Fault, TestServer};
+    use std::sync::Arc;
+
+    use crate::test_support::{client_for, Fault, MemoryTransport, TestServer};
+    use skycast_schema::protocol::media_path;
 
     fn entry(bytes: &[u8]) -> MediaEntry {
         MediaEntry {
@@ -493,5 +490,35 @@ mod tests {
         assert!(matches!(err, DownloadError::HashMismatch { .. }), "{err}");
         assert!(!layout.partial_path(&e.id).exists());
         fetch_media(&client, &layout, &e).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn download_through_an_in_memory_transport_resumes_and_refuses_a_tampered_body() {
+        let data = body(40_000);
+        let e = entry(&data);
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path());
+        std::fs::create_dir_all(layout.partial_dir()).unwrap();
+        std::fs::create_dir_all(layout.media_dir()).unwrap();
+        let transport = Arc::new(MemoryTransport::default());
+        let client = MemoryTransport::client(&transport);
+
+        // A body with one byte changed is deleted, never renamed into media/.
+        let mut tampered = data.clone();
+        tampered[30_000] ^= 0xff;
+        transport.put(&media_path(&e.id), tampered);
+        let err = fetch_media(&client, &layout, &e).await.unwrap_err();
+        assert!(matches!(err, DownloadError::HashMismatch { .. }), "{err}");
+        assert!(err.to_string().contains(&client.media_url(&e.id)), "{err}");
+        assert!(!layout.partial_path(&e.id).exists());
+        assert!(!layout.media_path(&e.id).exists());
+
+        // What an interrupted download left is resumed from its end.
+        transport.put_media(data.clone());
+        std::fs::write(layout.partial_path(&e.id), &data[..12_345]).unwrap();
+        let got = fetch_media(&client, &layout, &e).await.unwrap();
+        assert_eq!(got, (data.len() - 12_345) as u64);
+        assert_eq!(transport.requests().last().map(|r| r.from_byte), Some(12_345));
+        assert_eq!(std::fs::read(layout.media_path(&e.id)).unwrap(), data);
     }
 }

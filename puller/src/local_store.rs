@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use nix::fcntl::{Flock, FlockArg};
+use skycast_schema::protocol::{MANIFEST_FILE, SIGNATURE_FILE};
 use skycast_schema::{verify, Limits, Manifest, MediaId, TrustedKeys, Verified};
 
 const CURRENT: &str = "current";
@@ -183,7 +184,7 @@ impl Layout {
 
     /// The manifest of an installed version, as verified when it was installed.
     pub fn load_manifest(&self, version: u64) -> Result<Manifest, StoreError> {
-        let path = self.version_dir(version).join("manifest.yaml");
+        let path = self.version_dir(version).join(MANIFEST_FILE);
         let bytes = fs::read(&path).map_err(|e| StoreError::BadInstalledManifest {
             path: path.clone(),
             reason: e.to_string(),
@@ -209,9 +210,9 @@ impl Layout {
                 reason: e.to_string(),
             })
         };
-        let (bytes, sig) = (read("manifest.yaml")?, read("manifest.yaml.sig")?);
+        let (bytes, sig) = (read(MANIFEST_FILE)?, read(SIGNATURE_FILE)?);
         verify(&bytes, &sig, trusted, &Limits::default()).map_err(|e| StoreError::BadInstalledManifest {
-            path: dir.join("manifest.yaml"),
+            path: dir.join(MANIFEST_FILE),
             reason: e.to_string(),
         })
     }
@@ -237,8 +238,8 @@ impl Layout {
         }
         let dir = self.version_dir(version);
         fs::create_dir_all(&dir).map_err(io_err("create directory", &dir))?;
-        write_atomic(&dir.join("manifest.yaml"), manifest.bytes())?;
-        write_atomic(&dir.join("manifest.yaml.sig"), manifest.signature_bytes())?;
+        write_atomic(&dir.join(MANIFEST_FILE), manifest.bytes())?;
+        write_atomic(&dir.join(SIGNATURE_FILE), manifest.signature_bytes())?;
         fsync_dir(&dir)?;
         fsync_dir(&self.versions_dir())?;
         self.swap_current(manifest)
@@ -409,9 +410,9 @@ pub(crate) mod tests {
         let v2 = signed(2, &[b"two"]);
         layout.install(&v2).unwrap();
         assert_eq!(layout.current_version().unwrap(), Some(2));
-        let installed = fs::read(layout.current_link().join("manifest.yaml")).unwrap();
+        let installed = fs::read(layout.current_link().join(MANIFEST_FILE)).unwrap();
         assert_eq!(installed, v2.bytes());
-        let sig = fs::read(layout.current_link().join("manifest.yaml.sig")).unwrap();
+        let sig = fs::read(layout.current_link().join(SIGNATURE_FILE)).unwrap();
         assert_eq!(sig, v2.signature_bytes());
         let leftovers: Vec<_> = read_dir(dir.path())
             .unwrap()
@@ -442,10 +443,17 @@ pub(crate) mod tests {
         }
         std::os::unix::fs::symlink("versions/2", dir.path().join("current.tmp-99-1-0")).unwrap();
         fs::create_dir_all(layout.version_dir(2)).unwrap();
-        fs::write(layout.version_dir(2).join("manifest.yaml.tmp-1-2-3"), b"half").unwrap();
+        fs::write(
+            layout.version_dir(2).join(format!("{MANIFEST_FILE}.tmp-1-2-3")),
+            b"half",
+        )
+        .unwrap();
         let _lock = layout.open_locked().unwrap();
         assert!(!dir.path().join("current.tmp-99-1-0").exists());
-        assert!(!layout.version_dir(2).join("manifest.yaml.tmp-1-2-3").exists());
+        assert!(!layout
+            .version_dir(2)
+            .join(format!("{MANIFEST_FILE}.tmp-1-2-3"))
+            .exists());
         assert_eq!(layout.current_version().unwrap(), Some(1));
     }
 

@@ -17,8 +17,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use skycast_schema::playback::gain_db;
 use skycast_schema::{
-    AfterMode, History, Manifest, MediaId, MediaKind, Message, MessageSource, MusicPick, Next, Priority,
-    ShopSchedule, Verified,
+    AfterMode, History, Manifest, MediaId, MediaKind, Message, MessageKey, MessageSource, MusicPick, Next,
+    Priority, ShopSchedule, Verified,
 };
 
 use crate::audio::{
@@ -126,17 +126,15 @@ impl std::fmt::Display for PlayEvent {
     }
 }
 
-/// A message key as a person reads it (`ad-at:<id>:2026-12-05T10:30` → `at 10:30`).
+/// A message key as a person reads it (`ad-at:<id>:2026-12-05T10:30` → `at 10:30`);
+/// anything else (a playlist) as it is.
 fn readable_source(source: &str) -> String {
-    let mut parts = source.splitn(3, ':');
-    match (parts.next(), parts.next(), parts.next()) {
-        (Some("ad-at"), Some(_), Some(slot)) => {
-            format!("at {}", slot.rsplit_once('T').map_or(slot, |(_, time)| time))
-        }
-        (Some("ad-every"), Some(_), Some(n)) => format!("every {n} tracks"),
-        (Some("closing"), Some(_), None) => "closing".into(),
-        (Some("interrupt"), Some(id), None) => id.to_string(),
-        _ => source.to_string(),
+    match source.parse::<MessageKey>() {
+        Ok(MessageKey::FixedTime { time, .. }) => format!("at {time}"),
+        Ok(MessageKey::EveryTracks { every, .. }) => format!("every {every} tracks"),
+        Ok(MessageKey::Closing { .. }) => "closing".into(),
+        Ok(MessageKey::Interrupt { id }) => id,
+        Err(_) => source.to_string(),
     }
 }
 
@@ -149,12 +147,25 @@ enum Command {
 pub struct PlayerHandle {
     commands: Sender<Command>,
     thread: Option<JoinHandle<Result<(), PlayerError>>>,
+    /// Closed when the player thread ends: see [`PlayerHandle::exited`].
+    exited: tokio::sync::watch::Receiver<()>,
 }
 
 impl PlayerHandle {
     /// True once the player thread has ended (after an error it reported).
     pub fn is_finished(&self) -> bool {
         self.thread.as_ref().is_none_or(|t| t.is_finished())
+    }
+
+    /// Completes once the player thread has ended, however it ended (returned,
+    /// failed or panicked). It borrows nothing, so `run` can wait on it beside the
+    /// network in one `select!`.
+    pub fn exited(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut exited = self.exited.clone();
+        async move {
+            // Nothing is ever sent: `changed` fails only once the thread dropped the sender.
+            while exited.changed().await.is_ok() {}
+        }
     }
 
     /// Hands a newly installed version to the player; it takes effect as described
@@ -196,9 +207,13 @@ pub fn spawn(
     if let Some(m) = manifest {
         let _ = tx.send(Command::Install(m));
     }
+    let (exit_signal, exited) = tokio::sync::watch::channel(());
     let thread = std::thread::Builder::new()
         .name("player".into())
         .spawn(move || {
+            // Dropped when this closure returns or unwinds from a panic: that drop is
+            // what `PlayerHandle::exited` waits for.
+            let _exit_signal = exit_signal;
             let mut events = on_event;
             let result = Player::new(options, rx, &mut events).and_then(|mut p| p.run());
             if let Err(e) = &result {
@@ -212,6 +227,7 @@ pub fn spawn(
     Ok(PlayerHandle {
         commands: tx,
         thread: Some(thread),
+        exited,
     })
 }
 

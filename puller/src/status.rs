@@ -45,6 +45,11 @@ pub struct Status {
     pub now_playing: Option<PlayRow>,
 }
 
+/// Local state, read without locking or creating anything.
+pub fn status(config: &Config) -> Result<Status, StatusError> {
+    status_at(config, Utc::now())
+}
+
 /// Local state at `now`.
 pub fn status_at(config: &Config, now: DateTime<Utc>) -> Result<Status, StatusError> {
     let layout = Layout::new(&config.data);
@@ -78,7 +83,7 @@ pub fn status_at(config: &Config, now: DateTime<Utc>) -> Result<Status, StatusEr
         clock_offset_ms: snap.clock_offset_ms,
         clock_warning: snap
             .clock_offset_ms
-            .filter(|o| crate::clock_correction(Some(*o), manifest.as_ref(), now) != 0)
+            .filter(|o| crate::clock::clock_correction(Some(*o), manifest.as_ref(), now) != 0)
             .map(|o| {
                 format!(
                     "local clock is {:.1} s {} the server: playing on the server's time; check NTP",
@@ -90,4 +95,44 @@ pub fn status_at(config: &Config, now: DateTime<Utc>) -> Result<Status, StatusEr
         // The play log is the player's; status reports it but never fails on it.
         now_playing: crate::play_log::now_playing(&layout.state_db()).unwrap_or_default(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::Overrides;
+    use crate::test_support::key;
+
+    #[test]
+    fn status_json_has_the_documented_fields() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "player_id = \"p\"\nserver = \"https://h\"\ntoken = \"t\"\ndata = \"d\"\ntrusted_keys = [\"{}\"]\n",
+            key().public()
+        );
+        let config =
+            Config::from_toml(&text, Path::new("p.toml"), dir.path(), &Overrides::default()).unwrap();
+        let json = serde_json::to_value(status(&config).unwrap()).unwrap();
+        for field in [
+            "active_version",
+            "highest_accepted",
+            "last_error",
+            "last_success_at",
+            "stale",
+            "stale_reason",
+            "media_count",
+            "media_bytes",
+            "last_sync",
+            "clock_offset_ms",
+        ] {
+            assert!(json.get(field).is_some(), "missing {field}: {json}");
+        }
+        assert!(json["active_version"].is_null());
+        assert!(
+            !dir.path().join("d").exists(),
+            "status must not create the data directory"
+        );
+    }
 }

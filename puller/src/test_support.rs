@@ -1,5 +1,6 @@
 //! Test helpers: an in-process pull-protocol server over plain HTTP on 127.0.0.1:0,
-//! with switchable faults, and manifests signed by a fixed test key.
+//! with switchable faults, an in-memory [`Transport`] for tests that need no server,
+//! and manifests signed by a fixed test key.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -13,12 +14,17 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use bytes::Bytes;
+use futures_util::future::BoxFuture;
 use futures_util::StreamExt;
+use skycast_schema::protocol::{
+    media_path, version_file_path, HEAD_PATH, MANIFEST_FILE, MEDIA_PREFIX, SIGNATURE_FILE, VERSIONS_PREFIX,
+};
 use skycast_schema::{MediaId, SecretKey};
 use tokio::sync::Notify;
 
 use crate::client::Client;
 use crate::config::{Config, Overrides};
+use crate::transport::{FetchRequest, FetchResponse, Transport, TransportError};
 
 pub const TOKEN: &str = "test-token";
 
@@ -71,6 +77,8 @@ struct Inner {
     fault: Fault,
     ranges: Vec<String>,
     media_requests: usize,
+    /// Long-polls of head being held right now.
+    long_polls_waiting: usize,
 }
 
 #[derive(Clone)]
@@ -101,13 +109,17 @@ impl TestServer {
                 fault: Fault::None,
                 ranges: Vec::new(),
                 media_requests: 0,
+                long_polls_waiting: 0,
             })),
             moved: Arc::new(Notify::new()),
         };
         let app = Router::new()
-            .route("/v1/head", get(head))
-            .route("/v1/versions/{n}/{file}", get(version_file))
-            .route("/v1/media/{id}", get(media))
+            .route(HEAD_PATH, get(serve_head))
+            .route(
+                &format!("{VERSIONS_PREFIX}/{{n}}/{{file}}"),
+                get(serve_version_file),
+            )
+            .route(&format!("{MEDIA_PREFIX}/{{id}}"), get(serve_media))
             .with_state(shared.clone());
         // Bound before the task starts, so requests never race the server's start.
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -162,23 +174,139 @@ impl TestServer {
         self.with(|i| i.media_requests)
     }
 
-    pub fn config(&self, data: &Path) -> Config {
-        let text = format!(
-            "player_id = \"test-1\"\nserver = \"{}\"\ntoken = \"{TOKEN}\"\ndata = \"{}\"\n\
-             trusted_keys = [\"{}\"]\nallow_insecure_http = true\npoll_interval_secs = 1\n\
-             long_poll_secs = 5\nparallel_downloads = 2\n",
-            self.url,
-            data.display(),
-            key().public()
-        );
-        Config::from_toml(
-            &text,
-            Path::new("test.toml"),
-            Path::new("."),
-            &Overrides::default(),
-        )
-        .unwrap()
+    pub fn long_polls_waiting(&self) -> usize {
+        self.with(|i| i.long_polls_waiting)
     }
+
+    pub fn config(&self, data: &Path) -> Config {
+        test_config(&self.url, data)
+    }
+}
+
+/// The test config for a server at `url` (plain HTTP allowed, short polls).
+pub fn test_config(url: &str, data: &Path) -> Config {
+    let text = format!(
+        "player_id = \"test-1\"\nserver = \"{}\"\ntoken = \"{TOKEN}\"\ndata = \"{}\"\n\
+         trusted_keys = [\"{}\"]\nallow_insecure_http = true\npoll_interval_secs = 1\n\
+         long_poll_secs = 5\nparallel_downloads = 2\n",
+        url,
+        data.display(),
+        key().public()
+    );
+    Config::from_toml(
+        &text,
+        Path::new("test.toml"),
+        Path::new("."),
+        &Overrides::default(),
+    )
+    .unwrap()
+}
+
+/// Expiry far ahead and long past, for manifests.
+pub const FUTURE: &str = "2099-01-01T00:00:00Z";
+pub const PAST: &str = "2021-01-01T00:00:00Z";
+
+/// `len` bytes of test media, different for each `tag`.
+pub fn media(tag: u8, len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i as u8).wrapping_mul(31) ^ tag).collect()
+}
+
+/// A started test server, a temporary directory and a config using `<dir>/data`.
+pub async fn server_and_config() -> (TestServer, tempfile::TempDir, Config) {
+    let server = TestServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = server.config(&dir.path().join("data"));
+    (server, dir, config)
+}
+
+/// Base URL of [`MemoryTransport`]'s publisher: a valid `server` for a config, and
+/// under the reserved `.invalid` domain, so nothing could ever answer it over a network.
+pub const MEMORY_SERVER: &str = "https://publisher.invalid";
+
+/// A [`Transport`] answering from memory, like a pull-protocol server that holds
+/// files by path: `Range` resumes honoured, 404 for anything else, bodies in 8 KiB
+/// chunks. Only URLs under [`MEMORY_SERVER`] exist.
+#[derive(Default)]
+pub struct MemoryTransport {
+    files: Mutex<HashMap<String, Vec<u8>>>,
+    requests: Mutex<Vec<FetchRequest>>,
+}
+
+impl MemoryTransport {
+    /// A client whose every request goes to `transport`.
+    pub fn client(transport: &Arc<MemoryTransport>) -> Client {
+        Client::with_transport(MEMORY_SERVER, transport.clone())
+    }
+
+    /// Serves `bytes` at `path` (a protocol path, query string ignored).
+    pub fn put(&self, path: &str, bytes: Vec<u8>) {
+        self.files.lock().unwrap().insert(path.to_string(), bytes);
+    }
+
+    /// Serves `bytes` as the media they hash to.
+    pub fn put_media(&self, bytes: Vec<u8>) {
+        self.put(&media_path(&MediaId::of(&bytes)), bytes);
+    }
+
+    /// Serves a version signed by the test key with its media, and moves head to it.
+    pub fn publish(&self, version: u64, media: &[&[u8]], expires_at: &str) {
+        let yaml = manifest_yaml(version, media, expires_at).into_bytes();
+        let sig = key().sign(&yaml).into_bytes();
+        self.put(&version_file_path(version, MANIFEST_FILE), yaml);
+        self.put(&version_file_path(version, SIGNATURE_FILE), sig);
+        for m in media {
+            self.put_media(m.to_vec());
+        }
+        self.put(HEAD_PATH, head_json(version).to_string().into_bytes());
+    }
+
+    /// Every request so far, in order.
+    pub fn requests(&self) -> Vec<FetchRequest> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+impl Transport for MemoryTransport {
+    fn fetch(&self, request: FetchRequest) -> BoxFuture<'_, Result<FetchResponse, TransportError>> {
+        self.requests.lock().unwrap().push(request.clone());
+        let found = request
+            .url
+            .strip_prefix(MEMORY_SERVER)
+            .map(|p| p.split('?').next().unwrap_or(p))
+            .and_then(|p| self.files.lock().unwrap().get(p).cloned());
+        let answer = match found {
+            None => (StatusCode::NOT_FOUND, None, br#"{"error": "not found"}"#.to_vec()),
+            Some(data) if request.from_byte == 0 => (StatusCode::OK, None, data),
+            Some(data) => match data.get(request.from_byte as usize..) {
+                Some(rest) if !rest.is_empty() => (
+                    StatusCode::PARTIAL_CONTENT,
+                    Some(request.from_byte),
+                    rest.to_vec(),
+                ),
+                _ => (StatusCode::RANGE_NOT_SATISFIABLE, None, Vec::new()),
+            },
+        };
+        let (status, range_start, body) = answer;
+        let chunks: Vec<Result<Bytes, TransportError>> =
+            body.chunks(8192).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
+        Box::pin(async move {
+            Ok(FetchResponse {
+                status,
+                content_length: Some(body.len() as u64),
+                range_start,
+                server_date: None,
+                body: futures_util::stream::iter(chunks).boxed(),
+            })
+        })
+    }
+}
+
+fn head_json(version: u64) -> serde_json::Value {
+    serde_json::json!({
+        "version": version,
+        "published_at": "2020-01-01T00:00:00Z",
+        "manifest": version_file_path(version, MANIFEST_FILE),
+    })
 }
 
 pub fn client_for(server: &TestServer) -> Client {
@@ -193,7 +321,7 @@ fn json_error(status: StatusCode, msg: &str) -> Response {
     (status, axum::Json(serde_json::json!({ "error": msg }))).into_response()
 }
 
-async fn head(
+async fn serve_head(
     AxState(s): AxState<Shared>,
     headers: HeaderMap,
     Query(q): Query<HashMap<String, u64>>,
@@ -202,6 +330,7 @@ async fn head(
         return json_error(StatusCode::UNAUTHORIZED, "bad token");
     }
     if let (Some(&after), Some(&wait)) = (q.get("after"), q.get("wait")) {
+        let _waiting = LongPollCount::enter(&s);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(wait.min(60));
         loop {
             let notified = s.moved.notified();
@@ -214,15 +343,27 @@ async fn head(
         }
     }
     let v = s.inner.lock().unwrap().head;
-    axum::Json(serde_json::json!({
-        "version": v,
-        "published_at": "2020-01-01T00:00:00Z",
-        "manifest": format!("/v1/versions/{v}/manifest.yaml"),
-    }))
-    .into_response()
+    axum::Json(head_json(v)).into_response()
 }
 
-async fn version_file(
+/// Counts a held long-poll until dropped, also when the client goes away mid-wait
+/// (axum then drops the handler's future).
+struct LongPollCount(Shared);
+
+impl LongPollCount {
+    fn enter(s: &Shared) -> LongPollCount {
+        s.inner.lock().unwrap().long_polls_waiting += 1;
+        LongPollCount(s.clone())
+    }
+}
+
+impl Drop for LongPollCount {
+    fn drop(&mut self) {
+        self.0.inner.lock().unwrap().long_polls_waiting -= 1;
+    }
+}
+
+async fn serve_version_file(
     AxState(s): AxState<Shared>,
     headers: HeaderMap,
     UrlPath((n, file)): UrlPath<(u64, String)>,
@@ -232,13 +373,17 @@ async fn version_file(
     }
     let inner = s.inner.lock().unwrap();
     match (inner.versions.get(&n), file.as_str()) {
-        (Some((m, _)), "manifest.yaml") => m.clone().into_response(),
-        (Some((_, sig)), "manifest.yaml.sig") => sig.clone().into_response(),
+        (Some((m, _)), MANIFEST_FILE) => m.clone().into_response(),
+        (Some((_, sig)), SIGNATURE_FILE) => sig.clone().into_response(),
         _ => json_error(StatusCode::NOT_FOUND, "no such version"),
     }
 }
 
-async fn media(AxState(s): AxState<Shared>, headers: HeaderMap, UrlPath(id): UrlPath<String>) -> Response {
+async fn serve_media(
+    AxState(s): AxState<Shared>,
+    headers: HeaderMap,
+    UrlPath(id): UrlPath<String>,
+) -> Response {
     if !authorized(&headers) {
         return json_error(StatusCode::UNAUTHORIZED, "bad token");
     }

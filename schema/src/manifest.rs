@@ -9,7 +9,11 @@ use serde::{Deserialize, Serialize};
 use chrono::NaiveDate;
 
 use crate::content_id::MediaId;
+pub use crate::media_kind::MediaKind;
+pub use crate::names::is_plain_name;
+use crate::names::PLAIN_NAME_RULE;
 use crate::playback::{AfterMode, Playback, StartMode};
+use crate::shop_target::{ShopTarget, ALL_SHOPS};
 use crate::strict_yaml::check_no_duplicate_keys;
 use crate::time_spec::{DailyHours, DateRange, DayRange, Instant, TimeOfDay, TimeWindow, Weekday};
 
@@ -48,26 +52,6 @@ fn invalid(field: impl Into<String>, reason: impl Into<String>) -> ManifestError
     ManifestError::Invalid {
         field: field.into(),
         reason: reason.into(),
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum MediaKind {
-    Music,
-    Ad,
-    Announcement,
-    Urgent,
-}
-
-impl MediaKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MediaKind::Music => "music",
-            MediaKind::Ad => "ad",
-            MediaKind::Announcement => "announcement",
-            MediaKind::Urgent => "urgent",
-        }
     }
 }
 
@@ -138,7 +122,7 @@ pub struct Shop<R> {
 #[serde(deny_unknown_fields)]
 pub struct ScheduleRule {
     pub playlist: String,
-    pub shops: Vec<String>,
+    pub shops: Vec<ShopTarget>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dates: Option<DateRange>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -156,7 +140,7 @@ pub struct ScheduleRule {
 )]
 pub struct AdRule<R> {
     pub media: R,
-    pub shops: Vec<String>,
+    pub shops: Vec<ShopTarget>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub every_tracks: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -188,7 +172,7 @@ pub struct Interrupt<R> {
     pub id: String,
     pub media: R,
     pub level: InterruptLevel,
-    pub shops: Vec<String>,
+    pub shops: Vec<ShopTarget>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_before: Option<Instant>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -327,6 +311,16 @@ impl<R> Program<R> {
         out
     }
 
+    /// Whether `target` names something here: `all`, one of the shops, or a tag
+    /// some shop carries.
+    pub fn knows_target(&self, target: &ShopTarget) -> bool {
+        match target {
+            ShopTarget::All => true,
+            ShopTarget::Shop(name) => self.shops.contains_key(name),
+            ShopTarget::Tag(tag) => self.shops.values().any(|s| s.tags.contains(tag)),
+        }
+    }
+
     /// Checks everything that does not depend on how media are named.
     pub fn validate_structure(&self) -> Result<(), ManifestError> {
         for name in self.playlists.keys() {
@@ -340,10 +334,9 @@ impl<R> Program<R> {
                 ));
             }
         }
-        let mut tags = BTreeSet::new();
         for (name, shop) in &self.shops {
             check_name(&format!("shops.{name}"), name)?;
-            if name == "all" {
+            if name == ALL_SHOPS {
                 return Err(invalid(
                     "shops.all",
                     "`all` is reserved for targeting every shop: rename the shop",
@@ -351,18 +344,14 @@ impl<R> Program<R> {
             }
             for tag in &shop.tags {
                 check_name(&format!("shops.{name}.tags"), tag)?;
-                tags.insert(tag.as_str());
             }
         }
-        let check_targets = |field: &str, targets: &[String]| -> Result<(), ManifestError> {
+        let check_targets = |field: &str, targets: &[ShopTarget]| -> Result<(), ManifestError> {
             if targets.is_empty() {
                 return Err(invalid(field, "name at least one shop, a `tag:NAME`, or `all`"));
             }
             for t in targets {
-                let known = t == "all"
-                    || self.shops.contains_key(t)
-                    || t.strip_prefix("tag:").is_some_and(|tag| tags.contains(tag));
-                if !known {
+                if !self.knows_target(t) {
                     return Err(invalid(
                         field,
                         format!("`{t}` is neither a shop, a `tag:NAME` of a shop, nor `all`"),
@@ -461,26 +450,11 @@ pub fn check_timezone(name: &str) -> Result<(), ManifestError> {
     })
 }
 
-/// Whether `name` may name a playlist, a shop, a tag or an interrupt: 1-64
-/// characters of a-z, 0-9, `-` or `_`, starting with a letter or digit. Names
-/// become URL parts, file names and SQL values elsewhere: keep them plain.
-pub fn is_plain_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
-        && name.as_bytes()[0].is_ascii_alphanumeric()
-}
-
 fn check_name(field: &str, name: &str) -> Result<(), ManifestError> {
     if is_plain_name(name) {
         Ok(())
     } else {
-        Err(invalid(
-            field,
-            format!("`{name}` must be 1-64 characters of a-z, 0-9, `-` or `_`"),
-        ))
+        Err(invalid(field, format!("`{name}` must be {PLAIN_NAME_RULE}")))
     }
 }
 

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::manifest::{AdRule, Interrupt, ManifestError, MediaKind, Playlist, Program, ScheduleRule, Shop};
+use crate::manifest::{AdRule, Interrupt, ManifestError, Playlist, Program, ScheduleRule, Shop};
+use crate::media_kind::MediaKind;
 use crate::playback::Playback;
 use crate::strict_yaml::check_no_duplicate_keys;
 

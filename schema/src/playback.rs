@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::manifest::MediaKind;
+use crate::media_kind::MediaKind;
 
 /// When a message starts once it is due.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,6 +48,18 @@ impl MessageMode {
             after: AfterMode::Resume,
             duck_db: None,
         }
+    }
+
+    /// This mode with an ad rule's or an interrupt's own `start` and `after`, as
+    /// the resolver plays it.
+    pub fn with_overrides(mut self, start: Option<StartMode>, after: Option<AfterMode>) -> MessageMode {
+        if let Some(start) = start {
+            self.start = start;
+        }
+        if let Some(after) = after {
+            self.after = after;
+        }
+        self
     }
 }
 
@@ -210,6 +222,33 @@ mod tests {
         assert_eq!(p.messages.closing.start, StartMode::Boundary);
         assert_eq!(p.target_lufs.ad, -18.0);
         assert_eq!(p.target_lufs.music, -16.0);
+    }
+
+    #[test]
+    fn a_rule_overrides_only_what_it_sets() {
+        let base = MessageMode {
+            start: StartMode::Boundary,
+            after: AfterMode::Resume,
+            duck_db: Some(-12.0),
+        };
+        let cases = [
+            (None, None, StartMode::Boundary, AfterMode::Resume),
+            (Some(StartMode::Cut), None, StartMode::Cut, AfterMode::Resume),
+            (None, Some(AfterMode::Next), StartMode::Boundary, AfterMode::Next),
+            (
+                Some(StartMode::Cut),
+                Some(AfterMode::Restart),
+                StartMode::Cut,
+                AfterMode::Restart,
+            ),
+        ];
+        for (start, after, want_start, want_after) in cases {
+            let mode = base.with_overrides(start, after);
+            assert_eq!(
+                (mode.start, mode.after, mode.duck_db),
+                (want_start, want_after, Some(-12.0))
+            );
+        }
     }
 
     #[test]

@@ -1,6 +1,36 @@
-//! Bodies of the pull protocol (DESIGN §5) that publisher and puller share.
+//! The pull protocol's paths, file names and JSON bodies (DESIGN §5), shared by
+//! the publisher's server, the puller's client and the test servers.
 
 use serde::{Deserialize, Serialize};
+
+/// `GET` the newest version; `?after=N&wait=S` long-polls.
+pub const HEAD_PATH: &str = "/v1/head";
+/// Prefix of a version's files: `/v1/versions/<N>/<file>`.
+pub const VERSIONS_PREFIX: &str = "/v1/versions";
+/// Prefix of media downloads: `/v1/media/<blake3>`.
+pub const MEDIA_PREFIX: &str = "/v1/media";
+/// Every protocol path starts with this; everything else is the web UI.
+pub const PROTOCOL_PREFIX: &str = "/v1/";
+
+/// The signed manifest of a version, in the store and on a player's disk.
+pub const MANIFEST_FILE: &str = "manifest.yaml";
+/// The detached signature of [`MANIFEST_FILE`].
+pub const SIGNATURE_FILE: &str = "manifest.yaml.sig";
+
+/// `/v1/head?after=N&wait=S`.
+pub fn head_wait_path(after: u64, wait_secs: u64) -> String {
+    format!("{HEAD_PATH}?after={after}&wait={wait_secs}")
+}
+
+/// `/v1/versions/<version>/<file>`.
+pub fn version_file_path(version: u64, file: &str) -> String {
+    format!("{VERSIONS_PREFIX}/{version}/{file}")
+}
+
+/// `/v1/media/<id>`.
+pub fn media_path(id: &impl std::fmt::Display) -> String {
+    format!("{MEDIA_PREFIX}/{id}")
+}
 
 /// The answer to `GET /v1/head`: the newest version, 0 before the first publish.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -11,4 +41,24 @@ pub struct Head {
     /// Path of the version's manifest, e.g. `/v1/versions/17/manifest.yaml`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub manifest: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_the_documented_ones() {
+        assert_eq!(head_wait_path(3, 30), "/v1/head?after=3&wait=30");
+        assert_eq!(
+            version_file_path(17, MANIFEST_FILE),
+            "/v1/versions/17/manifest.yaml"
+        );
+        assert_eq!(
+            version_file_path(17, SIGNATURE_FILE),
+            "/v1/versions/17/manifest.yaml.sig"
+        );
+        assert_eq!(media_path(&"ab"), "/v1/media/ab");
+        assert!(HEAD_PATH.starts_with(PROTOCOL_PREFIX));
+    }
 }

@@ -10,14 +10,15 @@
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
-use chrono::{
-    DateTime, Datelike, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, Offset, TimeDelta, TimeZone, Utc,
-};
+use chrono::{DateTime, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, Offset, TimeDelta, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::content_id::MediaId;
-use crate::manifest::{AdRule, InterruptLevel, Manifest, MediaKind, PlayOrder, ScheduleRule, Shop};
-use crate::playback::{AfterMode, MessageMode, MessageModes, StartMode};
+use crate::manifest::{AdRule, InterruptLevel, Manifest, PlayOrder, ScheduleRule, Shop};
+use crate::media_kind::MediaKind;
+use crate::message_key::MessageKey;
+use crate::playback::{MessageMode, MessageModes, StartMode};
+use crate::shop_target::ShopTarget;
 use crate::time_spec::{DailyHours, DateRange, DayRange, TimeWindow, Weekday};
 
 /// How long after its planned instant a fixed-time ad may still start (for
@@ -60,8 +61,8 @@ pub enum MessageSource {
 /// A message that is due: an ad, an announcement or an urgent message.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Message {
-    /// Stable across manifest versions and restarts: `interrupt:ID`,
-    /// `ad-at:MEDIA:LOCAL-DATETIME`, `closing:LOCAL-DATE`, `ad-every:MEDIA:N`.
+    /// The text of its [`MessageKey`] (`interrupt:ID`, `ad-at:MEDIA:LOCAL-DATETIME`,
+    /// `closing:LOCAL-DATE`, `ad-every:MEDIA:N`), as the history stores it.
     pub key: String,
     pub media: MediaId,
     pub priority: Priority,
@@ -212,12 +213,7 @@ pub struct ShopSchedule<'m> {
 /// The local date in an `ad-at:` or `closing:` key; `None` for keys kept forever
 /// (interrupts) and for anything unreadable, which is kept rather than replayed.
 fn dated_key_date(key: &str) -> Option<NaiveDate> {
-    let text = if let Some(rest) = key.strip_prefix("ad-at:") {
-        rest.split_once(':')?.1.get(..10)?
-    } else {
-        key.strip_prefix("closing:")?
-    };
-    NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()
+    key.parse::<MessageKey>().ok()?.local_date()
 }
 
 /// How far ahead openings and events are searched.
@@ -233,23 +229,13 @@ fn next_day(date: NaiveDate) -> Option<NaiveDate> {
 
 /// Absent `dates`/`days` match every day; `days` matches when any range does.
 fn day_matches(dates: Option<&DateRange>, days: Option<&[DayRange]>, date: NaiveDate) -> bool {
-    let weekday = Weekday::from_chrono(date.weekday());
+    let weekday = Weekday::of(date);
     dates.is_none_or(|range| range.contains(date))
         && days.is_none_or(|ranges| ranges.iter().any(|r| r.contains(weekday)))
 }
 
 fn rule_day_matches(rule: &ScheduleRule, date: NaiveDate) -> bool {
     day_matches(rule.dates.as_ref(), rule.days.as_deref(), date)
-}
-
-fn with_overrides(mut mode: MessageMode, start: Option<StartMode>, after: Option<AfterMode>) -> MessageMode {
-    if let Some(start) = start {
-        mode.start = start;
-    }
-    if let Some(after) = after {
-        mode.after = after;
-    }
-    mode
 }
 
 /// The playlist that applies at an instant, with what chose it.
@@ -556,7 +542,7 @@ impl<'m> ShopSchedule<'m> {
     }
 
     /// Whether a rule's `shops` list (`all`, `tag:NAME`, shop names) names this shop.
-    pub fn targets_shop(&self, shops: &[String]) -> bool {
+    pub fn targets_shop(&self, shops: &[ShopTarget]) -> bool {
         self.targets(shops)
     }
 
@@ -632,7 +618,7 @@ impl<'m> ShopSchedule<'m> {
             .shop
             .exceptions
             .get(&date)
-            .or_else(|| self.shop.hours.get(&Weekday::from_chrono(date.weekday())))?;
+            .or_else(|| self.shop.hours.get(&Weekday::of(date)))?;
         let DailyHours::Open(window) = *hours else {
             return None;
         };
@@ -640,14 +626,8 @@ impl<'m> ShopSchedule<'m> {
         (opens < closes).then_some(OpenPeriod { opens, closes })
     }
 
-    fn targets(&self, shops: &[String]) -> bool {
-        shops.iter().any(|target| {
-            target == "all"
-                || *target == self.shop_name
-                || target
-                    .strip_prefix("tag:")
-                    .is_some_and(|tag| self.shop.tags.iter().any(|t| t == tag))
-        })
+    fn targets(&self, shops: &[ShopTarget]) -> bool {
+        ShopTarget::any_matches(shops, &self.shop_name, &self.shop.tags)
     }
 
     fn rule_matches(&self, rule: &ScheduleRule, at: DateTime<Utc>) -> bool {
@@ -748,7 +728,7 @@ impl<'m> ShopSchedule<'m> {
     }
 
     fn ad_mode(&self, ad: &AdRule<MediaId>) -> MessageMode {
-        with_overrides(self.modes().ad, ad.start, ad.after)
+        self.modes().ad.with_overrides(ad.start, ad.after)
     }
 
     /// The first every-N-tracks ad (in rule order) whose count is reached.
@@ -765,7 +745,11 @@ impl<'m> ShopSchedule<'m> {
                 if !self.targets(&ad.shops) || !day_matches(ad.dates.as_ref(), None, today) {
                     return None;
                 }
-                let key = format!("ad-every:{}:{n}", ad.media);
+                let key = MessageKey::EveryTracks {
+                    media: ad.media,
+                    every: n,
+                }
+                .to_string();
                 let last = history.every_tracks_last.get(&key).copied().unwrap_or(0);
                 (history.music_started.saturating_sub(last) >= u64::from(n)).then(|| Message {
                     key,
@@ -793,7 +777,12 @@ impl<'m> ShopSchedule<'m> {
                 }
                 for time in times {
                     let planned = self.local_instant(date, time.0);
-                    let key = format!("ad-at:{}:{date}T{time}", ad.media);
+                    let key = MessageKey::FixedTime {
+                        media: ad.media,
+                        date,
+                        time: *time,
+                    }
+                    .to_string();
                     if planned <= at && at < planned + grace && !history.played.contains(&key) {
                         out.push(Message {
                             key,
@@ -826,7 +815,10 @@ impl<'m> ShopSchedule<'m> {
             return;
         };
         let due = period.closes - TimeDelta::minutes(i64::from(c.minutes_before));
-        let key = format!("closing:{}", self.local_date(period.opens));
+        let key = MessageKey::Closing {
+            date: self.local_date(period.opens),
+        }
+        .to_string();
         if due <= at && at < period.closes && !history.played.contains(&key) {
             out.push(Message {
                 key,
@@ -843,7 +835,7 @@ impl<'m> ShopSchedule<'m> {
 
     fn interrupts(&self, at: DateTime<Utc>, open: bool, history: &History, out: &mut Vec<Message>) {
         for int in &self.manifest.program.interrupts {
-            let key = format!("interrupt:{}", int.id);
+            let key = MessageKey::Interrupt { id: int.id.clone() }.to_string();
             let in_window =
                 int.not_before.is_none_or(|t| t.0 <= at) && int.not_after.is_none_or(|t| at <= t.0);
             if !self.targets(&int.shops) || !in_window || history.played.contains(&key) {
@@ -861,7 +853,7 @@ impl<'m> ShopSchedule<'m> {
                 media: int.media,
                 priority,
                 source: MessageSource::Interrupt { id: int.id.clone() },
-                mode: with_overrides(mode, int.start, int.after),
+                mode: mode.with_overrides(int.start, int.after),
                 due: int.not_before.unwrap_or(self.manifest.published_at).0,
             });
         }
@@ -940,6 +932,7 @@ mod tests {
 
     use super::*;
     use crate::manifest::tests::id;
+    use crate::playback::AfterMode;
 
     /// Media every test manifest may hold, written `@name` in the YAML.
     const MEDIA: [(&str, u8, &str); 12] = [
@@ -2345,7 +2338,7 @@ schedule:
             local_datetime("Mars/Olympus", t("2026-07-01T07:00Z")),
             Err(ScheduleError::BadTimeZone("Mars/Olympus".to_string()))
         );
-        assert!(s.targets_shop(&["all".to_string()]));
-        assert!(!s.targets_shop(&["tag:main".to_string()]));
+        assert!(s.targets_shop(&[ShopTarget::All]));
+        assert!(!s.targets_shop(&["tag:main".parse().unwrap()]));
     }
 }

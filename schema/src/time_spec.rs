@@ -4,7 +4,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use chrono::{DateTime, NaiveDate, NaiveTime, SecondsFormat, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, NaiveTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -37,43 +37,50 @@ impl Weekday {
     pub fn from_chrono(day: chrono::Weekday) -> Weekday {
         Weekday::ALL[day.num_days_from_monday() as usize]
     }
+
+    /// The weekday of a date.
+    pub fn of(date: NaiveDate) -> Weekday {
+        Weekday::from_chrono(date.weekday())
+    }
+
+    /// How manifests, plannings and web forms write it: `mon` … `sun`.
+    pub fn key(self) -> &'static str {
+        ["mon", "tue", "wed", "thu", "fri", "sat", "sun"][self.index()]
+    }
+
+    /// Its English abbreviation, for texts: `Mon` … `Sun`.
+    pub fn short_name(self) -> &'static str {
+        ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"][self.index()]
+    }
+
+    /// Its English name, for texts: `Monday` … `Sunday`.
+    pub fn long_name(self) -> &'static str {
+        [
+            "Monday",
+            "Tuesday",
+            "Wednesday",
+            "Thursday",
+            "Friday",
+            "Saturday",
+            "Sunday",
+        ][self.index()]
+    }
 }
 
 impl FromStr for Weekday {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let names = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
-        names
-            .iter()
-            .position(|n| *n == s)
-            .map(|i| Weekday::ALL[i])
+        Weekday::ALL
+            .into_iter()
+            .find(|d| d.key() == s)
             .ok_or_else(|| format!("`{s}` is not a weekday: use mon, tue, wed, thu, fri, sat or sun"))
     }
 }
 
 impl fmt::Display for Weekday {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let names = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
-        f.write_str(names[self.index()])
+        f.write_str(self.key())
     }
-}
-
-/// Implements serde for a type through its `FromStr` and `Display`, so the YAML
-/// holds the same readable text a person writes.
-macro_rules! serde_via_text {
-    ($ty:ty) => {
-        impl Serialize for $ty {
-            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.collect_str(self)
-            }
-        }
-        impl<'de> Deserialize<'de> for $ty {
-            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                let text = String::deserialize(d)?;
-                text.parse().map_err(serde::de::Error::custom)
-            }
-        }
-    };
 }
 
 /// `mon-fri`, `sat`, or `fri-mon` (wrapping over the week end).
@@ -300,6 +307,21 @@ mod tests {
             let range: DayRange = range.parse().unwrap();
             assert_eq!(range.contains(day), expected, "{range} contains {day}");
         }
+    }
+
+    #[test]
+    fn weekdays_round_trip_through_their_keys_and_match_serde() {
+        let keys = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+        for (day, key) in Weekday::ALL.into_iter().zip(keys) {
+            assert_eq!(day.key(), key);
+            assert_eq!(key.parse::<Weekday>(), Ok(day));
+            assert_eq!(day.to_string(), key);
+            assert_eq!(serde_norway::to_string(&day).unwrap().trim(), key);
+            assert!(day.long_name().starts_with(day.short_name()), "{day}");
+        }
+        assert!("Mon".parse::<Weekday>().unwrap_err().contains("mon, tue"));
+        let friday = NaiveDate::from_ymd_opt(2026, 12, 4).unwrap();
+        assert_eq!(Weekday::of(friday), Weekday::Fri);
     }
 
     #[test]

@@ -232,3 +232,96 @@ fn lock_files_left_by_a_killed_publish_do_not_block_the_next_one() {
     assert!(!store.join("refs/heads/main.lock").exists() && !store.join("refs/tags/v2.lock").exists());
     ok(publisher(&["verify"], &data));
 }
+
+/// `player add --shop NAME` refuses exactly the names a manifest refuses as a shop,
+/// so a registered player's shop can always be published (and a refused one never
+/// gets a config that no manifest could serve).
+#[test]
+fn player_add_and_the_manifest_agree_on_shop_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("pub");
+    ok(publisher(&["init"], &data));
+    let player_add = |id: &str, shop_args: &[&str]| {
+        std::process::Command::new(bin("skycast-publisher"))
+            .args(["player", "add", "--data"])
+            .arg(&data)
+            .args(["--id", id])
+            .args(shop_args)
+            .output()
+            .unwrap()
+    };
+    let manifest_with_shop = |shop: &str| {
+        format!(
+            "schema: skycast/v1\nversion: 1\npublished_at: 2026-11-22T09:14:03Z\n\
+             expires_at: 2026-12-22T09:14:03Z\npublished_by: alice\ntimezone: Europe/Paris\n\
+             media: []\nshops:\n  {shop:?}: {{}}\n"
+        )
+    };
+
+    // The spelling of the issue: clap takes `-x` for a flag and refuses it.
+    let out = player_add("p0", &["--shop", "-x"]);
+    assert!(!out.status.success(), "`--shop -x` must be refused");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("'-x'"));
+
+    // Each row: a shop name, and whether both the CLI and the manifest take it.
+    let table = [
+        ("main", true),
+        ("main-2", true),
+        ("9th_street", true),
+        ("-x", false),
+        ("_x", false),
+        ("Main", false),
+        ("all", false),
+        ("tag:main", false),
+        ("a b", false),
+        ("", false),
+    ];
+    let mut accepted = Vec::new();
+    for (i, (shop, ok_both)) in table.into_iter().enumerate() {
+        let out = player_add(&format!("p{}", i + 1), &[&format!("--shop={shop}")]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.success(),
+            ok_both,
+            "player add --shop={shop}: {stderr}"
+        );
+        let manifest = skycast_schema::Manifest::parse(manifest_with_shop(shop).as_bytes());
+        assert_eq!(
+            manifest.is_ok(),
+            ok_both,
+            "manifest with shop {shop:?}: {manifest:?}"
+        );
+        if ok_both {
+            let config = String::from_utf8_lossy(&out.stdout);
+            assert!(config.contains(&format!("shop = \"{shop}\"")), "{config}");
+            accepted.push(shop);
+        } else {
+            assert!(stderr.contains(&format!("shop `{shop}`")), "{stderr}");
+            let what = if shop == "all" {
+                "reserved"
+            } else {
+                "starting with a letter or digit"
+            };
+            assert!(stderr.contains(what), "{stderr}");
+        }
+    }
+
+    // The names the CLI took publish as shops through the real CLI too.
+    let plan_dir = dir.path().join("plan");
+    let planning = write_planning(&plan_dir, &[&example_music()[0]]);
+    // `main` is in the planning already.
+    let shops: String = accepted
+        .iter()
+        .filter(|s| **s != "main")
+        .map(|s| format!("  {s}: {{}}\n"))
+        .collect();
+    let text = std::fs::read_to_string(&planning)
+        .unwrap()
+        .replace("shops:\n", &format!("shops:\n{shops}"));
+    std::fs::write(&planning, text).unwrap();
+    let out = ok(publisher(
+        &["publish", "--planning", planning.to_str().unwrap()],
+        &data,
+    ));
+    assert!(out.contains("published version 1"), "{out}");
+}

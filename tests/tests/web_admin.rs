@@ -521,7 +521,7 @@ async fn auditor_reads_everything_downloads_the_store_and_changes_nothing() {
         &["rev-parse", "refs/remotes/origin/main"],
         &work.path().join("clone"),
     );
-    let head_oid = fx.data.store().unwrap().head_oid().unwrap().unwrap();
+    let head_oid = fx.data.store().unwrap().head().unwrap().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), head_oid.to_string());
     let tags = git(&["tag"], &work.path().join("clone"));
     assert_eq!(

@@ -57,8 +57,8 @@ fn head(fx: &PublisherFixture) -> (u64, Manifest, String) {
     let store = fx.data.store().unwrap();
     let (version, _) = store.head_version().unwrap().unwrap();
     let manifest = skycast_publisher::audit::manifest_of(&store, version).unwrap();
-    let commit = store.head_commit().unwrap().unwrap();
-    let author = commit.author().name().unwrap().to_string();
+    let commit = store.head().unwrap().unwrap();
+    let author = store.version_info(commit).unwrap().author;
     (version, manifest, author)
 }
 
@@ -118,8 +118,8 @@ async fn commercial_uploads_an_ad_plays_it_now_and_a_player_gets_that_version() 
     assert_eq!((version, author.as_str()), (2, "commercial"));
     assert_store_verifies(&fx);
     let store = fx.data.store().unwrap();
-    let commit = store.head_commit().unwrap().unwrap();
-    let message = commit.message().unwrap().to_string();
+    let commit = store.head().unwrap().unwrap();
+    let message = store.version_info(commit).unwrap().message;
     assert!(
         message.contains("now in main") && message.contains("lunch promo"),
         "{message}"

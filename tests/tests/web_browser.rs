@@ -421,8 +421,7 @@ fn verified(fx: &PublisherFixture, n: u64) -> Verified<Manifest> {
 fn git_author(fx: &PublisherFixture, n: u64) -> String {
     let store = fx.data.store().unwrap();
     let commit = store.commit_of_version(n).unwrap().expect("the version's commit");
-    let name = commit.author().name().unwrap().to_string();
-    name
+    store.version_info(commit).unwrap().author
 }
 
 /// A file of content-example as chromedriver wants it: absolute and without `..`.

@@ -12,7 +12,7 @@ use reqwest::StatusCode;
 use skycast_publisher::db::{Db, Role};
 use skycast_publisher::workspace::{Draft, LibraryMedia, Workspace};
 use skycast_publisher::{DataDir, InitOptions, ServeConfig, TransportMode};
-use skycast_schema::{MediaId, PlayOrder, ScheduleRule};
+use skycast_schema::{MediaId, PlayOrder, ScheduleRule, ShopTarget};
 use skycast_tests::web::{Page, WebClient, TEST_PASSWORD};
 use skycast_tests::{example, PublisherFixture};
 
@@ -931,7 +931,7 @@ async fn a_playlist_the_planning_uses_cannot_be_deleted() {
     edit_draft(&fx.data, |d| {
         d.program.schedule.push(ScheduleRule {
             playlist: "morning".into(),
-            shops: vec!["all".into()],
+            shops: vec![ShopTarget::All],
             dates: None,
             days: None,
             time: None,

@@ -14,13 +14,14 @@ use serde::{Deserialize, Serialize};
 use skycast_schema::Manifest;
 use skycast_web::Lang;
 
-use super::history::{local_time, players, recent_versions, version_number};
+use super::history::{local_time, version_number};
 use super::publishing;
 use super::{Ctx, WebState};
-use crate::audit::DiffSection;
 use crate::data_dir::DataDir;
 use crate::db::{Db, Role, User};
+use crate::describe::DiffSection;
 use crate::error::{PublisherError, Result};
+use crate::passwords::hash_password;
 use crate::workspace::{PublishRequest, Workspace};
 
 pub(super) fn routes() -> Router<Arc<WebState>> {
@@ -70,10 +71,11 @@ fn id_of(what: &str, text: &str) -> Result<i64> {
 }
 
 async fn home(State(state): State<Arc<WebState>>, ctx: Ctx) -> Response {
-    let found = with_ws(&state, |ws, data, db| {
+    let st = state.clone();
+    let found = with_ws(&state, move |ws, data, db| {
         let pending = ws.requests()?.iter().filter(|r| r.status == "pending").count();
-        let versions = recent_versions(&data.store()?, Some(5))?;
-        Ok((pending, versions, players(db)?, ws.review_required()?))
+        let versions = st.history.recent_versions(&data.store()?, Some(5))?;
+        Ok((pending, versions, db.players()?, ws.review_required()?))
     })
     .await;
     match found {
@@ -115,7 +117,7 @@ fn roles() -> Vec<&'static str> {
 }
 
 async fn users_page(State(state): State<Arc<WebState>>, ctx: Ctx) -> Response {
-    match state.with_db(|db| db.users()).await {
+    match state.with_db(|db| Ok(db.users()?)).await {
         Ok(users) => state.page(&ctx, "admin_users.html", context! { users, roles => roles() }),
         Err(e) => state.error_page(&ctx, &e),
     }
@@ -152,7 +154,7 @@ async fn create_user(
 
 async fn user_page(State(state): State<Arc<WebState>>, ctx: Ctx, Path(id): Path<String>) -> Response {
     let found = match id_of("user", &id) {
-        Ok(id) => state.with_db(move |db| db.user(id)).await,
+        Ok(id) => state.with_db(move |db| Ok(db.user(id)?)).await,
         Err(e) => Err(e),
     };
     match found {
@@ -218,17 +220,23 @@ async fn update_user(
             let role = Role::parse(&form.role)?;
             let disabled = form.disabled.as_deref() == Some("on");
             let user = db.user(id)?;
-            // Role, state and password change together or not at all: an early
-            // return drops `tx`, which rolls back.
-            let tx = db.conn().unchecked_transaction().map_err(db.err())?;
-            if !form.password.is_empty() {
-                db.set_password(id, &form.password)?;
-            }
-            db.update_user(id, role, disabled)?;
-            if let Some(me) = me.as_ref().filter(|me| me.id == id) {
-                check_self_edit(lang, me, role, disabled)?;
-            }
-            tx.commit().map_err(db.err())?;
+            // Hashed before the transaction: argon2 takes tens of milliseconds.
+            let hash = match form.password.as_str() {
+                "" => None,
+                password => Some(hash_password(&user.username, password)?),
+            };
+            // Role, state and password change together or not at all: an error
+            // inside the transaction rolls it back.
+            db.transaction(|tx| {
+                if let Some(hash) = &hash {
+                    tx.set_password_hash(id, hash)?;
+                }
+                tx.update_user(id, role, disabled)?;
+                if let Some(me) = me.as_ref().filter(|me| me.id == id) {
+                    check_self_edit(lang, me, role, disabled)?;
+                }
+                Ok::<_, PublisherError>(())
+            })?;
             tracing::info!(
                 user = %by,
                 edited = %user.username,
@@ -254,18 +262,18 @@ async fn delete_user(State(state): State<Arc<WebState>>, ctx: Ctx, Path(id): Pat
     let result = state
         .with_db(move |db| {
             let user = db.user(id)?;
-            // The last-admin rule speaks first; deleting yourself is undone by
-            // dropping `tx` (a rollback).
-            let tx = db.conn().unchecked_transaction().map_err(db.err())?;
-            db.delete_user(id)?;
-            if me == Some(id) {
-                return Err(PublisherError::BadRequest(text(
-                    lang,
-                    "admin.users.cannot_delete_self",
-                    &[],
-                )));
-            }
-            tx.commit().map_err(db.err())?;
+            // The last-admin rule speaks first; deleting yourself is then rolled back.
+            db.transaction(|tx| {
+                tx.delete_user(id)?;
+                if me == Some(id) {
+                    return Err(PublisherError::BadRequest(text(
+                        lang,
+                        "admin.users.cannot_delete_self",
+                        &[],
+                    )));
+                }
+                Ok(())
+            })?;
             tracing::info!(user = %by, deleted = %user.username, "user deleted");
             Ok(text(lang, "admin.users.deleted", &[("name", &user.username)]))
         })

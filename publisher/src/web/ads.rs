@@ -15,7 +15,7 @@ use minijinja::context;
 use serde::Serialize;
 use skycast_schema::{
     AdRule, AfterMode, DateRange, Interrupt, InterruptLevel, Manifest, MediaId, MediaKind, Program,
-    StartMode, TimeOfDay,
+    ShopTarget, StartMode, TimeOfDay,
 };
 use skycast_web::Lang;
 
@@ -24,8 +24,9 @@ use super::form::{bad, Fields};
 use super::history::local_time;
 use super::media::MediaChoice;
 use super::{see_other, upload, Ctx, WebState};
+use crate::describe;
 use crate::error::{PublisherError, Result};
-use crate::workspace::{LibraryMedia, Workspace, MAX_MESSAGE_CHARS};
+use crate::workspace::{LibraryMedia, Submission, Workspace, MAX_MESSAGE_CHARS};
 
 /// How long a play-now or urgent message may still start after it was sent: a
 /// player that was off for longer does not play a stale message.
@@ -60,14 +61,6 @@ pub(super) fn shop_tags<R>(program: &Program<R>) -> BTreeSet<&str> {
         .collect()
 }
 
-/// Whether a shop target (`all`, a shop name or `tag:NAME`) names something of
-/// `program`; `tags` are its [`shop_tags`].
-pub(super) fn is_known_target<R>(program: &Program<R>, tags: &BTreeSet<&str>, target: &str) -> bool {
-    target == "all"
-        || program.shops.contains_key(target)
-        || target.strip_prefix("tag:").is_some_and(|tag| tags.contains(tag))
-}
-
 /// A shop selector a form may offer: `all`, a shop, or `tag:NAME`.
 #[derive(Debug, Clone, Serialize)]
 pub(super) struct ShopChoice {
@@ -77,27 +70,37 @@ pub(super) struct ShopChoice {
     kind: &'static str,
 }
 
+impl ShopChoice {
+    fn of(target: ShopTarget) -> ShopChoice {
+        let name = match &target {
+            ShopTarget::All => target.to_string(),
+            ShopTarget::Tag(name) | ShopTarget::Shop(name) => name.clone(),
+        };
+        ShopChoice {
+            value: target.to_string(),
+            name,
+            kind: target.kind(),
+        }
+    }
+}
+
 /// `all`, each shop, then each tag of `program`.
 pub(super) fn shop_choices(program: Option<&Program<MediaId>>) -> Vec<ShopChoice> {
-    let mut out = vec![ShopChoice {
-        value: "all".into(),
-        name: "all".into(),
-        kind: "all",
-    }];
+    let mut out = vec![ShopChoice::of(ShopTarget::All)];
     let Some(program) = program else {
         return out;
     };
     let tags = shop_tags(program);
-    out.extend(program.shops.keys().map(|name| ShopChoice {
-        value: name.clone(),
-        name: name.clone(),
-        kind: "shop",
-    }));
-    out.extend(tags.into_iter().map(|tag| ShopChoice {
-        value: format!("tag:{tag}"),
-        name: tag.to_string(),
-        kind: "tag",
-    }));
+    out.extend(
+        program
+            .shops
+            .keys()
+            .map(|name| ShopChoice::of(ShopTarget::Shop(name.clone()))),
+    );
+    out.extend(
+        tags.into_iter()
+            .map(|tag| ShopChoice::of(ShopTarget::Tag(tag.to_string()))),
+    );
     out
 }
 
@@ -107,40 +110,38 @@ pub(super) fn check_shops(
     chosen: &[String],
     program: &Program<MediaId>,
     version_text: &str,
-) -> Result<Vec<String>> {
+) -> Result<Vec<ShopTarget>> {
     if chosen.is_empty() {
         return Err(bad("shops: no shop chosen: tick `All shops`, a shop or a tag"));
     }
-    if chosen.iter().any(|s| s == "all") {
-        return Ok(vec!["all".into()]);
+    if chosen.iter().any(|s| ShopTarget::All == *s) {
+        return Ok(vec![ShopTarget::All]);
     }
-    let tags = shop_tags(program);
-    for selector in chosen {
-        if !is_known_target(program, &tags, selector) {
-            return Err(bad(format!(
-                "shops: `{selector}` is neither a shop nor a tag of {version_text}: tick one of the listed shops"
-            )));
-        }
-    }
-    Ok(chosen.to_vec())
+    chosen
+        .iter()
+        .map(|selector| {
+            selector
+                .parse::<ShopTarget>()
+                .ok()
+                .filter(|target| program.knows_target(target))
+                .ok_or_else(|| {
+                    bad(format!(
+                        "shops: `{selector}` is neither a shop nor a tag of {version_text}: tick one of the \
+                         listed shops"
+                    ))
+                })
+        })
+        .collect()
 }
 
 /// "all shops" or the selectors, for commit messages (which stay English).
-pub(super) fn shops_text(shops: &[String]) -> String {
-    if shops.iter().any(|s| s == "all") {
-        "all shops".into()
-    } else {
-        shops.join(", ")
-    }
+pub(super) fn shops_text(shops: &[ShopTarget]) -> String {
+    describe::shops_text(shops, "all shops")
 }
 
 /// The same in the page's language, for tables.
-pub(super) fn shops_label(shops: &[String], lang: Lang) -> String {
-    if shops.iter().any(|s| s == "all") {
-        skycast_web::text(lang, "ads.all_shops")
-    } else {
-        shops.join(", ")
-    }
+pub(super) fn shops_label(shops: &[ShopTarget], lang: Lang) -> String {
+    describe::shops_text(shops, &skycast_web::text(lang, "ads.all_shops"))
 }
 
 /// The library media `field` names; `kinds` limits which kinds it may be.
@@ -558,6 +559,7 @@ async fn play_now(
 ) -> Response {
     let form = PlayNowForm::read(&Fields::new(pairs));
     let user = ctx.username().to_string();
+    let role = ctx.user.as_ref().map(|u| u.role);
     let now = state.now();
     let input = form.clone();
     let result = state
@@ -598,7 +600,7 @@ async fn play_now(
                 format!("Play {} now in {}", media.title, shops_text(&shops)),
                 &note,
             );
-            if ws.review_required()? {
+            if ws.submission(role)? == Submission::Request {
                 // Review holds every publish from the draft: the interrupt joins the
                 // draft and the request carries the whole draft.
                 let draft = ws.edit_draft(&user, now, |d| {

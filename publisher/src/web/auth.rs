@@ -3,7 +3,6 @@
 //! that says which role may open which page.
 
 use chrono::{DateTime, Duration, Utc};
-use rusqlite::{params, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
 use crate::db::{token_hash, Db, Role, User};
@@ -99,121 +98,48 @@ pub struct Session {
     pub token_hash: String,
 }
 
-fn timestamp(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
-
 /// Starts a session; returns the cookie token (only its hash is stored).
 pub fn create_session(db: &Db, user_id: i64, now: DateTime<Utc>) -> Result<String> {
     let token = crate::random_token();
     let csrf = crate::random_token();
     // Signing in is rare enough to sweep ended sessions here.
-    db.conn()
-        .execute(
-            "DELETE FROM sessions WHERE expires_at <= ?1",
-            params![timestamp(now)],
-        )
-        .map_err(db.err())?;
-    db.conn()
-        .execute(
-            "INSERT INTO sessions (token_hash, user_id, csrf, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![
-                token_hash(&token),
-                user_id,
-                csrf,
-                timestamp(now),
-                timestamp(now + Duration::hours(SESSION_HOURS))
-            ],
-        )
-        .map_err(db.err())?;
+    db.start_session(&token, user_id, &csrf, now, now + Duration::hours(SESSION_HOURS))?;
     Ok(token)
 }
 
 /// The live session of an enabled user for this cookie token.
 pub fn find_session(db: &Db, token: &str, now: DateTime<Utc>) -> Result<Option<Session>> {
-    let hash = token_hash(token);
-    let found: Option<(i64, String)> = db
-        .conn()
-        .query_row(
-            "SELECT s.user_id, s.csrf FROM sessions s JOIN users u ON u.id = s.user_id
-             WHERE s.token_hash = ?1 AND s.expires_at > ?2 AND u.disabled = 0",
-            params![hash, timestamp(now)],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()
-        .map_err(db.err())?;
-    let Some((user_id, csrf)) = found else {
-        return Ok(None);
-    };
-    Ok(Some(Session {
-        user: db.user(user_id)?,
+    Ok(db.live_session(token, now)?.map(|(user, csrf)| Session {
+        user,
         csrf,
-        token_hash: hash,
+        token_hash: token_hash(token),
     }))
 }
 
 pub fn end_session(db: &Db, token: &str) -> Result<()> {
-    db.conn()
-        .execute(
-            "DELETE FROM sessions WHERE token_hash = ?1",
-            params![token_hash(token)],
-        )
-        .map_err(db.err())?;
-    Ok(())
+    Ok(db.end_session(token)?)
 }
 
 pub fn set_flash(db: &Db, session: &Session, flash: &Flash) -> Result<()> {
-    let text = serde_json::to_string(flash).map_err(|e| crate::PublisherError::Internal(e.to_string()))?;
-    db.conn()
-        .execute(
-            "UPDATE sessions SET flash = ?2 WHERE token_hash = ?1",
-            params![session.token_hash, text],
-        )
-        .map_err(db.err())?;
-    Ok(())
+    let text = serde_json::to_string(flash)
+        .map_err(|e| crate::PublisherError::Internal(format!("cannot write a flash message as JSON: {e}")))?;
+    Ok(db.set_flash(&session.token_hash, &text)?)
 }
 
 pub fn take_flash(db: &Db, session: &Session) -> Result<Option<Flash>> {
-    let text: Option<String> = db
-        .conn()
-        .query_row(
-            "SELECT flash FROM sessions WHERE token_hash = ?1",
-            params![session.token_hash],
-            |r| r.get(0),
-        )
-        .optional()
-        .map_err(db.err())?
-        .flatten();
-    if text.is_some() {
-        db.conn()
-            .execute(
-                "UPDATE sessions SET flash = NULL WHERE token_hash = ?1",
-                params![session.token_hash],
-            )
-            .map_err(db.err())?;
-    }
+    let text = db.take_flash(&session.token_hash)?;
     Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
 }
 
 /// How long `keys` (`user:<name>`, `ip:<address>`) must still wait before another
 /// sign-in attempt, if any of them had too many failures in the window.
 pub fn locked_for(db: &Db, keys: &[(String, i64)], now: DateTime<Utc>) -> Result<Option<u64>> {
-    let since = timestamp(now - Duration::seconds(FAILURE_WINDOW_SECS));
+    let since = now - Duration::seconds(FAILURE_WINDOW_SECS);
     let mut wait = None;
     for (key, max) in keys {
-        let (count, oldest): (i64, Option<String>) = db
-            .conn()
-            .query_row(
-                "SELECT COUNT(*), MIN(at) FROM (SELECT at FROM login_failures
-                 WHERE key = ?1 AND at > ?2 ORDER BY at DESC LIMIT ?3)",
-                params![key, since, max],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .map_err(db.err())?;
-        if count >= *max {
-            let oldest = oldest
-                .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
-                .map_or(now, |t| t.with_timezone(&Utc));
+        let recent = db.recent_login_failures(key, since, *max)?;
+        if recent.count >= *max {
+            let oldest = recent.oldest.unwrap_or(now);
             let free_at = oldest + Duration::seconds(FAILURE_WINDOW_SECS);
             let secs = (free_at - now).num_seconds().max(1) as u64;
             wait = Some(wait.map_or(secs, |w: u64| w.max(secs)));
@@ -223,26 +149,12 @@ pub fn locked_for(db: &Db, keys: &[(String, i64)], now: DateTime<Utc>) -> Result
 }
 
 pub fn record_failure(db: &Db, keys: &[(String, i64)], now: DateTime<Utc>) -> Result<()> {
-    let cutoff = timestamp(now - Duration::seconds(FAILURE_WINDOW_SECS));
-    for (key, _) in keys {
-        db.conn()
-            .execute(
-                "INSERT INTO login_failures (key, at) VALUES (?1, ?2)",
-                params![key, timestamp(now)],
-            )
-            .map_err(db.err())?;
-    }
-    db.conn()
-        .execute("DELETE FROM login_failures WHERE at <= ?1", params![cutoff])
-        .map_err(db.err())?;
-    Ok(())
+    let cutoff = now - Duration::seconds(FAILURE_WINDOW_SECS);
+    Ok(db.record_login_failure(keys.iter().map(|(key, _)| key.as_str()), now, cutoff)?)
 }
 
 pub fn clear_failures(db: &Db, key: &str) -> Result<()> {
-    db.conn()
-        .execute("DELETE FROM login_failures WHERE key = ?1", params![key])
-        .map_err(db.err())?;
-    Ok(())
+    Ok(db.clear_login_failures(key)?)
 }
 
 /// The throttling keys of one sign-in attempt.

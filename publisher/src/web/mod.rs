@@ -17,7 +17,7 @@ mod shops;
 mod upload;
 mod urgent;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, FromRequestParts, Path, Request, State};
@@ -41,13 +41,17 @@ use form::Fields;
 /// What the web UI needs, shared by every request.
 pub struct WebState {
     pub data: DataDir,
-    db: Mutex<Db>,
+    /// No lock around it: `Db` checks out a connection for each call, so a page
+    /// never waits behind another request's publish.
+    db: Db,
     env: minijinja::Environment<'static>,
     /// Cookies get `Secure` when the UI is served over HTTPS.
     pub secure_cookies: bool,
     /// Largest file an upload may hold; bigger ones are refused while streaming.
     pub max_upload_bytes: u64,
     pub clock: fn() -> DateTime<Utc>,
+    /// Version rows and the store's verification, kept between history views.
+    history: history::HistoryCache,
 }
 
 impl WebState {
@@ -55,11 +59,12 @@ impl WebState {
         let db = data.db()?;
         Ok(WebState {
             data,
-            db: Mutex::new(db),
+            db,
             env: skycast_web::environment(),
             secure_cookies,
             max_upload_bytes,
             clock: Utc::now,
+            history: history::HistoryCache::default(),
         })
     }
 
@@ -73,12 +78,9 @@ impl WebState {
         f: impl FnOnce(&Db) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let state = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let db = state.db.lock().unwrap_or_else(|p| p.into_inner());
-            f(&db)
-        })
-        .await
-        .map_err(|e| PublisherError::Internal(e.to_string()))?
+        tokio::task::spawn_blocking(move || f(&state.db))
+            .await
+            .map_err(|e| PublisherError::Internal(e.to_string()))?
     }
 
     /// Runs `f` with the workspace (library, draft, publishing) on a blocking thread.
@@ -87,12 +89,9 @@ impl WebState {
         f: impl FnOnce(&crate::workspace::Workspace<'_>) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let state = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let db = state.db.lock().unwrap_or_else(|p| p.into_inner());
-            f(&crate::workspace::Workspace::new(&state.data, &db))
-        })
-        .await
-        .map_err(|e| PublisherError::Internal(e.to_string()))?
+        tokio::task::spawn_blocking(move || f(&crate::workspace::Workspace::new(&state.data, &state.db)))
+            .await
+            .map_err(|e| PublisherError::Internal(e.to_string()))?
     }
 
     /// Renders `template` inside the page layout, with `extra` added to the context.
@@ -359,7 +358,7 @@ async fn guard(State(state): State<Arc<WebState>>, req: Request, next: Next) -> 
         path: path.clone(),
         peer: req
             .extensions()
-            .get::<ConnectInfo<crate::server::PeerAddr>>()
+            .get::<ConnectInfo<crate::net::PeerAddr>>()
             .map(|ConnectInfo(p)| p.0.ip()),
         ..Ctx::default()
     };
@@ -598,7 +597,7 @@ async fn sign_in(
     };
     let hash = record.as_ref().map(|(_, h)| h.clone());
     let matches =
-        tokio::task::spawn_blocking(move || crate::db::password_matches(hash.as_deref(), &password))
+        tokio::task::spawn_blocking(move || crate::passwords::password_matches(hash.as_deref(), &password))
             .await
             .map_err(|e| PublisherError::Internal(e.to_string()))??;
     state

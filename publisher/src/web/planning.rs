@@ -18,12 +18,13 @@ use chrono::{DateTime, Datelike, NaiveDate, NaiveTime, TimeDelta, Utc};
 use minijinja::context;
 use serde::{Deserialize, Serialize};
 use skycast_schema::schedule::{local_datetime, MusicChoice, MusicSpan, FALLBACK_ALL_MUSIC};
+use skycast_schema::shop_target::ALL_SHOPS;
 use skycast_schema::{
     is_plain_name, DateRange, DayRange, History, Manifest, MessageSource, Next, ScheduleRule, ShopSchedule,
-    TimeOfDay, TimeWindow, Weekday,
+    ShopTarget, TimeOfDay, TimeWindow, Weekday,
 };
 
-use super::ads::{is_known_target, shop_tags};
+use super::ads::shop_tags;
 use super::form::{bad, shown, Fields};
 use super::{Ctx, WebState};
 use crate::error::{PublisherError, Result};
@@ -78,32 +79,22 @@ fn hhmm(s: &ShopSchedule<'_>, at: DateTime<Utc>, day: NaiveDate) -> String {
     }
 }
 
-/// Weekdays as forms and manifests write them, Monday first.
-pub(super) const WEEKDAY_KEYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
-
 fn weekday_key(date: NaiveDate) -> &'static str {
-    WEEKDAY_KEYS[date.weekday().num_days_from_monday() as usize]
+    Weekday::of(date).key()
 }
 
 fn monday_of(date: NaiveDate) -> NaiveDate {
     date - TimeDelta::days(i64::from(date.weekday().num_days_from_monday()))
 }
 
-fn rule_shops_text(shops: &[String]) -> Vec<Target> {
+fn rule_shops_text(shops: &[ShopTarget]) -> Vec<Target> {
     shops
         .iter()
-        .map(|s| match s.strip_prefix("tag:") {
-            _ if s == "all" => Target {
-                kind: "all",
-                name: String::new(),
-            },
-            Some(tag) => Target {
-                kind: "tag",
-                name: tag.to_string(),
-            },
-            None => Target {
-                kind: "shop",
-                name: s.clone(),
+        .map(|target| Target {
+            kind: target.kind(),
+            name: match target {
+                ShopTarget::All => String::new(),
+                ShopTarget::Tag(name) | ShopTarget::Shop(name) => name.clone(),
             },
         })
         .collect()
@@ -547,15 +538,15 @@ async fn render_planning(
     let shop = q
         .shop
         .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "all".to_string());
-    let shop = if shop == "all" || m.program.shops.contains_key(&shop) {
+        .unwrap_or_else(|| ALL_SHOPS.to_string());
+    let shop = if shop == ALL_SHOPS || m.program.shops.contains_key(&shop) {
         shop
     } else {
         notice = Some(format!(
             "field `shop`: no shop is named `{}`: showing all shops",
             shown(&shop)
         ));
-        "all".to_string()
+        ALL_SHOPS.to_string()
     };
 
     let days: Vec<DayHead> = (0..7)
@@ -572,13 +563,13 @@ async fn render_planning(
     let mut shop_weeks = Vec::new();
     let mut conflicts = Vec::new();
     for name in m.program.shops.keys() {
-        if shop != "all" && *name != shop {
+        if shop != ALL_SHOPS && *name != shop {
             continue;
         }
         let Ok(s) = ShopSchedule::new(m, name) else {
             continue;
         };
-        if shop == "all" {
+        if shop == ALL_SHOPS {
             shop_weeks.push(ShopWeek {
                 shop: name.clone(),
                 days: shop_days(&s, m, monday),
@@ -633,7 +624,7 @@ async fn render_planning(
             base_version => data.draft.base_version,
             preview_date => preview_date.to_string(),
             preview_time => local_now.map_or_else(|| "12:00".to_string(), |l| l.format("%H:%M").to_string()),
-            weekdays => WEEKDAY_KEYS,
+            weekdays => Weekday::ALL.map(Weekday::key),
         },
     )
 }
@@ -657,23 +648,24 @@ fn rule_from_form(
     if form.shops.is_empty() {
         return Err(bad("field `shops`: tick at least one shop, a tag, or all shops"));
     }
-    let tags = shop_tags(program);
-    let mut shops: Vec<String> = Vec::new();
-    for target in &form.shops {
-        if !is_known_target(program, &tags, target) {
-            return Err(bad(format!(
-                "field `shops`: `{}` is neither a shop, a `tag:NAME` of a shop, nor `all`",
-                shown(target)
-            )));
-        }
-        if !shops.contains(target) {
-            shops.push(target.clone());
+    let mut shops: Vec<ShopTarget> = Vec::new();
+    for text in &form.shops {
+        let target = text
+            .parse::<ShopTarget>()
+            .ok()
+            .filter(|t| program.knows_target(t))
+            .ok_or_else(|| {
+                bad(format!(
+                    "field `shops`: `{}` is neither a shop, a `tag:NAME` of a shop, nor `all`",
+                    shown(text)
+                ))
+            })?;
+        if !shops.contains(&target) {
+            shops.push(target);
         }
     }
     // "All shops" makes any other target redundant.
-    if shops.iter().any(|s| s == "all") {
-        shops = vec!["all".to_string()];
-    }
+    let shops = ShopTarget::normalized(shops);
     let mut days = BTreeSet::new();
     for d in &form.days {
         let day: Weekday = d.parse().map_err(|_| {
@@ -782,7 +774,7 @@ fn back_to_planning(fields: &Fields) -> String {
     let shop = fields.get("view_shop");
     let week = fields.get("view_week");
     let mut query = url::form_urlencoded::Serializer::new(String::new());
-    if shop == "all" || is_plain_name(&shop) {
+    if shop == ALL_SHOPS || is_plain_name(&shop) {
         query.append_pair("shop", &shop);
     }
     if parse_date("view_week", &week).is_ok() {

@@ -13,7 +13,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use minijinja::context;
 use serde::{Deserialize, Serialize};
-use skycast_schema::{is_plain_name, MediaId, PlayOrder, Playlist, Program};
+use skycast_schema::{is_plain_name, MediaId, PlayOrder, Playlist, Program, ShopTarget, PLAIN_NAME_RULE};
 
 use super::form::Fields;
 use super::media::{parse_media_id, MediaRow};
@@ -35,7 +35,7 @@ fn check_playlist_name(name: &str) -> Result<()> {
         Ok(())
     } else {
         Err(PublisherError::BadRequest(format!(
-            "playlist name `{}` must be 1-64 characters of a-z, 0-9, `-` or `_`, starting with a letter or digit",
+            "playlist name `{}` must be {PLAIN_NAME_RULE}",
             name.chars().take(80).collect::<String>()
         )))
     }
@@ -67,7 +67,7 @@ fn users_of(program: &Program<MediaId>, name: &str) -> Vec<String> {
         .enumerate()
         .filter(|(_, rule)| rule.playlist == name)
         .map(|(i, rule)| {
-            let mut text = format!("schedule rule {} (shops {}", i + 1, rule.shops.join(", "));
+            let mut text = format!("schedule rule {} (shops {}", i + 1, ShopTarget::join(&rule.shops));
             if let Some(days) = &rule.days {
                 let days: Vec<String> = days.iter().map(ToString::to_string).collect();
                 text.push_str(&format!("; days {}", days.join(", ")));

@@ -15,10 +15,9 @@ use skycast_schema::{Manifest, Program};
 
 use super::ads::refused;
 use super::{see_other, Ctx, WebState};
-use crate::audit::DiffSection;
-use crate::db::Role;
+use crate::describe::DiffSection;
 use crate::error::{PublisherError, Result};
-use crate::workspace::{Draft, Workspace, MAX_MESSAGE_CHARS};
+use crate::workspace::{Draft, Submission, Submitted, Workspace, MAX_MESSAGE_CHARS};
 
 /// Requests of the signed-in user listed on the page.
 const MY_REQUESTS: usize = 10;
@@ -31,11 +30,6 @@ pub(super) fn routes() -> Router<Arc<WebState>> {
 
 async fn back() -> Response {
     see_other("/publish")
-}
-
-/// Marketing and sales wait for an admin when review is required; admins never do.
-fn waits_for_review(role: Option<Role>, review_required: bool) -> bool {
-    review_required && matches!(role, Some(Role::Marketing | Role::Commercial))
 }
 
 /// Names the draft's content, so a publish goes out only if the draft is still
@@ -92,8 +86,8 @@ pub(super) fn summary(
 ) -> Result<Vec<DiffSection>> {
     let next = ws.draft_manifest(draft, user, now)?;
     Ok(match head {
-        Some(head) => crate::audit::diff(head, &next),
-        None => crate::audit::diff(&empty_like(&next), &next),
+        Some(head) => crate::describe::diff(head, &next),
+        None => crate::describe::diff(&empty_like(&next), &next),
     })
 }
 
@@ -142,7 +136,7 @@ async fn page_data(state: &Arc<WebState>, ctx: &Ctx) -> Result<(PageData, Option
                 behind,
                 sections,
                 problem: problem.is_some(),
-                review_required: waits_for_review(role, ws.review_required()?),
+                review_required: ws.submission(role)? == Submission::Request,
                 requests,
                 fingerprint: fingerprint(&draft),
             };
@@ -232,15 +226,10 @@ async fn publish(State(state): State<Arc<WebState>>, ctx: Ctx, Form(form): Form<
                         .into(),
                 ));
             }
-            if waits_for_review(role, ws.review_required()?) {
-                Ok(Outcome::Requested(
-                    ws.request_publish(&draft, &user, &message, now)?,
-                ))
-            } else {
-                Ok(Outcome::Published(
-                    ws.publish(&draft, &user, &message, now)?.version,
-                ))
-            }
+            Ok(match ws.submit(&draft, role, &user, &message, now)? {
+                Submitted::Published(published) => Outcome::Published(published.version),
+                Submitted::Requested(id) => Outcome::Requested(id),
+            })
         })
         .await;
     match result {

@@ -14,15 +14,15 @@ use axum::routing::{get, post};
 use axum::Router;
 use chrono::NaiveDate;
 use minijinja::context;
-use rusqlite::params;
 use serde::Serialize;
+use skycast_schema::shop_target::ALL_SHOPS;
 use skycast_schema::{
-    is_plain_name, ClosingAnnouncement, DailyHours, MediaId, MediaKind, Program, Shop, TimeWindow, Weekday,
+    is_plain_name, ClosingAnnouncement, DailyHours, MediaId, MediaKind, Program, Shop, ShopTarget,
+    TimeWindow, Weekday, PLAIN_NAME_RULE,
 };
 
-use super::ads::{is_known_target, shop_tags};
 use super::form::{bad, shown, Fields};
-use super::planning::{parse_date, WEEKDAY_KEYS};
+use super::planning::parse_date;
 use super::{Ctx, WebState};
 use crate::error::{PublisherError, Result};
 use crate::workspace::LibraryMedia;
@@ -38,14 +38,14 @@ pub(super) fn routes() -> Router<Arc<WebState>> {
 }
 
 fn check_shop_name(field: &str, name: &str) -> Result<()> {
-    if name == "all" {
+    if name == ALL_SHOPS {
         return Err(bad(format!(
-            "field `{field}`: `all` is reserved for targeting every shop: choose another name"
+            "field `{field}`: `{ALL_SHOPS}` is reserved for targeting every shop: choose another name"
         )));
     }
     if !is_plain_name(name) {
         return Err(bad(format!(
-            "field `{field}`: `{}` must be 1-64 characters of a-z, 0-9, `-` or `_`, starting with a letter or digit",
+            "field `{field}`: `{}` must be {PLAIN_NAME_RULE}",
             shown(name)
         )));
     }
@@ -78,11 +78,9 @@ fn hours_text(hours: &DailyHours) -> String {
 /// Targets (`tag:NAME`, shop names) that rules, ads or messages name but no shop
 /// of `program` answers to, described for a person.
 fn dangling_targets<R>(program: &Program<R>) -> Vec<String> {
-    let tags = shop_tags(program);
-    let known = |t: &String| is_known_target(program, &tags, t);
     let mut out = Vec::new();
-    let mut check = |what: String, targets: &[String]| {
-        for t in targets.iter().filter(|t| !known(t)) {
+    let mut check = |what: String, targets: &[ShopTarget]| {
+        for t in targets.iter().filter(|t| !program.knows_target(t)) {
             out.push(format!("{what} names `{t}`"));
         }
     };
@@ -128,13 +126,13 @@ struct ClosingView {
 /// Consecutive weekdays with the same hours, as one group (`mon`–`fri` 09:00-19:00).
 fn hours_groups(shop: &Shop<MediaId>) -> Vec<HoursGroup> {
     let mut out: Vec<HoursGroup> = Vec::new();
-    for (i, day) in Weekday::ALL.iter().enumerate() {
-        let hours = shop.hours.get(day).map(hours_text).unwrap_or_default();
+    for day in Weekday::ALL {
+        let hours = shop.hours.get(&day).map(hours_text).unwrap_or_default();
         match out.last_mut() {
-            Some(g) if g.hours == hours => g.last = WEEKDAY_KEYS[i],
+            Some(g) if g.hours == hours => g.last = day.key(),
             _ => out.push(HoursGroup {
-                first: WEEKDAY_KEYS[i],
-                last: WEEKDAY_KEYS[i],
+                first: day.key(),
+                last: day.key(),
                 hours,
             }),
         }
@@ -155,17 +153,9 @@ fn title_in(library: &[LibraryMedia], id: &MediaId) -> String {
 
 /// Players registered per shop (read-only; players are added with the CLI).
 fn players_by_shop(db: &crate::db::Db) -> Result<BTreeMap<String, Vec<String>>> {
-    let mut stmt = db
-        .conn()
-        .prepare("SELECT shop, id FROM players ORDER BY id")
-        .map_err(db.err())?;
-    let rows = stmt
-        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
-        .map_err(db.err())?;
     let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for row in rows {
-        let (shop, id) = row.map_err(db.err())?;
-        out.entry(shop).or_default().push(id);
+    for player in db.players()? {
+        out.entry(player.shop).or_default().push(player.id);
     }
     Ok(out)
 }
@@ -284,13 +274,7 @@ impl ShopForm {
             always_open: always_open(shop),
             hours: Weekday::ALL
                 .iter()
-                .enumerate()
-                .map(|(i, d)| {
-                    (
-                        WEEKDAY_KEYS[i],
-                        shop.hours.get(d).map(hours_text).unwrap_or_default(),
-                    )
-                })
+                .map(|d| (d.key(), shop.hours.get(d).map(hours_text).unwrap_or_default()))
                 .collect(),
             exceptions: shop
                 .exceptions
@@ -329,9 +313,9 @@ impl ShopForm {
         ShopForm {
             tags: fields.get("tags"),
             always_open: !fields.get("always_open").is_empty(),
-            hours: WEEKDAY_KEYS
+            hours: Weekday::ALL
                 .iter()
-                .map(|k| (*k, fields.get(&format!("hours_{k}"))))
+                .map(|d| (d.key(), fields.get(&format!("hours_{}", d.key()))))
                 .collect(),
             exceptions,
             closing_media: fields.get("closing_media"),
@@ -345,8 +329,7 @@ impl ShopForm {
         for tag in self.tags.split(',').map(str::trim).filter(|t| !t.is_empty()) {
             if !is_plain_name(tag) {
                 return Err(bad(format!(
-                    "field `tags`: `{}` must be 1-64 characters of a-z, 0-9, `-` or `_`, starting with a letter \
-                     or digit; separate tags with commas",
+                    "field `tags`: `{}` must be {PLAIN_NAME_RULE}; separate tags with commas",
                     shown(tag)
                 )));
             }
@@ -592,15 +575,12 @@ async fn delete(State(state): State<Arc<WebState>>, ctx: Ctx, Path(name): Path<S
     let players = state
         .with_db(move |db| {
             known_shop(&wanted)?;
-            let mut stmt = db
-                .conn()
-                .prepare("SELECT id FROM players WHERE shop = ?1 ORDER BY id")
-                .map_err(db.err())?;
-            let ids = stmt
-                .query_map(params![wanted], |r| r.get::<_, String>(0))
-                .map_err(db.err())?
-                .collect::<rusqlite::Result<Vec<String>>>()
-                .map_err(db.err())?;
+            let ids: Vec<String> = db
+                .players()?
+                .into_iter()
+                .filter(|p| p.shop == wanted)
+                .map(|p| p.id)
+                .collect();
             Ok(ids)
         })
         .await;

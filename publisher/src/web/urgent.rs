@@ -12,7 +12,7 @@ use axum::{Form, Router};
 use chrono::Duration;
 use minijinja::context;
 use serde::{Deserialize, Serialize};
-use skycast_schema::{AfterMode, Interrupt, InterruptLevel, Manifest, MediaKind, StartMode};
+use skycast_schema::{AfterMode, Interrupt, InterruptLevel, Manifest, MediaKind, ShopTarget, StartMode};
 
 use super::ads::{
     check_media, check_note, check_shops, commit_message, interrupt_id, recent_interrupts, refused,
@@ -41,7 +41,7 @@ impl UrgentForm {
     fn with_media(media: String) -> UrgentForm {
         UrgentForm {
             media,
-            shops: vec!["all".into()],
+            shops: vec![ShopTarget::All.to_string()],
             message: String::new(),
         }
     }

@@ -1,0 +1,104 @@
+//! `serve`'s composition root: opens the state, starts every background task in
+//! one set that is joined on shutdown, and serves the pull protocol and the web
+//! UI on one listener.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::data_dir::DataDir;
+use crate::error::{PublisherError, Result};
+use crate::net::{PeerAddr, TlsListener};
+use crate::protocol::{self, HeadTracker, ProtocolState};
+
+/// How `serve` talks to players. HTTPS unless someone asks otherwise by name.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TransportMode {
+    #[default]
+    Https,
+    InsecureHttp,
+}
+
+pub struct ServeConfig {
+    pub data: DataDir,
+    pub transport: TransportMode,
+    /// How often `main` is checked for a new version published by another process.
+    pub head_check_interval: Duration,
+    /// Largest media file the web UI accepts in an upload.
+    pub max_upload_bytes: u64,
+}
+
+impl ServeConfig {
+    pub fn new(data: DataDir, transport: TransportMode) -> ServeConfig {
+        ServeConfig {
+            data,
+            transport,
+            head_check_interval: Duration::from_millis(200),
+            max_upload_bytes: skycast_schema::Limits::default().max_media_bytes,
+        }
+    }
+}
+
+/// Serves until `shutdown` resolves, then drains open requests (long-polls
+/// return at once) and waits for every background task to end.
+pub async fn run(
+    config: ServeConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let data = config.data.clone();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+
+    let head = Arc::new(HeadTracker::open(data.clone()).await?);
+    {
+        let (head, stop) = (head.clone(), stop_rx.clone());
+        let every = config.head_check_interval;
+        tasks.spawn(async move { head.follow(every, stop).await });
+    }
+    let protocol = ProtocolState::new(data.clone(), head, stop_rx)?;
+    let web = crate::web::WebState::new(
+        data.clone(),
+        config.transport == TransportMode::Https,
+        config.max_upload_bytes,
+    )?;
+    let app = protocol::router(Arc::new(protocol))
+        .merge(crate::web::router(Arc::new(web)))
+        .into_make_service_with_connect_info::<PeerAddr>();
+    let graceful = async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    };
+    let addr = listener
+        .local_addr()
+        .map_err(PublisherError::io("read address of", "listener"))?;
+    let served = match config.transport {
+        TransportMode::InsecureHttp => {
+            tracing::warn!(%addr, "serving plain HTTP: players must opt in with allow_insecure_http");
+            axum::serve(listener, app).with_graceful_shutdown(graceful).await
+        }
+        TransportMode::Https => {
+            let cert = std::fs::read(data.server_cert_path())
+                .map_err(PublisherError::io("read", data.server_cert_path()))?;
+            let key = std::fs::read(data.server_key_path())
+                .map_err(PublisherError::io("read", data.server_key_path()))?;
+            let tls = crate::tls::server_config(&cert, &key)?;
+            let (listener, accept_loop) = TlsListener::new(listener, tls);
+            tasks.spawn(accept_loop);
+            tracing::info!(%addr, "serving HTTPS");
+            axum::serve(listener, app).with_graceful_shutdown(graceful).await
+        }
+    };
+    // Serving is over: the listener is dropped (the accept loop ends) and the
+    // stop signal is sent or its sender gone (the head follower ends).
+    while let Some(ended) = tasks.join_next().await {
+        if let Err(e) = ended {
+            tracing::error!(error = %e, "a background task of serve failed");
+        }
+    }
+    served.map_err(PublisherError::io("serve on", addr.to_string()))
+}

@@ -1,0 +1,66 @@
+//! Registering a shop player: the rules its id and shop name follow, and the
+//! puller configuration `player add` prints for the shop's box.
+
+use crate::data_dir::DataDir;
+use crate::error::{PublisherError, Result};
+
+/// A puller configuration ready to save, as `player add` prints it.
+pub fn player_config_toml(
+    data: &DataDir,
+    player_id: &str,
+    shop: &str,
+    token: &str,
+    server_url: &str,
+    player_data: &str,
+) -> Result<String> {
+    let ca_path = data.ca_cert_path();
+    let ca = std::fs::read_to_string(&ca_path).map_err(PublisherError::io("read", &ca_path))?;
+    let mut doc = toml::Table::new();
+    doc.insert("player_id".into(), player_id.into());
+    doc.insert("shop".into(), shop.into());
+    doc.insert("server".into(), server_url.into());
+    doc.insert("token".into(), token.into());
+    doc.insert("data".into(), player_data.into());
+    doc.insert(
+        "trusted_keys".into(),
+        toml::Value::Array(vec![data.public_key()?.to_string().into()]),
+    );
+    doc.insert("ca_cert".into(), ca.into());
+    doc.insert("poll_interval_secs".into(), 10.into());
+    doc.insert("long_poll_secs".into(), 30.into());
+    doc.insert("parallel_downloads".into(), 4.into());
+    doc.insert(
+        "allow_insecure_http".into(),
+        server_url.starts_with("http://").into(),
+    );
+    let body = toml::to_string(&doc).map_err(|e| PublisherError::Internal(e.to_string()))?;
+    Ok(format!(
+        "# Skycast puller configuration for player `{player_id}` (shop `{shop}`).\n\
+         # Keep it private: the token lets this player read the published versions.\n{body}"
+    ))
+}
+
+/// Player ids and shop names end up in URLs, file names and configs: keep them
+/// plain, by the manifest's own rule ([`skycast_schema::is_plain_name`]).
+pub fn check_plain_name(what: &str, name: &str) -> Result<()> {
+    if skycast_schema::is_plain_name(name) {
+        Ok(())
+    } else {
+        Err(PublisherError::BadRequest(format!(
+            "{what} `{name}` must be {}",
+            skycast_schema::PLAIN_NAME_RULE
+        )))
+    }
+}
+
+/// A shop name a manifest accepts: plain, and not `all` (which targets every shop).
+pub fn check_shop_name(name: &str) -> Result<()> {
+    check_plain_name("shop", name)?;
+    if skycast_schema::is_shop_name(name) {
+        Ok(())
+    } else {
+        Err(PublisherError::BadRequest(format!(
+            "shop `{name}` is reserved for targeting every shop: choose another name"
+        )))
+    }
+}

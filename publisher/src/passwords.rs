@@ -1,0 +1,110 @@
+//! Passwords of people who sign in: argon2id hashes with a random salt, length
+//! rules, and a check that costs the same whether or not the user exists.
+//! No SQL here: `db::users` stores what [`hash_password`] returns. Its own error,
+//! [`PasswordError`], names neither the database nor the publisher's error, so
+//! `db` may use this module without a circle.
+
+use argon2::password_hash::{PasswordHash as Argon2Hash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+
+/// Why a password was refused, or could not be hashed or checked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PasswordError {
+    #[error("password for `{username}` is too short: use at least 8 characters")]
+    TooShort { username: String },
+    #[error("password for `{username}` is too long: use at most 200 characters")]
+    TooLong { username: String },
+    /// A stored hash is not PHC text: the users table was changed by hand.
+    #[error("a stored password hash cannot be read: {reason}")]
+    UnreadableHash { reason: String },
+    #[error("cannot make a password salt: {reason}")]
+    Salt { reason: String },
+    #[error("cannot hash the password of `{username}`: {reason}")]
+    Hash { username: String, reason: String },
+}
+
+/// An argon2id hash of a random password nobody knows, checked when a user name
+/// does not exist.
+const DUMMY_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$c2t5Y2FzdGR1bW15c2FsdA$3YcQeG4eUmDUF6RShEbOx2SLpnhfvZXH3EZpMu/0fUo";
+
+/// A password's argon2id hash in PHC text (`$argon2id$...`): what the users table
+/// keeps. Only [`hash_password`] makes one, so plain text never reaches the table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PasswordHash(String);
+
+impl PasswordHash {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Checks `password` against an argon2id hash; without a hash (no such user) it
+/// checks against a dummy one, so both cases cost the same time.
+pub fn password_matches(hash: Option<&str>, password: &str) -> Result<bool, PasswordError> {
+    let parsed = Argon2Hash::new(hash.unwrap_or(DUMMY_HASH)).map_err(|e| PasswordError::UnreadableHash {
+        reason: e.to_string(),
+    })?;
+    let matches = Argon2::default()
+        .verify_password(password.as_bytes(), &parsed)
+        .is_ok();
+    Ok(matches && hash.is_some())
+}
+
+/// Hashes `password` for `username` after checking its length (8 to 200
+/// characters). Slow on purpose (tens of milliseconds): callers hash before they
+/// open a database transaction.
+pub fn hash_password(username: &str, password: &str) -> Result<PasswordHash, PasswordError> {
+    let length = password.chars().count();
+    if length < 8 {
+        return Err(PasswordError::TooShort {
+            username: username.to_string(),
+        });
+    }
+    if length > 200 {
+        return Err(PasswordError::TooLong {
+            username: username.to_string(),
+        });
+    }
+    let salt = SaltString::encode_b64(&crate::random_bytes::<16>()).map_err(|e| PasswordError::Salt {
+        reason: e.to_string(),
+    })?;
+    let hash = Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map_err(|e| PasswordError::Hash {
+            username: username.to_string(),
+            reason: e.to_string(),
+        })?;
+    Ok(PasswordHash(hash.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hash_matches_its_password_only() {
+        let hash = hash_password("alice", "correct horse").unwrap();
+        assert!(hash.as_str().starts_with("$argon2id$") && !hash.as_str().contains("correct"));
+        assert!(password_matches(Some(hash.as_str()), "correct horse").unwrap());
+        assert!(!password_matches(Some(hash.as_str()), "wrong horse").unwrap());
+        assert!(!password_matches(None, "correct horse").unwrap());
+    }
+
+    #[test]
+    fn passwords_outside_8_to_200_characters_are_refused_with_the_rule() {
+        let long = "x".repeat(201);
+        let err = hash_password("alice", "short").unwrap_err();
+        assert!(matches!(&err, PasswordError::TooShort { .. }), "{err}");
+        assert_eq!(
+            err.to_string(),
+            "password for `alice` is too short: use at least 8 characters"
+        );
+        let err = hash_password("alice", &long).unwrap_err();
+        assert!(matches!(&err, PasswordError::TooLong { .. }), "{err}");
+        assert_eq!(
+            err.to_string(),
+            "password for `alice` is too long: use at most 200 characters"
+        );
+    }
+}

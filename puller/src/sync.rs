@@ -1,0 +1,580 @@
+//! The sync pipeline: one pull of head, manifest and signature, verification, the
+//! downloads, the atomic swap and the prune, with its errors and its report.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use skycast_schema::protocol::{version_file_path, HEAD_PATH, MANIFEST_FILE, SIGNATURE_FILE};
+use skycast_schema::{check_installable, verify, Limits, Manifest, Refusal, VerifyError};
+
+use crate::client::{Client, ClientError, MAX_MANIFEST_BYTES, MAX_SIGNATURE_BYTES};
+use crate::config::Config;
+use crate::download::{self, DownloadError};
+use crate::local_store::{Layout, Pruned, StoreError};
+use crate::state::{LastSync, State, StateError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Download(#[from] DownloadError),
+    #[error("manifest version {version} from {url} failed verification: {source}")]
+    Verify {
+        version: u64,
+        url: String,
+        #[source]
+        source: VerifyError,
+    },
+    #[error("possible replay: {refusal} (offered by {url})")]
+    Replay { url: String, refusal: Refusal },
+    #[error("{refusal} (offered by {url})")]
+    Expired { url: String, refusal: Refusal },
+    #[error("{url} holds a manifest for version {found}, not {expected}: refusing it, possible attack")]
+    VersionMismatch { url: String, expected: u64, found: u64 },
+}
+
+impl SyncError {
+    /// True when the server offered a version the puller will not install because it
+    /// expired: the shop keeps playing its current version but is stale.
+    pub fn is_stale(&self) -> bool {
+        matches!(self, SyncError::Expired { .. })
+    }
+}
+
+/// What a successful sync did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncOutcome {
+    UpToDate,
+    Swapped { previous: Option<u64> },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncReport {
+    /// The version `current` names after the sync (0 when nothing is published yet).
+    pub version: u64,
+    pub outcome: SyncOutcome,
+    pub downloaded_media: u64,
+    pub downloaded_bytes: u64,
+    /// Media of the new version that were already present locally.
+    pub reused_media: u64,
+    pub pruned: Pruned,
+    /// Set when the active version has expired (the sync still succeeded).
+    pub stale_reason: Option<String>,
+    pub duration: Duration,
+}
+
+impl fmt::Display for SyncReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.outcome {
+            SyncOutcome::UpToDate => write!(f, "up to date at version {}", self.version)?,
+            SyncOutcome::Swapped { .. } => write!(
+                f,
+                "swapped to version {}: {} media downloaded ({} bytes)",
+                self.version, self.downloaded_media, self.downloaded_bytes
+            )?,
+        }
+        if let Some(reason) = &self.stale_reason {
+            write!(f, " (stale: {reason})")?;
+        }
+        Ok(())
+    }
+}
+
+/// One pull: head, manifest, verify, download, swap, prune. `now` is the clock used
+/// for expiry checks and bookkeeping. On failure `current` is unchanged and the
+/// error is recorded in `state.sqlite`.
+pub async fn sync_once(config: &Config, now: impl Fn() -> DateTime<Utc>) -> Result<SyncReport, SyncError> {
+    let client = Client::new(config)?;
+    sync_with(config, &client, &now).await
+}
+
+/// [`sync_once`] with a client that is kept between syncs (the daemon's).
+pub async fn sync_with(
+    config: &Config,
+    client: &Client,
+    now: &impl Fn() -> DateTime<Utc>,
+) -> Result<SyncReport, SyncError> {
+    let layout = Layout::new(&config.data);
+    // Another puller on the same directory is not an error of this one: not recorded.
+    let lock = layout.open_locked()?;
+    let result = sync_locked(config, client, &layout, now).await;
+    if let Err(err) = &result {
+        let recorded = State::open(&layout.state_db()).and_then(|mut s| {
+            s.record_error(&err.to_string(), now())?;
+            if let SyncError::Expired { refusal, .. } = err {
+                s.record_stale(&refusal.to_string())?;
+            }
+            Ok(())
+        });
+        if let Err(e) = recorded {
+            tracing::warn!(error = %e, "cannot record the sync error");
+        }
+    }
+    drop(lock);
+    result
+}
+
+fn expiry_note(manifest: &Manifest, now: DateTime<Utc>) -> Option<String> {
+    (manifest.expires_at.0 <= now).then(|| {
+        format!(
+            "version {} expired at {}: the publisher must publish again",
+            manifest.version(),
+            manifest.expires_at
+        )
+    })
+}
+
+async fn sync_locked(
+    config: &Config,
+    client: &Client,
+    layout: &Layout,
+    now: &impl Fn() -> DateTime<Utc>,
+) -> Result<SyncReport, SyncError> {
+    let started = Instant::now();
+    let mut state = State::open(&layout.state_db())?;
+    let active = layout.current_version()?;
+    // `current` counts too: a crash between the swap and the bookkeeping loses nothing.
+    let highest = state.highest_accepted()?.max(active.unwrap_or(0));
+    let head = client.head(None, None).await?;
+    if let Some(server_date) = head.server_date {
+        state.record_clock_offset((server_date - now()).num_milliseconds())?;
+    }
+    let offered = head.value.version;
+    let head_url = client.url(HEAD_PATH);
+
+    if offered == active.unwrap_or(0) {
+        let stale_reason = match active {
+            Some(v) => expiry_note(&layout.load_manifest(v)?, now()),
+            None => None,
+        };
+        state.record_success(&LastSync {
+            version: offered,
+            outcome: "up_to_date".into(),
+            downloaded_media: 0,
+            downloaded_bytes: 0,
+            at: now(),
+        })?;
+        tracing::debug!(version = offered, "up to date");
+        return Ok(SyncReport {
+            version: offered,
+            outcome: SyncOutcome::UpToDate,
+            downloaded_media: 0,
+            downloaded_bytes: 0,
+            reused_media: 0,
+            pruned: Pruned::default(),
+            stale_reason,
+            duration: started.elapsed(),
+        });
+    }
+    if offered <= highest {
+        return Err(SyncError::Replay {
+            url: head_url,
+            refusal: Refusal::NotNewer { offered, highest },
+        });
+    }
+
+    let manifest_url = client.url(&version_file_path(offered, MANIFEST_FILE));
+    let bytes = client
+        .version_file(offered, MANIFEST_FILE, MAX_MANIFEST_BYTES)
+        .await?;
+    let signature = client
+        .version_file(offered, SIGNATURE_FILE, MAX_SIGNATURE_BYTES)
+        .await?;
+    let verified = verify(&bytes, &signature, &config.trusted(), &Limits::default()).map_err(|source| {
+        SyncError::Verify {
+            version: offered,
+            url: manifest_url.clone(),
+            source,
+        }
+    })?;
+    check_installable(&verified, highest, now()).map_err(|refusal| match refusal {
+        Refusal::NotNewer { .. } => SyncError::Replay {
+            url: manifest_url.clone(),
+            refusal,
+        },
+        Refusal::Expired { .. } => SyncError::Expired {
+            url: manifest_url.clone(),
+            refusal,
+        },
+    })?;
+    if verified.version() != offered {
+        return Err(SyncError::VersionMismatch {
+            url: manifest_url,
+            expected: offered,
+            found: verified.version(),
+        });
+    }
+    tracing::info!(
+        version = offered,
+        key_id = %verified.key_id(),
+        media_count = verified.media.len(),
+        size_bytes = verified.total_media_bytes(),
+        "manifest verified"
+    );
+
+    let stats = download::download_missing(client, layout, &verified, config.parallel_downloads).await?;
+    layout.install(&verified)?;
+    state.record_success(&LastSync {
+        version: offered,
+        outcome: "swapped".into(),
+        downloaded_media: stats.media,
+        downloaded_bytes: stats.bytes,
+        at: now(),
+    })?;
+
+    let previous = active.and_then(|v| match layout.load_manifest(v) {
+        Ok(m) => Some((v, m)),
+        Err(e) => {
+            tracing::warn!(version = v, error = %e, "cannot read the previous version; its media will be pruned");
+            None
+        }
+    });
+    let mut keep: Vec<(u64, &Manifest)> = vec![(offered, &verified)];
+    if let Some((v, m)) = &previous {
+        keep.push((*v, m));
+    }
+    let wanted: BTreeSet<_> = verified.media.iter().map(|e| e.id).collect();
+    // The swap is done: a failed clean-up is logged, not a failed sync.
+    let pruned = layout.prune(&keep, &wanted).unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "pruning old media failed; will retry after the next swap");
+        Pruned::default()
+    });
+    let duration = started.elapsed();
+    tracing::info!(
+        version = offered,
+        previous_version = active,
+        downloaded_media = stats.media,
+        size_bytes = stats.bytes,
+        reused_media = stats.reused,
+        pruned_media = pruned.media,
+        duration_ms = duration.as_millis() as u64,
+        "swapped current"
+    );
+    Ok(SyncReport {
+        version: offered,
+        outcome: SyncOutcome::Swapped { previous: active },
+        downloaded_media: stats.media,
+        downloaded_bytes: stats.bytes,
+        reused_media: stats.reused,
+        pruned,
+        stale_reason: None,
+        duration,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::config::Token;
+    use crate::status::{status, status_at};
+    use crate::test_support::{
+        key, manifest_yaml, media, server_and_config, Fault, MemoryTransport, FUTURE, MEMORY_SERVER, PAST,
+    };
+    use skycast_schema::protocol::media_path;
+    use skycast_schema::{MediaId, SecretKey};
+
+    fn layout(config: &Config) -> Layout {
+        Layout::new(&config.data)
+    }
+
+    fn media_files(config: &Config) -> BTreeSet<String> {
+        std::fs::read_dir(config.data.join("media"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn first_sync_downloads_everything_then_reports_up_to_date() {
+        let (server, _dir, config) = server_and_config().await;
+        let (a, b) = (media(1, 100_000), media(2, 30_000));
+        server.publish(1, &[&a, &b], FUTURE);
+        let report = sync_once(&config, Utc::now).await.unwrap();
+        assert_eq!(report.outcome, SyncOutcome::Swapped { previous: None });
+        assert_eq!(
+            report.to_string(),
+            "swapped to version 1: 2 media downloaded (130000 bytes)"
+        );
+        assert_eq!(layout(&config).current_version().unwrap(), Some(1));
+        assert_eq!(
+            std::fs::read(layout(&config).media_path(&MediaId::of(&a))).unwrap(),
+            a
+        );
+        let again = sync_once(&config, Utc::now).await.unwrap();
+        assert_eq!(again.to_string(), "up to date at version 1");
+
+        let st = status(&config).unwrap();
+        assert_eq!(st.active_version, Some(1));
+        assert_eq!(st.highest_accepted, 1);
+        assert_eq!(st.media_count, 2);
+        assert_eq!(st.media_bytes, 130_000);
+        assert!(!st.stale);
+        assert!(st.last_error.is_none());
+        assert!(st.last_success_at.is_some());
+        assert!(st.clock_offset_ms.is_some());
+    }
+
+    #[tokio::test]
+    async fn nothing_published_yet_is_up_to_date_at_version_zero() {
+        let (_server, _dir, config) = server_and_config().await;
+        let report = sync_once(&config, Utc::now).await.unwrap();
+        assert_eq!(report.to_string(), "up to date at version 0");
+        assert_eq!(status(&config).unwrap().active_version, None);
+    }
+
+    #[tokio::test]
+    async fn new_version_reuses_present_media_and_prunes_what_no_kept_version_needs() {
+        let (server, _dir, config) = server_and_config().await;
+        let (a, b, c, d) = (media(1, 1000), media(2, 2000), media(3, 3000), media(4, 4000));
+        server.publish(1, &[&a, &b], FUTURE);
+        sync_once(&config, Utc::now).await.unwrap();
+        server.publish(2, &[&b, &c], FUTURE);
+        let r2 = sync_once(&config, Utc::now).await.unwrap();
+        assert_eq!((r2.downloaded_media, r2.reused_media), (1, 1));
+        // Version 1 is the previous one: its media stay.
+        assert!(layout(&config).media_path(&MediaId::of(&a)).exists());
+        server.publish(3, &[&c, &d], FUTURE);
+        sync_once(&config, Utc::now).await.unwrap();
+        let expected: BTreeSet<String> = [&b, &c, &d].iter().map(|m| MediaId::of(m).file_name()).collect();
+        assert_eq!(media_files(&config), expected);
+        let versions: BTreeSet<String> = std::fs::read_dir(config.data.join("versions"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(versions, BTreeSet::from(["2".to_string(), "3".to_string()]));
+    }
+
+    #[tokio::test]
+    async fn replayed_older_manifest_is_refused_after_restart() {
+        let (server, _dir, config) = server_and_config().await;
+        let (a, b) = (media(1, 1000), media(2, 1000));
+        server.publish(1, &[&a], FUTURE);
+        sync_once(&config, Utc::now).await.unwrap();
+        server.publish(2, &[&b], FUTURE);
+        sync_once(&config, Utc::now).await.unwrap();
+
+        // The server (or a man in the middle) goes back to version 1.
+        server.set_head(1);
+        let err = sync_once(&config, Utc::now).await.unwrap_err();
+        assert!(err.to_string().contains("possible replay"), "{err}");
+        assert_eq!(layout(&config).current_version().unwrap(), Some(2));
+        let st = status(&config).unwrap();
+        assert!(st.last_error.unwrap().contains("possible replay"));
+
+        // Even with state.sqlite lost, `current` alone keeps replay protection.
+        std::fs::remove_file(config.data.join("state.sqlite")).unwrap();
+        let err = sync_once(&config, Utc::now).await.unwrap_err();
+        assert!(matches!(err, SyncError::Replay { .. }), "{err}");
+    }
+
+    #[tokio::test]
+    async fn highest_accepted_is_max_of_state_and_current_after_a_crash_before_bookkeeping() {
+        let (server, _dir, config) = server_and_config().await;
+        let a = media(1, 1000);
+        server.publish(1, &[&a], FUTURE);
+        sync_once(&config, Utc::now).await.unwrap();
+        // A signed, valid version 1 again under a new number is still refused when it
+        // is not above what `current` names.
+        let yaml = manifest_yaml(1, &[&a], FUTURE).into_bytes();
+        server.publish_raw(1, yaml.clone(), key().sign(&yaml).into_bytes());
+        assert_eq!(sync_once(&config, Utc::now).await.unwrap().version, 1);
+        // A manifest stored under head 5 but claiming version 1 is refused.
+        server.publish_raw(5, yaml.clone(), key().sign(&yaml).into_bytes());
+        let err = sync_once(&config, Utc::now).await.unwrap_err();
+        assert!(matches!(err, SyncError::Replay { .. }), "{err}");
+    }
+
+    #[tokio::test]
+    async fn expired_manifest_is_refused_and_status_says_stale() {
+        let (server, _dir, config) = server_and_config().await;
+        let (a, b) = (media(1, 1000), media(2, 1000));
+        server.publish(1, &[&a], FUTURE);
+        sync_once(&config, Utc::now).await.unwrap();
+        server.publish(2, &[&b], PAST);
+        let err = sync_once(&config, Utc::now).await.unwrap_err();
+        assert!(err.is_stale(), "{err}");
+        assert!(err.to_string().contains("expired"), "{err}");
+        assert_eq!(layout(&config).current_version().unwrap(), Some(1));
+        assert_eq!(
+            server.media_requests(),
+            1,
+            "nothing of an expired version is downloaded"
+        );
+        let st = status(&config).unwrap();
+        assert!(st.stale);
+        assert!(st.stale_reason.unwrap().contains("expired"));
+        assert!(st.last_error.is_some());
+    }
+
+    #[tokio::test]
+    async fn active_version_past_its_expiry_is_reported_stale() {
+        let (server, _dir, config) = server_and_config().await;
+        let a = media(1, 1000);
+        server.publish(1, &[&a], "2030-01-01T00:00:00Z");
+        sync_once(&config, Utc::now).await.unwrap();
+        let later = || "2031-01-01T00:00:00Z".parse::<DateTime<Utc>>().unwrap();
+        let report = sync_once(&config, later).await.unwrap();
+        assert!(
+            report.to_string().starts_with("up to date at version 1 (stale: "),
+            "{report}"
+        );
+        let st = status_at(&config, later()).unwrap();
+        assert!(st.stale);
+    }
+
+    #[tokio::test]
+    async fn manifest_signed_by_an_untrusted_key_is_refused() {
+        let (server, _dir, config) = server_and_config().await;
+        let a = media(1, 1000);
+        server.put_media(a.clone());
+        let yaml = manifest_yaml(1, &[&a], FUTURE).into_bytes();
+        let sig = SecretKey::from_seed([9; 32]).sign(&yaml).into_bytes();
+        server.publish_raw(1, yaml, sig);
+        let err = sync_once(&config, Utc::now).await.unwrap_err();
+        assert!(matches!(err, SyncError::Verify { .. }), "{err}");
+        assert!(err.to_string().contains("does not trust"), "{err}");
+        assert_eq!(layout(&config).current_version().unwrap(), None);
+        assert_eq!(server.media_requests(), 0);
+    }
+
+    #[tokio::test]
+    async fn tampered_media_fails_the_sync_and_keeps_current() {
+        let (server, _dir, config) = server_and_config().await;
+        let (a, b) = (media(1, 1000), media(2, 5000));
+        server.publish(1, &[&a], FUTURE);
+        sync_once(&config, Utc::now).await.unwrap();
+        server.publish(2, &[&b], FUTURE);
+        server.set_fault(Fault::FlipByte(10));
+        let err = sync_once(&config, Utc::now).await.unwrap_err();
+        assert!(err.to_string().contains(&MediaId::of(&b).to_string()), "{err}");
+        assert_eq!(layout(&config).current_version().unwrap(), Some(1));
+        assert!(!layout(&config).media_path(&MediaId::of(&b)).exists());
+    }
+
+    #[tokio::test]
+    async fn interrupted_sync_keeps_current_and_the_next_one_resumes() {
+        let (server, _dir, config) = server_and_config().await;
+        let (a, b) = (media(1, 1000), media(2, 300_000));
+        server.publish(1, &[&a], FUTURE);
+        sync_once(&config, Utc::now).await.unwrap();
+        server.publish(2, &[&a, &b], FUTURE);
+        server.set_fault(Fault::CutAfter(100_000));
+        let err = sync_once(&config, Utc::now).await.unwrap_err();
+        assert!(
+            matches!(err, SyncError::Download(DownloadError::Cut { .. })),
+            "{err}"
+        );
+        assert_eq!(layout(&config).current_version().unwrap(), Some(1));
+        server.set_fault(Fault::None);
+        let report = sync_once(&config, Utc::now).await.unwrap();
+        assert_eq!(report.version, 2);
+        assert!(report.downloaded_bytes < b.len() as u64, "{report:?}");
+        assert_eq!(server.ranges_seen().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn leftovers_of_a_kill_during_sync_are_tolerated_and_cleaned() {
+        let (server, _dir, config) = server_and_config().await;
+        let (a, b) = (media(1, 1000), media(2, 2000));
+        server.publish(1, &[&a], FUTURE);
+        sync_once(&config, Utc::now).await.unwrap();
+        server.publish(2, &[&b], FUTURE);
+        // What a kill -9 in the middle of installing version 2 can leave behind.
+        let root = &config.data;
+        std::os::unix::fs::symlink("versions/2", root.join("current.tmp-1-2-3")).unwrap();
+        std::fs::create_dir_all(root.join("versions/2")).unwrap();
+        std::fs::write(
+            root.join(format!("versions/2/{MANIFEST_FILE}.tmp-1-2-3")),
+            b"half",
+        )
+        .unwrap();
+        std::fs::write(root.join("versions/2").join(MANIFEST_FILE), b"half written").unwrap();
+        std::fs::write(root.join(format!("partial/{}.part", MediaId::of(&b))), &b[..700]).unwrap();
+        let report = sync_once(&config, Utc::now).await.unwrap();
+        assert_eq!(report.version, 2);
+        assert!(!root.join("current.tmp-1-2-3").exists());
+        assert!(!root
+            .join(format!("versions/2/{MANIFEST_FILE}.tmp-1-2-3"))
+            .exists());
+        assert_eq!(
+            std::fs::read(root.join("current").join(MANIFEST_FILE)).unwrap(),
+            manifest_yaml(2, &[&b], FUTURE).into_bytes()
+        );
+        assert_eq!(report.downloaded_bytes, 1300);
+    }
+
+    #[tokio::test]
+    async fn wrong_token_is_reported_as_such() {
+        let (server, dir, _config) = server_and_config().await;
+        let mut config = server.config(&dir.path().join("data"));
+        config.token = Token::new("wrong");
+        let err = sync_once(&config, Utc::now).await.unwrap_err();
+        assert!(err.to_string().contains("401"), "{err}");
+        assert!(
+            !err.to_string().contains("wrong"),
+            "the token must never be shown: {err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn unreachable_server_is_recorded_as_last_error() {
+        let (server, _dir, config) = server_and_config().await;
+        let config = config.with_server("http://127.0.0.1:1").unwrap();
+        drop(server);
+        let err = sync_once(&config, Utc::now).await.unwrap_err();
+        assert!(
+            err.to_string()
+                .contains(&format!("http://127.0.0.1:1{HEAD_PATH}")),
+            "{err}"
+        );
+        assert!(status(&config).unwrap().last_error.is_some());
+    }
+
+    #[tokio::test]
+    async fn sync_through_an_in_memory_transport_installs_and_refuses_a_tampered_body() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = crate::test_support::test_config(MEMORY_SERVER, &dir.path().join("data"));
+        let transport = Arc::new(MemoryTransport::default());
+        let client = MemoryTransport::client(&transport);
+        let (a, b) = (media(1, 20_000), media(2, 30_000));
+        transport.publish(1, &[&a], FUTURE);
+        let report = sync_with(&config, &client, &Utc::now).await.unwrap();
+        assert_eq!(report.outcome, SyncOutcome::Swapped { previous: None });
+        assert_eq!(
+            std::fs::read(layout(&config).media_path(&MediaId::of(&a))).unwrap(),
+            a
+        );
+
+        // Version 2's media arrive with one byte changed.
+        transport.publish(2, &[&b], FUTURE);
+        let mut tampered = b.clone();
+        tampered[1234] ^= 0xff;
+        transport.put(&media_path(&MediaId::of(&b)), tampered);
+        let err = sync_with(&config, &client, &Utc::now).await.unwrap_err();
+        assert!(
+            matches!(err, SyncError::Download(DownloadError::HashMismatch { .. })),
+            "{err}"
+        );
+        let media_url = format!("{MEMORY_SERVER}{}", media_path(&MediaId::of(&b)));
+        assert!(err.to_string().contains(&media_url), "{err}");
+        assert_eq!(layout(&config).current_version().unwrap(), Some(1));
+        assert!(!layout(&config).media_path(&MediaId::of(&b)).exists());
+        assert!(!layout(&config).partial_path(&MediaId::of(&b)).exists());
+        assert!(
+            transport
+                .requests()
+                .iter()
+                .all(|r| r.url.starts_with(MEMORY_SERVER)),
+            "every request went through the transport"
+        );
+    }
+}
