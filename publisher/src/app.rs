@@ -1,6 +1,6 @@
 //! `serve`'s composition root: opens the state, starts every background task in
 //! one set that is joined on shutdown, and serves the pull protocol and the web
-//! UI on one listener.
+//! UI on one listener (with the caps and timers of `net`).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -12,7 +12,7 @@ use tokio::task::JoinSet;
 
 use crate::data_dir::DataDir;
 use crate::error::{PublisherError, Result};
-use crate::net::{PeerAddr, TlsListener};
+use crate::net::ConnLimits;
 use crate::protocol::{self, HeadTracker, ProtocolState};
 
 /// How `serve` talks to players. HTTPS unless someone asks otherwise by name.
@@ -30,6 +30,8 @@ pub struct ServeConfig {
     pub head_check_interval: Duration,
     /// Largest media file the web UI accepts in an upload.
     pub max_upload_bytes: u64,
+    /// Connection caps and timers of the listener.
+    pub limits: ConnLimits,
 }
 
 impl ServeConfig {
@@ -39,6 +41,7 @@ impl ServeConfig {
             transport,
             head_check_interval: Duration::from_millis(200),
             max_upload_bytes: skycast_schema::Limits::default().max_media_bytes,
+            limits: ConnLimits::for_current_fd_limit(),
         }
     }
 }
@@ -60,45 +63,56 @@ pub async fn run(
         let every = config.head_check_interval;
         tasks.spawn(async move { head.follow(every, stop).await });
     }
-    let protocol = ProtocolState::new(data.clone(), head, stop_rx)?;
+    let protocol = Arc::new(ProtocolState::new(data.clone(), head, stop_rx.clone())?);
+    {
+        // Players disabled or re-keyed by the CLI or the web UI: waiting
+        // long-polls re-check their token on the same timer as the head.
+        let (protocol, stop) = (protocol.clone(), stop_rx.clone());
+        let every = config.head_check_interval;
+        tasks.spawn(protocol.follow_players(every, stop));
+    }
     let web = crate::web::WebState::new(
         data.clone(),
         config.transport == TransportMode::Https,
         config.max_upload_bytes,
     )?;
-    let app = protocol::router(Arc::new(protocol))
-        .merge(crate::web::router(Arc::new(web)))
-        .into_make_service_with_connect_info::<PeerAddr>();
-    let graceful = async move {
-        shutdown.await;
-        let _ = stop_tx.send(true);
-    };
+    let app = protocol::router(protocol).merge(crate::web::router(Arc::new(web)));
     let addr = listener
         .local_addr()
         .map_err(PublisherError::io("read address of", "listener"))?;
-    let served = match config.transport {
+    let tls = match config.transport {
         TransportMode::InsecureHttp => {
             tracing::warn!(%addr, "serving plain HTTP: players must opt in with allow_insecure_http");
-            axum::serve(listener, app).with_graceful_shutdown(graceful).await
+            None
         }
         TransportMode::Https => {
             let cert = std::fs::read(data.server_cert_path())
                 .map_err(PublisherError::io("read", data.server_cert_path()))?;
             let key = std::fs::read(data.server_key_path())
                 .map_err(PublisherError::io("read", data.server_key_path()))?;
-            let tls = crate::tls::server_config(&cert, &key)?;
-            let (listener, accept_loop) = TlsListener::new(listener, tls);
-            tasks.spawn(accept_loop);
             tracing::info!(%addr, "serving HTTPS");
-            axum::serve(listener, app).with_graceful_shutdown(graceful).await
+            Some(crate::tls::server_config(&cert, &key)?)
         }
     };
-    // Serving is over: the listener is dropped (the accept loop ends) and the
-    // stop signal is sent or its sender gone (the head follower ends).
+    let limits = config.limits;
+    tracing::info!(
+        max_connections = limits.max_connections,
+        max_per_ip = limits.max_per_ip,
+        header_timeout_secs = limits.header_timeout.as_secs_f64(),
+        idle_timeout_secs = limits.idle_timeout.as_secs_f64(),
+        "connection limits"
+    );
+    let signal = async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    };
+    // `serve` returns once the stop signal is sent and its connections drained.
+    tokio::join!(crate::net::serve(listener, tls, limits, app, stop_rx), signal);
+    // Serving is over: the stop signal is sent (the head follower ends).
     while let Some(ended) = tasks.join_next().await {
         if let Err(e) = ended {
             tracing::error!(error = %e, "a background task of serve failed");
         }
     }
-    served.map_err(PublisherError::io("serve on", addr.to_string()))
+    Ok(())
 }

@@ -103,11 +103,12 @@ impl DataDir {
                 path: self.root.clone(),
             });
         }
-        for sub in ["keys", "tls"] {
-            let dir = self.root.join(sub);
-            fs::create_dir_all(&dir).map_err(PublisherError::io("create", &dir))?;
+        // Owner-only (0700): keys, the database and the store are nobody else's.
+        for dir in [self.root.clone(), self.root.join("keys"), self.root.join("tls")] {
+            create_private_dir(&dir)?;
         }
         Store::init(&self.store_path())?;
+        set_mode(&self.store_path(), 0o700)?;
 
         let secret = SecretKey::from_seed(seed);
         write_private(&self.secret_key_path(), secret.to_file_text().as_bytes())?;
@@ -185,6 +186,23 @@ impl DataDir {
     pub fn db(&self) -> Result<Db> {
         Ok(Db::open(&self.db_path())?)
     }
+}
+
+/// Creates `dir` (and missing parents) with mode 0700, and sets 0700 on `dir`.
+pub(crate) fn create_private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(PublisherError::io("create", dir))?;
+    set_mode(dir, 0o700)
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+        .map_err(PublisherError::io("set the mode of", path))
 }
 
 fn write_with_mode(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {

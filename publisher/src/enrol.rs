@@ -1,8 +1,43 @@
 //! Registering a shop player: the rules its id and shop name follow, and the
-//! puller configuration `player add` prints for the shop's box.
+//! puller configuration `player add` (and `player rotate-token`, the web UI's
+//! "new token") prints for the shop's box.
 
 use crate::data_dir::DataDir;
+use crate::db::{Actor, Db, RegisteredPlayer};
 use crate::error::{PublisherError, Result};
+
+/// A new bearer token for a player: 32 random bytes.
+pub fn new_player_token() -> String {
+    format!("skp_{}", crate::random_token())
+}
+
+/// Gives player `id` a new token (its old one is refused from its next request,
+/// a waiting long-poll included) and returns the player and its new puller
+/// configuration, for `server_url` with data directory `player_data` (default
+/// `skycast-<id>`). The configuration is made before the token changes, so a
+/// failure leaves the old token working.
+pub fn rotate_player_token(
+    data: &DataDir,
+    db: &Db,
+    id: &str,
+    who: Actor<'_>,
+    server_url: &str,
+    player_data: Option<&str>,
+) -> Result<(RegisteredPlayer, String)> {
+    let player = db.player(id)?;
+    let token = new_player_token();
+    let default_data = format!("skycast-{id}");
+    let config = player_config_toml(
+        data,
+        id,
+        &player.shop,
+        &token,
+        server_url,
+        player_data.unwrap_or(&default_data),
+    )?;
+    let player = db.rotate_player_token(id, &token, who)?;
+    Ok((player, config))
+}
 
 /// A puller configuration ready to save, as `player add` prints it.
 pub fn player_config_toml(

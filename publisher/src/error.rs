@@ -60,6 +60,11 @@ pub enum PublisherError {
     CsrfRejected,
     #[error("too many failed sign-ins for this account or address: try again in {retry_after_secs} seconds")]
     TooManyLogins { retry_after_secs: u64 },
+    #[error("{what} is busy serving another request: try again in {retry_after_secs} seconds")]
+    Busy {
+        what: &'static str,
+        retry_after_secs: u64,
+    },
     #[error("`{name}` is larger than the {max_bytes}-byte upload limit: nothing was stored")]
     UploadTooLarge { name: String, max_bytes: u64 },
     #[error(
@@ -97,6 +102,9 @@ impl From<crate::db::DbError> for PublisherError {
             DbError::NoSuchUser(id) => PublisherError::NotFound(format!("user {id}")),
             DbError::NoSuchRequest(id) => PublisherError::NotFound(format!("publish request {id}")),
             DbError::PlayerExists(id) => PublisherError::PlayerExists(id),
+            DbError::NoSuchPlayer(id) => PublisherError::NotFound(format!(
+                "player `{id}`: `skycast-publisher player list` shows the registered players"
+            )),
             DbError::Password(e) => e.into(),
             e @ (DbError::NoSuchRole(_) | DbError::UsernameRefused(_)) => {
                 PublisherError::BadRequest(e.to_string())
@@ -119,6 +127,7 @@ impl From<crate::passwords::PasswordError> for PublisherError {
                 PublisherError::BadRequest(e.to_string())
             }
             PasswordError::UnreadableHash { .. }
+            | PasswordError::Check { .. }
             | PasswordError::Salt { .. }
             | PasswordError::Hash { .. } => PublisherError::Internal(e.to_string()),
         }

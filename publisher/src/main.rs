@@ -61,6 +61,18 @@ enum Command {
         /// Largest MP3 the web UI accepts in an upload, in MiB
         #[arg(long, default_value_t = 200)]
         max_upload_mb: u64,
+        /// Connections open at once [default: 3/4 of the open-file limit, at most 4096]
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        max_connections: Option<u64>,
+        /// Connections open at once from one IPv4 address or IPv6 /64 (players behind one NAT share it) [default: half of --max-connections]
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        max_connections_per_ip: Option<u64>,
+        /// Seconds a client has to send a complete request head
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+        header_timeout_secs: u64,
+        /// Seconds a connection may wait between requests (HTTP/1.1 ones close after the header timeout too)
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+        idle_timeout_secs: u64,
     },
     /// Manage the people who use the web UI
     User {
@@ -121,6 +133,13 @@ enum UserCommand {
         #[arg(long)]
         data: PathBuf,
     },
+    /// Unlock a user: forget their failed sign-ins from every address
+    Unlock {
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long)]
+        name: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -140,6 +159,43 @@ enum PlayerCommand {
         #[arg(long)]
         player_data: Option<String>,
     },
+    /// List players: id, shop, state, registered, last change (who, how, when)
+    List {
+        #[arg(long)]
+        data: PathBuf,
+        /// Print every recorded change instead (removed players too), newest first
+        #[arg(long)]
+        history: bool,
+    },
+    /// Refuse a player's token from its next request, a waiting long-poll included
+    Disable(PlayerChange),
+    /// Let a disabled player in again with its old token
+    Enable(PlayerChange),
+    /// Give a player a new token and print its new puller configuration (TOML); the old token is refused
+    RotateToken {
+        #[command(flatten)]
+        change: PlayerChange,
+        /// Server URL written into the config (default: the URL given at init)
+        #[arg(long)]
+        server_url: Option<String>,
+        /// The player's data directory written into the config
+        #[arg(long)]
+        player_data: Option<String>,
+    },
+    /// Forget a player: its token is refused from its next request; the record of changes stays
+    Remove(PlayerChange),
+}
+
+/// Which player a change is for, and who is recorded as having made it.
+#[derive(clap::Args)]
+struct PlayerChange {
+    #[arg(long)]
+    data: PathBuf,
+    #[arg(long)]
+    id: String,
+    /// Who is recorded as having made the change
+    #[arg(long, env = "USER", default_value = "publisher")]
+    by: String,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -198,8 +254,18 @@ fn main() -> anyhow::Result<()> {
             listen,
             insecure_http,
             max_upload_mb,
+            max_connections,
+            max_connections_per_ip,
+            header_timeout_secs,
+            idle_timeout_secs,
         } => {
             let dir = DataDir::open(&data)?;
+            let limits = serve_limits(
+                max_connections,
+                max_connections_per_ip,
+                header_timeout_secs,
+                idle_timeout_secs,
+            );
             let transport = if insecure_http {
                 TransportMode::InsecureHttp
             } else {
@@ -212,39 +278,12 @@ fn main() -> anyhow::Result<()> {
                     .with_context(|| format!("listen on {listen}: is another process using it"))?;
                 let mut config = ServeConfig::new(dir, transport);
                 config.max_upload_bytes = max_upload_mb.saturating_mul(1024 * 1024);
+                config.limits = limits;
                 skycast_publisher::run(config, listener, shutdown_signal()).await?;
                 anyhow::Ok(())
             })?;
         }
-        Command::Player {
-            command:
-                PlayerCommand::Add {
-                    data,
-                    id,
-                    shop,
-                    server_url,
-                    player_data,
-                },
-        } => {
-            let dir = DataDir::open(&data)?;
-            skycast_publisher::check_plain_name("player id", &id)?;
-            skycast_publisher::check_shop_name(&shop)?;
-            let token = format!("skp_{}", skycast_publisher::random_token());
-            let url = match server_url {
-                Some(u) => u,
-                None => dir.settings()?.public_url,
-            };
-            let config = skycast_publisher::player_config_toml(
-                &dir,
-                &id,
-                &shop,
-                &token,
-                &url,
-                player_data.as_deref().unwrap_or(&format!("skycast-{id}")),
-            )?;
-            dir.db()?.add_player(&id, &shop, &token)?;
-            print!("{config}");
-        }
+        Command::Player { command } => player(command, now)?,
         Command::User {
             command: UserCommand::Add { data, name, role },
         } => {
@@ -275,6 +314,20 @@ fn main() -> anyhow::Result<()> {
                 println!("{}\t{}\t{state}\t{}", u.username, u.role.as_str(), u.created_at);
             }
         }
+        Command::User {
+            command: UserCommand::Unlock { data, name },
+        } => {
+            let db = DataDir::open(&data)?.db()?;
+            let user = db.users()?.into_iter().find(|u| u.username == name);
+            let Some(user) = user else {
+                anyhow::bail!("user `{name}` does not exist: `skycast-publisher user list` shows the users");
+            };
+            let forgotten = skycast_publisher::web::auth::unlock(&db, &user.username)?;
+            println!(
+                "user `{}` unlocked: {forgotten} failed sign-ins forgotten",
+                user.username
+            );
+        }
         Command::History { data } => {
             let dir = DataDir::open(&data)?;
             print!("{}", audit::render_history(&dir.store()?)?);
@@ -304,6 +357,154 @@ fn main() -> anyhow::Result<()> {
             if !report.ok() {
                 std::process::exit(1);
             }
+        }
+    }
+    Ok(())
+}
+
+/// The listener's caps and timers: the open-file limit raised to its hard
+/// limit, the caps sized from it unless given.
+fn serve_limits(
+    max_connections: Option<u64>,
+    max_per_ip: Option<u64>,
+    header_timeout_secs: u64,
+    idle_timeout_secs: u64,
+) -> skycast_publisher::net::ConnLimits {
+    use skycast_publisher::net::{raise_fd_limit, ConnLimits};
+    let mut limits = match raise_fd_limit() {
+        Ok(nofile) => ConnLimits::for_fd_limit(nofile),
+        Err(e) => {
+            tracing::warn!("{e}");
+            ConnLimits::for_current_fd_limit()
+        }
+    };
+    let fits = limits.max_connections;
+    let count = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+    if let Some(n) = max_connections {
+        limits.max_connections = count(n);
+        limits.max_per_ip = limits.max_connections / 2;
+        if limits.max_connections > fits {
+            tracing::warn!(
+                max_connections = n,
+                fits,
+                "--max-connections is above what the open-file limit leaves room for: raise `ulimit -n` or accepts may fail with too many open files"
+            );
+        }
+    }
+    if let Some(n) = max_per_ip {
+        limits.max_per_ip = count(n);
+    }
+    limits.max_per_ip = limits.max_per_ip.clamp(1, limits.max_connections);
+    limits.header_timeout = std::time::Duration::from_secs(header_timeout_secs);
+    limits.idle_timeout = std::time::Duration::from_secs(idle_timeout_secs);
+    limits
+}
+
+/// `player ...`: registration, listing, and the audited changes.
+fn player(command: PlayerCommand, now: chrono::DateTime<chrono::Utc>) -> anyhow::Result<()> {
+    use skycast_publisher::db::{Actor, PlayerEvent, Via};
+
+    let actor = |name| Actor {
+        name,
+        via: Via::Cli,
+        at: now,
+    };
+    let describe = |e: &PlayerEvent| {
+        let action = e.action.as_str().replace('_', " ");
+        format!("{action} by {} ({}) at {}", e.by, e.via.as_str(), e.at)
+    };
+    match command {
+        PlayerCommand::Add {
+            data,
+            id,
+            shop,
+            server_url,
+            player_data,
+        } => {
+            let dir = DataDir::open(&data)?;
+            skycast_publisher::check_plain_name("player id", &id)?;
+            skycast_publisher::check_shop_name(&shop)?;
+            let token = skycast_publisher::enrol::new_player_token();
+            let url = match server_url {
+                Some(u) => u,
+                None => dir.settings()?.public_url,
+            };
+            let config = skycast_publisher::player_config_toml(
+                &dir,
+                &id,
+                &shop,
+                &token,
+                &url,
+                player_data.as_deref().unwrap_or(&format!("skycast-{id}")),
+            )?;
+            dir.db()?.add_player(&id, &shop, &token)?;
+            print!("{config}");
+        }
+        PlayerCommand::List { data, history } => {
+            let db = DataDir::open(&data)?.db()?;
+            if history {
+                for e in db.player_events(u32::MAX)? {
+                    println!("{}\t{}", e.player_id, describe(&e));
+                }
+                return Ok(());
+            }
+            let players = db.players()?;
+            if players.is_empty() {
+                eprintln!("no player is registered yet: `skycast-publisher player add` registers one");
+            }
+            for p in players {
+                let state = if p.disabled { "disabled" } else { "enabled" };
+                let last = p.last_change.as_ref().map_or_else(|| "-".to_string(), describe);
+                println!("{}\t{}\t{state}\t{}\t{last}", p.id, p.shop, p.created_at);
+            }
+        }
+        PlayerCommand::Disable(PlayerChange { data, id, by }) => {
+            let db = DataDir::open(&data)?.db()?;
+            if db.set_player_disabled(&id, true, actor(&by))? {
+                println!("player `{id}` disabled: its token is refused from its next request; `player enable` lets it in again");
+            } else {
+                println!("player `{id}` was already disabled: nothing changed");
+            }
+        }
+        PlayerCommand::Enable(PlayerChange { data, id, by }) => {
+            let db = DataDir::open(&data)?.db()?;
+            if db.set_player_disabled(&id, false, actor(&by))? {
+                println!("player `{id}` enabled: its token works again");
+            } else {
+                println!("player `{id}` was already enabled: nothing changed");
+            }
+        }
+        PlayerCommand::RotateToken {
+            change: PlayerChange { data, id, by },
+            server_url,
+            player_data,
+        } => {
+            let dir = DataDir::open(&data)?;
+            let url = match server_url {
+                Some(u) => u,
+                None => dir.settings()?.public_url,
+            };
+            let (player, config) = skycast_publisher::enrol::rotate_player_token(
+                &dir,
+                &dir.db()?,
+                &id,
+                actor(&by),
+                &url,
+                player_data.as_deref(),
+            )?;
+            print!("{config}");
+            eprintln!("player `{id}` has a new token: the old one is refused from its next request; install this configuration on the shop's box");
+            if player.disabled {
+                eprintln!("player `{id}` is still disabled: `skycast-publisher player enable` lets it in");
+            }
+        }
+        PlayerCommand::Remove(PlayerChange { data, id, by }) => {
+            let db = DataDir::open(&data)?.db()?;
+            let player = db.remove_player(&id, actor(&by))?;
+            println!(
+                "player `{id}` (shop `{}`) removed: its token is refused from its next request",
+                player.shop
+            );
         }
     }
     Ok(())

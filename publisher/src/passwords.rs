@@ -4,8 +4,8 @@
 //! [`PasswordError`], names neither the database nor the publisher's error, so
 //! `db` may use this module without a circle.
 
-use argon2::password_hash::{PasswordHash as Argon2Hash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
+use argon2::password_hash::{Output, PasswordHash as Argon2Hash, PasswordHasher, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 
 /// Why a password was refused, or could not be hashed or checked.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -17,6 +17,8 @@ pub enum PasswordError {
     /// A stored hash is not PHC text: the users table was changed by hand.
     #[error("a stored password hash cannot be read: {reason}")]
     UnreadableHash { reason: String },
+    #[error("cannot check a password against its stored hash: {reason}")]
+    Check { reason: String },
     #[error("cannot make a password salt: {reason}")]
     Salt { reason: String },
     #[error("cannot hash the password of `{username}`: {reason}")]
@@ -42,13 +44,49 @@ impl PasswordHash {
 /// Checks `password` against an argon2id hash; without a hash (no such user) it
 /// checks against a dummy one, so both cases cost the same time.
 pub fn password_matches(hash: Option<&str>, password: &str) -> Result<bool, PasswordError> {
-    let parsed = Argon2Hash::new(hash.unwrap_or(DUMMY_HASH)).map_err(|e| PasswordError::UnreadableHash {
-        reason: e.to_string(),
-    })?;
-    let matches = Argon2::default()
-        .verify_password(password.as_bytes(), &parsed)
-        .is_ok();
-    Ok(matches && hash.is_some())
+    PasswordChecker::default().matches(hash, password)
+}
+
+/// Checks passwords with one argon2 memory it keeps (~19 MiB): a thread that
+/// checks many passwords reuses it instead of allocating one per check, which
+/// the allocator would keep per thread (measured: +19 MiB per check up to seven).
+#[derive(Default)]
+pub struct PasswordChecker {
+    memory: Vec<Block>,
+}
+
+impl PasswordChecker {
+    /// [`password_matches`], in this checker's memory.
+    pub fn matches(&mut self, hash: Option<&str>, password: &str) -> Result<bool, PasswordError> {
+        let unreadable = |e: &dyn std::fmt::Display| PasswordError::UnreadableHash {
+            reason: e.to_string(),
+        };
+        let parsed = Argon2Hash::new(hash.unwrap_or(DUMMY_HASH)).map_err(|e| unreadable(&e))?;
+        let algorithm = Algorithm::try_from(parsed.algorithm).map_err(|e| unreadable(&e))?;
+        let version = match parsed.version {
+            Some(v) => Version::try_from(v).map_err(|e| unreadable(&e))?,
+            None => Version::default(),
+        };
+        let params = Params::try_from(&parsed).map_err(|e| unreadable(&e))?;
+        let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
+            return Err(unreadable(&"it has no salt or no hash"));
+        };
+        let mut salt_bytes = [0u8; 64];
+        let salt = salt.decode_b64(&mut salt_bytes).map_err(|e| unreadable(&e))?;
+        let blocks = params.block_count();
+        if self.memory.len() != blocks {
+            self.memory = vec![Block::default(); blocks];
+        }
+        let mut out = vec![0u8; expected.len()];
+        Argon2::new(algorithm, version, params)
+            .hash_password_into_with_memory(password.as_bytes(), salt, &mut out, &mut self.memory[..])
+            .map_err(|e| PasswordError::Check {
+                reason: e.to_string(),
+            })?;
+        // `Output` compares in constant time.
+        let matches = Output::new(&out).is_ok_and(|out| out == expected);
+        Ok(matches && hash.is_some())
+    }
 }
 
 /// Hashes `password` for `username` after checking its length (8 to 200
@@ -89,6 +127,21 @@ mod tests {
         assert!(password_matches(Some(hash.as_str()), "correct horse").unwrap());
         assert!(!password_matches(Some(hash.as_str()), "wrong horse").unwrap());
         assert!(!password_matches(None, "correct horse").unwrap());
+    }
+
+    #[test]
+    fn a_reused_checker_gives_the_same_answers() {
+        let hash = hash_password("alice", "correct horse").unwrap();
+        let mut checker = PasswordChecker::default();
+        for _ in 0..2 {
+            assert!(checker.matches(Some(hash.as_str()), "correct horse").unwrap());
+            assert!(!checker.matches(Some(hash.as_str()), "wrong horse").unwrap());
+            assert!(!checker.matches(None, "correct horse").unwrap());
+        }
+        assert!(matches!(
+            checker.matches(Some("not a hash"), "x"),
+            Err(PasswordError::UnreadableHash { .. })
+        ));
     }
 
     #[test]

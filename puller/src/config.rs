@@ -97,6 +97,11 @@ struct ConfigFile {
     parallel_downloads: usize,
     #[serde(default)]
     allow_insecure_http: bool,
+    /// A media download slower than this, averaged over the window, is aborted.
+    #[serde(default = "default_min_throughput")]
+    min_download_bytes_per_sec: u64,
+    #[serde(default = "default_throughput_window")]
+    min_download_window_secs: u64,
     /// `speaker` (default), `null` or `wav:PATH`.
     #[serde(default)]
     output: Option<String>,
@@ -110,6 +115,40 @@ fn default_long_poll() -> u64 {
 }
 fn default_parallel() -> usize {
     4
+}
+fn default_min_throughput() -> u64 {
+    MinThroughput::DEFAULT.bytes_per_sec
+}
+fn default_throughput_window() -> u64 {
+    MinThroughput::DEFAULT.window.as_secs()
+}
+
+/// The slowest a media download may be: fewer than `bytes_per_sec` per second on
+/// average over any `window` (once the answer has run that long) aborts it, so a
+/// server trickling bytes never hangs a sync. The partial file is kept for a resume.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MinThroughput {
+    pub bytes_per_sec: u64,
+    pub window: Duration,
+}
+
+impl MinThroughput {
+    /// 1 KiB/s over 30 s.
+    pub const DEFAULT: MinThroughput = MinThroughput {
+        bytes_per_sec: 1024,
+        window: Duration::from_secs(30),
+    };
+
+    /// Bytes a window must bring at least.
+    pub fn min_bytes_per_window(&self) -> u64 {
+        (self.bytes_per_sec as u128 * self.window.as_millis() / 1000) as u64
+    }
+}
+
+impl Default for MinThroughput {
+    fn default() -> MinThroughput {
+        MinThroughput::DEFAULT
+    }
 }
 
 /// Command-line values that take precedence over the file.
@@ -144,11 +183,17 @@ pub struct Config {
     pub poll_interval: Duration,
     pub long_poll: Duration,
     pub parallel_downloads: usize,
+    /// See [`MinThroughput`]; config keys `min_download_bytes_per_sec`,
+    /// `min_download_window_secs`.
+    pub min_throughput: MinThroughput,
     pub transport: TransportPolicy,
     /// Where the player's sound goes.
     pub output: OutputSpec,
     pub clock_start: Option<DateTime<Utc>>,
     pub clock_rate: f64,
+    /// Set by [`Config::load`] when the file (it holds the token) is readable by
+    /// group or others; `status` shows it.
+    pub config_warning: Option<String>,
 }
 
 impl Config {
@@ -171,7 +216,12 @@ impl Config {
         };
         // Absolute, so logs and `status` name the directory unambiguously.
         let base = std::path::absolute(base).unwrap_or_else(|_| base.to_path_buf());
-        Config::from_toml(&text, path, &base, overrides)
+        let mut config = Config::from_toml(&text, path, &base, overrides)?;
+        config.config_warning = readable_by_others(path);
+        if let Some(warning) = &config.config_warning {
+            tracing::warn!(path = %path.display(), "{warning}");
+        }
+        Ok(config)
     }
 
     /// Parses config text. `origin` names the file in errors; relative `data` paths are
@@ -244,6 +294,7 @@ impl Config {
         at_least("poll_interval_secs", file.poll_interval_secs, 1)?;
         at_least("long_poll_secs", file.long_poll_secs, 1)?;
         at_least("parallel_downloads", file.parallel_downloads as u64, 1)?;
+        at_least("min_download_window_secs", file.min_download_window_secs, 1)?;
         let output = match (&overrides.output, &file.output) {
             (Some(o), _) => o.clone(),
             (None, Some(text)) => text.parse::<OutputSpec>().map_err(|e| parse_err(e.to_string()))?,
@@ -261,10 +312,15 @@ impl Config {
             // The server caps waits at 60 s; asking for more only delays error detection.
             long_poll: Duration::from_secs(file.long_poll_secs.min(60)),
             parallel_downloads: file.parallel_downloads.min(64),
+            min_throughput: MinThroughput {
+                bytes_per_sec: file.min_download_bytes_per_sec,
+                window: Duration::from_secs(file.min_download_window_secs),
+            },
             transport,
             output,
             clock_start: overrides.clock_start,
             clock_rate: overrides.clock_rate.unwrap_or(1.0),
+            config_warning: None,
         })
     }
 
@@ -282,6 +338,21 @@ impl Config {
     pub fn trusted(&self) -> TrustedKeys {
         TrustedKeys::new(self.trusted_keys.iter().copied())
     }
+}
+
+/// A warning when the config file (it holds the player token) can be read by group
+/// or others; `None` when it cannot, or when its mode cannot be read.
+pub fn readable_by_others(path: &Path) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+    (mode & 0o077 != 0).then(|| {
+        format!(
+            "config file {} is readable by group or others (mode {mode:o}) and holds the player token: \
+             run `chmod 600 {}`",
+            path.display(),
+            path.display()
+        )
+    })
 }
 
 /// Parses the URL, refuses plain HTTP unless allowed, and drops a trailing slash.
@@ -335,6 +406,8 @@ mod tests {
         assert_eq!(c.server, "https://h:8443");
         assert_eq!(c.poll_interval, Duration::from_secs(10));
         assert_eq!(c.parallel_downloads, 4);
+        assert_eq!(c.min_throughput, MinThroughput::DEFAULT);
+        assert_eq!(c.min_throughput.min_bytes_per_window(), 30 * 1024);
         assert_eq!(c.transport, TransportPolicy::HttpsOnly);
     }
 
@@ -392,6 +465,21 @@ mod tests {
             load(&ca, &Overrides::default()),
             Err(ConfigError::BadCaCert { .. })
         ));
+    }
+
+    #[test]
+    fn config_readable_by_others_is_warned_about() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.toml");
+        std::fs::write(&path, text("https://h", "min_download_window_secs = 2\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let c = Config::load(&path).unwrap();
+        let warning = c.config_warning.unwrap();
+        assert!(warning.contains("chmod 600"), "{warning}");
+        assert_eq!(c.min_throughput.window, Duration::from_secs(2));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(Config::load(&path).unwrap().config_warning, None);
     }
 
     #[test]

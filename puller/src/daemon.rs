@@ -221,11 +221,9 @@ fn start_player(
     shop: &str,
     on_event: Box<dyn FnMut(&PlayEvent) + Send>,
 ) -> Result<PlayerHandle, PlayerError> {
-    // The first sync has not necessarily run yet: the play log needs the directory.
-    std::fs::create_dir_all(&config.data).map_err(|e| PlayerError::DataDir {
-        path: config.data.clone(),
-        source: e,
-    })?;
+    // The first sync has not necessarily run yet: the play log needs the directory
+    // (0700) and `state.sqlite` (0600) before SQLite creates it with the umask's mode.
+    layout.prepare_private()?;
     let manifest = match layout.current_version()? {
         Some(v) => Some(Arc::new(layout.load_verified(v, &config.trusted())?)),
         None => None,

@@ -1,10 +1,12 @@
 //! Media downloads: into `partial/`, hashed while streaming, capped at the size the
 //! verified manifest declares, resumed with `Range`, and renamed into `media/` only
-//! once size and blake3 match.
+//! once size and blake3 match. A download slower than [`MinThroughput`] is aborted
+//! (its partial file kept), so a server trickling bytes never hangs a sync.
 
+use std::collections::VecDeque;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures_util::stream::{self, StreamExt};
 use reqwest::StatusCode;
@@ -12,7 +14,10 @@ use skycast_schema::{ContentHasher, Manifest, MediaEntry, MediaId, Verified};
 use tokio::io::AsyncWriteExt;
 
 use crate::client::{one_line, Client, ClientError};
-use crate::local_store::{fsync_dir, remove_file_if_exists, Layout, StoreError};
+use crate::config::MinThroughput;
+use crate::local_store::{
+    fsync_dir, open_private_file, open_regular_for_read, remove_file_if_exists, Layout, StoreError,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DownloadError {
@@ -46,6 +51,19 @@ pub enum DownloadError {
         declared_bytes: u64,
         detail: String,
     },
+    #[error(
+        "download of {url} is too slow: {window_bytes} bytes in the last {window_secs:.1} s, below the \
+         minimum of {min_bytes_per_sec} bytes/s; stopped at {received_bytes} of {declared_bytes} bytes: \
+         the partial file is kept and the next sync resumes it; check the network or the server"
+    )]
+    TooSlow {
+        url: String,
+        window_bytes: u64,
+        window_secs: f64,
+        min_bytes_per_sec: u64,
+        received_bytes: u64,
+        declared_bytes: u64,
+    },
     #[error("{url} kept refusing to resume or restart the download ({detail}): try again later")]
     NoProgress { url: String, detail: String },
     #[error(transparent)]
@@ -66,12 +84,14 @@ pub struct DownloadStats {
 }
 
 /// Downloads every media of the manifest missing from `media/`, at most `parallel`
-/// at a time. All downloads run to their end; the first failure is returned.
+/// at a time, each aborted when slower than `min`. All downloads run to their end;
+/// the first failure is returned.
 pub async fn download_missing(
     client: &Client,
     layout: &Layout,
     manifest: &Verified<Manifest>,
     parallel: usize,
+    min: MinThroughput,
 ) -> Result<DownloadStats, DownloadError> {
     let mut stats = DownloadStats::default();
     let missing: Vec<&MediaEntry> = manifest
@@ -89,7 +109,7 @@ pub async fn download_missing(
     // over borrowed entries would make the whole sync future not `Send`.
     let jobs: Vec<_> = missing
         .into_iter()
-        .map(|entry| fetch_tagged(client, layout, entry))
+        .map(|entry| fetch_tagged(client, layout, entry, min))
         .collect();
     let results: Vec<(MediaId, Result<u64, DownloadError>)> = stream::iter(jobs)
         .buffer_unordered(parallel.max(1))
@@ -125,8 +145,63 @@ async fn fetch_tagged(
     client: &Client,
     layout: &Layout,
     entry: &MediaEntry,
+    min: MinThroughput,
 ) -> (MediaId, Result<u64, DownloadError>) {
-    (entry.id, fetch_media(client, layout, entry).await)
+    (entry.id, fetch_media_with(client, layout, entry, min).await)
+}
+
+/// The sliding-window minimum-throughput rule, fed with instants by its caller (so
+/// it is tested without waiting).
+#[derive(Debug)]
+pub struct ThroughputGuard {
+    min: MinThroughput,
+    started: Instant,
+    /// (instant, bytes received up to then), oldest first, spanning at most a window.
+    samples: VecDeque<(Instant, u64)>,
+    total: u64,
+}
+
+impl ThroughputGuard {
+    pub fn new(min: MinThroughput, started: Instant) -> ThroughputGuard {
+        ThroughputGuard {
+            min,
+            started,
+            samples: VecDeque::from([(started, 0)]),
+            total: 0,
+        }
+    }
+
+    /// Counts `bytes` received at `at`.
+    pub fn record(&mut self, at: Instant, bytes: u64) {
+        self.total += bytes;
+        self.samples.push_back((at, self.total));
+    }
+
+    /// `Err(bytes in the last window)` when the last full window brought fewer bytes
+    /// than the rule asks; the first window after the start is never judged early.
+    pub fn check(&mut self, at: Instant) -> Result<(), u64> {
+        let window = self.min.window;
+        if at.saturating_duration_since(self.started) < window {
+            return Ok(());
+        }
+        let window_start = at - window;
+        // Keep the newest sample at or before the window's start as its baseline.
+        while self.samples.len() > 1 && self.samples[1].0 <= window_start {
+            self.samples.pop_front();
+        }
+        let baseline = self.samples.front().map_or(0, |s| s.1);
+        let in_window = self.total - baseline;
+        if in_window < self.min.min_bytes_per_window() {
+            Err(in_window)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// How long to wait for the next chunk before judging again.
+    pub fn tick(&self) -> Duration {
+        (self.min.window / 4).max(Duration::from_millis(10))
+    }
 }
 
 enum Attempt {
@@ -134,15 +209,25 @@ enum Attempt {
     StartOver(String),
 }
 
-/// Brings one media file into `media/`, resuming a partial download if there is one.
-/// Returns the number of bytes received.
+/// [`fetch_media_with`] under the default [`MinThroughput`].
 pub async fn fetch_media(client: &Client, layout: &Layout, entry: &MediaEntry) -> Result<u64, DownloadError> {
+    fetch_media_with(client, layout, entry, MinThroughput::DEFAULT).await
+}
+
+/// Brings one media file into `media/`, resuming a partial download if there is one,
+/// aborting when it is slower than `min`. Returns the number of bytes received.
+pub async fn fetch_media_with(
+    client: &Client,
+    layout: &Layout,
+    entry: &MediaEntry,
+    min: MinThroughput,
+) -> Result<u64, DownloadError> {
     let started = Instant::now();
     let mut received = 0u64;
     let mut last_reason = String::new();
     // A resume the server cannot honour starts over once; a second refusal is an error.
     for _ in 0..3 {
-        match attempt(client, layout, entry, &mut received).await? {
+        match attempt(client, layout, entry, &mut received, min).await? {
             Attempt::Done => {
                 tracing::info!(
                     media = %entry.id.short(),
@@ -171,6 +256,7 @@ async fn attempt(
     layout: &Layout,
     entry: &MediaEntry,
     received: &mut u64,
+    min: MinThroughput,
 ) -> Result<Attempt, DownloadError> {
     let partial = layout.partial_path(&entry.id);
     let declared = entry.size;
@@ -191,7 +277,20 @@ async fn attempt(
         };
     }
 
-    let (url, mut resp) = client.media(&entry.id, offset).await?;
+    let mut guard = ThroughputGuard::new(min, Instant::now());
+    let too_slow = |window_bytes: u64, received_bytes: u64| DownloadError::TooSlow {
+        url: client.media_url(&entry.id),
+        window_bytes,
+        window_secs: min.window.as_secs_f64(),
+        min_bytes_per_sec: min.bytes_per_sec,
+        received_bytes,
+        declared_bytes: declared,
+    };
+    // An answer that does not even start within a window is as slow as can be.
+    let (url, mut resp) = match tokio::time::timeout(min.window, client.media(&entry.id, offset)).await {
+        Ok(answer) => answer?,
+        Err(_) => return Err(too_slow(0, offset)),
+    };
     let mut append = offset > 0;
     match resp.status {
         StatusCode::PARTIAL_CONTENT => match resp.range_start {
@@ -238,19 +337,32 @@ async fn attempt(
         return Err(too_long());
     }
 
-    let mut file = tokio::fs::OpenOptions::new()
-        .create(true)
-        .write(true)
-        .append(append)
-        .truncate(!append)
-        .open(&partial)
-        .await
-        .map_err(io("open", &partial))?;
+    let file = {
+        let partial = partial.clone();
+        run_blocking(move || {
+            let mut file = open_private_file(&partial, !append)?;
+            if append {
+                std::io::Seek::seek(&mut file, std::io::SeekFrom::End(0)).map_err(io("seek", &partial))?;
+            }
+            Ok(file)
+        })
+        .await?
+    };
+    let mut file = tokio::fs::File::from_std(file);
     loop {
-        let chunk = match resp.chunk().await {
-            Ok(Some(c)) => c,
-            Ok(None) => break,
-            Err(e) => {
+        // Cancelling `chunk` on a tick loses nothing: the stream keeps its data.
+        let chunk = match tokio::time::timeout(guard.tick(), resp.chunk()).await {
+            Err(_no_chunk_this_tick) => {
+                if let Err(window_bytes) = guard.check(Instant::now()) {
+                    drop(resp);
+                    file.flush().await.map_err(io("write", &partial))?;
+                    return Err(too_slow(window_bytes, hasher.len()));
+                }
+                continue;
+            }
+            Ok(Ok(Some(c))) => c,
+            Ok(Ok(None)) => break,
+            Ok(Err(e)) => {
                 file.flush().await.map_err(io("write", &partial))?;
                 return Err(DownloadError::Cut {
                     url,
@@ -271,6 +383,13 @@ async fn attempt(
         file.write_all(&chunk).await.map_err(io("write", &partial))?;
         hasher.update(&chunk);
         *received += chunk.len() as u64;
+        let at = Instant::now();
+        guard.record(at, chunk.len() as u64);
+        if let Err(window_bytes) = guard.check(at) {
+            drop(resp);
+            file.flush().await.map_err(io("write", &partial))?;
+            return Err(too_slow(window_bytes, hasher.len()));
+        }
     }
     file.flush().await.map_err(io("write", &partial))?;
     if hasher.len() < declared {
@@ -325,10 +444,9 @@ async fn hash_existing(path: &Path) -> Result<ContentHasher, StoreError> {
     let path: PathBuf = path.to_path_buf();
     run_blocking(move || {
         let mut hasher = ContentHasher::new();
-        let mut file = match std::fs::File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(hasher),
-            Err(e) => return Err(io("open", &path)(e)),
+        // A symlink planted here is refused: its target is neither read nor written.
+        let Some(mut file) = open_regular_for_read(&path)? else {
+            return Ok(hasher);
         };
         let mut buf = vec![0u8; 256 * 1024];
         loop {
@@ -520,5 +638,64 @@ mod tests {
         assert_eq!(got, (data.len() - 12_345) as u64);
         assert_eq!(transport.requests().last().map(|r| r.from_byte), Some(12_345));
         assert_eq!(std::fs::read(layout.media_path(&e.id)).unwrap(), data);
+    }
+
+    #[tokio::test]
+    async fn symlink_planted_at_the_partial_path_is_refused_and_its_target_untouched() {
+        let data = body(20_000);
+        let (server, dir, layout, client) = setup(&data).await;
+        let e = entry(&data);
+        let target = dir.path().join("precious.txt");
+        std::fs::write(&target, b"keep me").unwrap();
+        std::os::unix::fs::symlink(&target, layout.partial_path(&e.id)).unwrap();
+        let err = fetch_media(&client, &layout, &e).await.unwrap_err();
+        assert!(
+            matches!(err, DownloadError::Store(StoreError::NotRegularFile { .. })),
+            "{err}"
+        );
+        assert!(err.to_string().contains("a symlink"), "{err}");
+        assert!(
+            err.to_string().contains(&e.id.to_string()),
+            "names the path: {err}"
+        );
+        assert_eq!(std::fs::read(&target).unwrap(), b"keep me");
+        assert_eq!(
+            server.media_requests(),
+            0,
+            "nothing is fetched through a planted link"
+        );
+
+        // A dangling link is refused too, and creates nothing where it points.
+        let absent = dir.path().join("absent");
+        std::fs::remove_file(layout.partial_path(&e.id)).unwrap();
+        std::os::unix::fs::symlink(&absent, layout.partial_path(&e.id)).unwrap();
+        let err = fetch_media(&client, &layout, &e).await.unwrap_err();
+        assert!(err.to_string().contains("a symlink"), "{err}");
+        assert!(!absent.exists());
+        assert!(!layout.media_path(&e.id).exists());
+    }
+
+    #[test]
+    fn throughput_guard_judges_the_last_full_window_only() {
+        let min = MinThroughput {
+            bytes_per_sec: 1000,
+            window: Duration::from_secs(10),
+        };
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let mut guard = ThroughputGuard::new(min, t0);
+        // Nothing for 9 s: the first window is not judged early.
+        assert_eq!(guard.check(t0 + s(9)), Ok(()));
+        assert_eq!(guard.check(t0 + s(10)), Err(0));
+        let mut guard = ThroughputGuard::new(min, t0);
+        guard.record(t0 + s(1), 50_000);
+        assert_eq!(guard.check(t0 + s(10)), Ok(()));
+        // Then 1 byte per second: the burst leaves the window after 11 s.
+        for i in 2..=12 {
+            guard.record(t0 + s(i), 1);
+        }
+        assert_eq!(guard.check(t0 + s(10)), Ok(()));
+        assert_eq!(guard.check(t0 + s(12)), Err(10));
+        assert!(guard.tick() <= min.window / 4);
     }
 }

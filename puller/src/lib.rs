@@ -22,8 +22,8 @@ mod test_support;
 pub mod transport;
 
 pub use client::{Client, ClientError, Head, MAX_MANIFEST_BYTES, MAX_SIGNATURE_BYTES};
-pub use clock::{clock_correction, CLOCK_TOLERANCE_MS};
-pub use config::{Config, ConfigError, Overrides, Token, TransportPolicy};
+pub use clock::{clock_correction, judge_clock, JudgedClock, CLOCK_TOLERANCE_MS};
+pub use config::{Config, ConfigError, MinThroughput, Overrides, Token, TransportPolicy};
 pub use daemon::{run, RunError};
 pub use download::{DownloadError, DownloadStats};
 pub use local_store::{Layout, Pruned, StoreError};

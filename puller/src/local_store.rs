@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -31,6 +32,11 @@ pub enum StoreError {
     BadCurrent { path: PathBuf, found: String },
     #[error("cannot read installed manifest {path}: {reason}")]
     BadInstalledManifest { path: PathBuf, reason: String },
+    #[error(
+        "refusing to write {path}: it is {found}, not a regular file (planted by someone?): \
+         nothing was written through it; remove it and sync again"
+    )]
+    NotRegularFile { path: PathBuf, found: &'static str },
     #[error("refusing to swap to version {version}: media {id} is missing from {path}")]
     MissingMedia {
         version: u64,
@@ -100,24 +106,28 @@ impl Layout {
         self.partial_dir().join(format!("{id}.part"))
     }
 
-    /// Creates the directories, takes the exclusive lock, and removes leftovers of an
-    /// interrupted run (`current.tmp-*`, temp files inside `versions/`).
-    pub fn open_locked(&self) -> Result<DirLock, StoreError> {
+    /// Creates the directories (0700) and `state.sqlite` (0600), tightening the modes
+    /// of existing ones, and refuses a state file that is not a regular file.
+    pub fn prepare_private(&self) -> Result<(), StoreError> {
         for dir in [
             self.root.clone(),
             self.media_dir(),
             self.partial_dir(),
             self.versions_dir(),
         ] {
-            fs::create_dir_all(&dir).map_err(io_err("create directory", &dir))?;
+            create_private_dir(&dir)?;
         }
+        drop(open_private_file(&self.state_db(), false)?);
+        Ok(())
+    }
+
+    /// Creates the directories and the state file (see [`Layout::prepare_private`]),
+    /// takes the exclusive lock, and removes leftovers of an interrupted run
+    /// (`current.tmp-*`, temp files inside `versions/`).
+    pub fn open_locked(&self) -> Result<DirLock, StoreError> {
+        self.prepare_private()?;
         let lock_path = self.root.join(LOCK);
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(io_err("open lock file", &lock_path))?;
+        let file = open_private_file(&lock_path, false)?;
         let lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
             Ok(l) => l,
             Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
@@ -237,7 +247,7 @@ impl Layout {
             }
         }
         let dir = self.version_dir(version);
-        fs::create_dir_all(&dir).map_err(io_err("create directory", &dir))?;
+        create_private_dir(&dir)?;
         write_atomic(&dir.join(MANIFEST_FILE), manifest.bytes())?;
         write_atomic(&dir.join(SIGNATURE_FILE), manifest.signature_bytes())?;
         fsync_dir(&dir)?;
@@ -323,6 +333,105 @@ fn read_dir(dir: &Path) -> Result<Vec<String>, StoreError> {
     Ok(out)
 }
 
+/// Creates `dir` and its missing parents with mode 0700, and sets 0700 on `dir` if it
+/// already existed.
+pub fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(io_err("create directory", dir))?;
+    let meta = fs::symlink_metadata(dir).map_err(io_err("inspect", dir))?;
+    if meta.permissions().mode() & 0o777 != 0o700 {
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+            .map_err(io_err("set mode 0700 on", dir))?;
+    }
+    Ok(())
+}
+
+/// What is at `path` when it is not a regular file.
+fn not_regular(meta: &fs::Metadata) -> Option<&'static str> {
+    let kind = meta.file_type();
+    if kind.is_file() {
+        None
+    } else if kind.is_symlink() {
+        Some("a symlink")
+    } else if kind.is_dir() {
+        Some("a directory")
+    } else {
+        Some("a special file")
+    }
+}
+
+/// Opens `path` for writing (created with mode 0600 if absent, 0600 set if not;
+/// `truncate` empties it) without following a symlink (`O_NOFOLLOW`), and refuses
+/// anything but a regular file, so a link planted under the data directory never
+/// makes the puller write to its target.
+pub fn open_private_file(path: &Path, truncate: bool) -> Result<File, StoreError> {
+    let refused = |found| StoreError::NotRegularFile {
+        path: path.to_path_buf(),
+        found,
+    };
+    // A FIFO or device is refused before `open` could block on it or write to it.
+    match fs::symlink_metadata(path) {
+        Ok(meta) => {
+            if let Some(found) = not_regular(&meta) {
+                return Err(refused(found));
+            }
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_err("inspect", path)(e)),
+    }
+    let file = OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(truncate)
+        .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            // A symlink swapped in after the check above.
+            Some(nix::libc::ELOOP) => refused("a symlink"),
+            _ => io_err("open", path)(e),
+        })?;
+    let meta = file.metadata().map_err(io_err("inspect", path))?;
+    if let Some(found) = not_regular(&meta) {
+        return Err(refused(found));
+    }
+    if meta.permissions().mode() & 0o777 != 0o600 {
+        file.set_permissions(fs::Permissions::from_mode(0o600))
+            .map_err(io_err("set mode 0600 on", path))?;
+    }
+    Ok(file)
+}
+
+/// Opens `path` for reading without following a symlink; `None` when it is absent.
+pub fn open_regular_for_read(path: &Path) -> Result<Option<File>, StoreError> {
+    let file = match OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(nix::libc::ELOOP) => {
+            return Err(StoreError::NotRegularFile {
+                path: path.to_path_buf(),
+                found: "a symlink",
+            })
+        }
+        Err(e) => return Err(io_err("open", path)(e)),
+    };
+    let meta = file.metadata().map_err(io_err("inspect", path))?;
+    match not_regular(&meta) {
+        Some(found) => Err(StoreError::NotRegularFile {
+            path: path.to_path_buf(),
+            found,
+        }),
+        None => Ok(Some(file)),
+    }
+}
+
 pub(crate) fn remove_file_if_exists(path: &Path) -> Result<(), StoreError> {
     match fs::remove_file(path) {
         Ok(()) => Ok(()),
@@ -354,7 +463,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
         .unwrap_or_default();
     let tmp = path.with_file_name(format!("{name}{TMP_MARK}{}", unique_suffix()));
     let result = (|| {
-        let mut f = File::create(&tmp).map_err(io_err("create", &tmp))?;
+        // A fresh, unguessable name: `create_new` never follows or reuses anything.
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(nix::libc::O_NOFOLLOW)
+            .open(&tmp)
+            .map_err(io_err("create", &tmp))?;
         f.write_all(bytes).map_err(io_err("write", &tmp))?;
         f.sync_all().map_err(io_err("fsync", &tmp))?;
         fs::rename(&tmp, path).map_err(io_err("rename into", path))
@@ -492,6 +608,53 @@ pub(crate) mod tests {
         assert!(layout.media_path(&MediaId::of(b"b")).exists());
         assert!(!layout.version_dir(1).exists());
         assert!(layout.partial_path(&MediaId::of(b"wanted")).exists());
+    }
+
+    fn mode(path: &Path) -> u32 {
+        fs::symlink_metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn data_directories_are_0700_and_state_and_written_files_0600() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("data");
+        // An older install left a world-readable directory: it is tightened.
+        fs::create_dir_all(root.join("media")).unwrap();
+        fs::set_permissions(root.join("media"), fs::Permissions::from_mode(0o755)).unwrap();
+        let layout = Layout::new(&root);
+        let _lock = layout.open_locked().unwrap();
+        put_media(&layout, b"one");
+        layout.install(&signed(1, &[b"one"])).unwrap();
+        for d in [
+            root.clone(),
+            layout.media_dir(),
+            layout.partial_dir(),
+            layout.versions_dir(),
+            layout.version_dir(1),
+        ] {
+            assert_eq!(mode(&d), 0o700, "{}", d.display());
+        }
+        for f in [
+            layout.state_db(),
+            root.join(LOCK),
+            layout.version_dir(1).join(MANIFEST_FILE),
+            layout.version_dir(1).join(SIGNATURE_FILE),
+        ] {
+            assert_eq!(mode(&f), 0o600, "{}", f.display());
+        }
+    }
+
+    #[test]
+    fn state_file_that_is_a_symlink_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path().join("data"));
+        fs::create_dir_all(layout.root()).unwrap();
+        let target = dir.path().join("elsewhere.sqlite");
+        fs::write(&target, b"").unwrap();
+        std::os::unix::fs::symlink(&target, layout.state_db()).unwrap();
+        let err = layout.open_locked().unwrap_err();
+        assert!(matches!(err, StoreError::NotRegularFile { .. }), "{err}");
+        assert!(err.to_string().contains("state.sqlite"), "{err}");
     }
 
     #[test]

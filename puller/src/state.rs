@@ -1,5 +1,6 @@
 //! `state.sqlite`: the small, durable bookkeeping of a puller (highest accepted
-//! version, last error, last success, last sync stats, staleness, clock offset).
+//! version, last error, last success, last sync stats, staleness, clock offset, and
+//! the newest `published_at` accepted, below which the clock is never trusted).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -37,6 +38,8 @@ pub struct Snapshot {
     pub last_sync: Option<LastSync>,
     pub stale_reason: Option<String>,
     pub clock_offset_ms: Option<i64>,
+    /// The newest `published_at` of a version this puller installed.
+    pub newest_published_at: Option<DateTime<Utc>>,
 }
 
 pub struct State {
@@ -44,7 +47,7 @@ pub struct State {
     path: PathBuf,
 }
 
-const KEYS: [&str; 7] = [
+const KEYS: [&str; 8] = [
     "highest_accepted",
     "last_error",
     "last_error_at",
@@ -52,6 +55,7 @@ const KEYS: [&str; 7] = [
     "last_sync",
     "stale_reason",
     "clock_offset_ms",
+    "newest_published_at",
 ];
 
 impl State {
@@ -158,6 +162,7 @@ impl State {
             last_sync: values[4].as_deref().and_then(|s| serde_json::from_str(s).ok()),
             stale_reason: values[5].clone(),
             clock_offset_ms: values[6].as_deref().and_then(|s| s.parse().ok()),
+            newest_published_at: time(&values[7]),
         })
     }
 
@@ -190,6 +195,21 @@ impl State {
 
     pub fn record_stale(&mut self, reason: &str) -> Result<(), StateError> {
         self.put(&[("stale_reason", Some(reason.to_string()))])
+    }
+
+    /// The newest `published_at` accepted so far; it never goes down.
+    pub fn newest_published_at(&self) -> Result<Option<DateTime<Utc>>, StateError> {
+        Ok(self
+            .get("newest_published_at")?
+            .and_then(|s| s.parse::<DateTime<Utc>>().ok()))
+    }
+
+    /// Records the `published_at` of an installed version, if newer than the newest.
+    pub fn record_published_at(&mut self, at: DateTime<Utc>) -> Result<(), StateError> {
+        if self.newest_published_at()?.is_some_and(|n| n >= at) {
+            return Ok(());
+        }
+        self.put(&[("newest_published_at", Some(at.to_rfc3339()))])
     }
 
     pub fn record_clock_offset(&mut self, offset_ms: i64) -> Result<(), StateError> {
@@ -225,6 +245,8 @@ mod tests {
             };
             s.record_success(&sync).unwrap();
             s.record_success(&LastSync { version: 3, ..sync }).unwrap();
+            s.record_published_at(at).unwrap();
+            s.record_published_at(at - chrono::Duration::days(1)).unwrap();
         }
         let snap = State::read_only_snapshot(&path).unwrap();
         assert_eq!(snap.highest_accepted, 5);
@@ -232,6 +254,7 @@ mod tests {
         assert_eq!(snap.stale_reason, None);
         assert_eq!(snap.clock_offset_ms, Some(-1500));
         assert_eq!(snap.last_success_at, Some(at));
+        assert_eq!(snap.newest_published_at, Some(at), "never goes down");
         assert_eq!(snap.last_sync.unwrap().downloaded_media, 2);
     }
 }

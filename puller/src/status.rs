@@ -37,9 +37,13 @@ pub struct Status {
     pub media_bytes: u64,
     /// Server clock minus local clock at the last answer, in milliseconds.
     pub clock_offset_ms: Option<i64>,
-    /// Set when the local clock is off by more than the tolerance: the player then
-    /// plays on the server's time.
+    /// Set when the local clock is off by more than the tolerance (the player then
+    /// plays on the server's time), or earlier than the newest accepted publication
+    /// (a board that booted in 1970): a clock problem. Expiry is judged on the
+    /// corrected clock either way.
     pub clock_warning: Option<String>,
+    /// Set when the config file (it holds the token) is readable by group or others.
+    pub config_warning: Option<String>,
     pub last_sync: Option<LastSync>,
     /// What the player is playing now (from the play log).
     pub now_playing: Option<PlayRow>,
@@ -50,8 +54,9 @@ pub fn status(config: &Config) -> Result<Status, StatusError> {
     status_at(config, Utc::now())
 }
 
-/// Local state at `now`.
-pub fn status_at(config: &Config, now: DateTime<Utc>) -> Result<Status, StatusError> {
+/// Local state at `local` (the local clock; expiry is judged on it corrected, see
+/// [`crate::clock::judge_clock`]).
+pub fn status_at(config: &Config, local: DateTime<Utc>) -> Result<Status, StatusError> {
     let layout = Layout::new(&config.data);
     let snap = State::read_only_snapshot(&layout.state_db())?;
     let active = layout.current_version()?;
@@ -59,6 +64,11 @@ pub fn status_at(config: &Config, now: DateTime<Utc>) -> Result<Status, StatusEr
         Some(v) => Some(layout.load_manifest(v)?),
         None => None,
     };
+    let newest_published = snap
+        .newest_published_at
+        .max(manifest.as_ref().map(|m| m.published_at.0));
+    let clock = crate::clock::judge_clock(local, snap.clock_offset_ms, newest_published);
+    let now = clock.now;
     let active_expired = manifest.as_ref().filter(|m| m.expires_at.0 <= now).map(|m| {
         format!(
             "active version {} expired at {}: the publisher must publish again",
@@ -81,16 +91,8 @@ pub fn status_at(config: &Config, now: DateTime<Utc>) -> Result<Status, StatusEr
         media_count: manifest.as_ref().map_or(0, |m| m.media.len() as u64),
         media_bytes: manifest.as_ref().map_or(0, |m| m.total_media_bytes()),
         clock_offset_ms: snap.clock_offset_ms,
-        clock_warning: snap
-            .clock_offset_ms
-            .filter(|o| crate::clock::clock_correction(Some(*o), manifest.as_ref(), now) != 0)
-            .map(|o| {
-                format!(
-                    "local clock is {:.1} s {} the server: playing on the server's time; check NTP",
-                    o.abs() as f64 / 1000.0,
-                    if o > 0 { "behind" } else { "ahead of" }
-                )
-            }),
+        clock_warning: clock.problem,
+        config_warning: config.config_warning.clone(),
         last_sync: snap.last_sync,
         // The play log is the player's; status reports it but never fails on it.
         now_playing: crate::play_log::now_playing(&layout.state_db()).unwrap_or_default(),
@@ -126,6 +128,8 @@ mod tests {
             "media_bytes",
             "last_sync",
             "clock_offset_ms",
+            "clock_warning",
+            "config_warning",
         ] {
             assert!(json.get(field).is_some(), "missing {field}: {json}");
         }

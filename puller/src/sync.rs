@@ -10,6 +10,7 @@ use skycast_schema::protocol::{version_file_path, HEAD_PATH, MANIFEST_FILE, SIGN
 use skycast_schema::{check_installable, verify, Limits, Manifest, Refusal, VerifyError};
 
 use crate::client::{Client, ClientError, MAX_MANIFEST_BYTES, MAX_SIGNATURE_BYTES};
+use crate::clock::judge_clock;
 use crate::config::Config;
 use crate::download::{self, DownloadError};
 use crate::local_store::{Layout, Pruned, StoreError};
@@ -87,9 +88,11 @@ impl fmt::Display for SyncReport {
     }
 }
 
-/// One pull: head, manifest, verify, download, swap, prune. `now` is the clock used
-/// for expiry checks and bookkeeping. On failure `current` is unchanged and the
-/// error is recorded in `state.sqlite`.
+/// One pull: head, manifest, verify, download, swap, prune. `now` is the local clock:
+/// bookkeeping uses it as is; expiry is judged on it corrected by the server's `Date`
+/// and never earlier than the newest `published_at` seen (see
+/// [`crate::clock::judge_clock`]). On failure `current` is unchanged and the error is
+/// recorded in `state.sqlite`.
 pub async fn sync_once(config: &Config, now: impl Fn() -> DateTime<Utc>) -> Result<SyncReport, SyncError> {
     let client = Client::new(config)?;
     sync_with(config, &client, &now).await
@@ -143,15 +146,26 @@ async fn sync_locked(
     // `current` counts too: a crash between the swap and the bookkeeping loses nothing.
     let highest = state.highest_accepted()?.max(active.unwrap_or(0));
     let head = client.head(None, None).await?;
-    if let Some(server_date) = head.server_date {
-        state.record_clock_offset((server_date - now()).num_milliseconds())?;
+    let local = now();
+    let offset_ms = head.server_date.map(|d| (d - local).num_milliseconds());
+    if let Some(offset) = offset_ms {
+        state.record_clock_offset(offset)?;
+    }
+    // The clock is never earlier than what was already published and accepted.
+    let active_published = active
+        .and_then(|v| layout.load_manifest(v).ok())
+        .map(|m| m.published_at.0);
+    let newest_published = state.newest_published_at()?.max(active_published);
+    let clock = judge_clock(local, offset_ms, newest_published);
+    if let Some(problem) = &clock.problem {
+        tracing::warn!(offset_ms, "{problem}");
     }
     let offered = head.value.version;
     let head_url = client.url(HEAD_PATH);
 
     if offered == active.unwrap_or(0) {
         let stale_reason = match active {
-            Some(v) => expiry_note(&layout.load_manifest(v)?, now()),
+            Some(v) => expiry_note(&layout.load_manifest(v)?, clock.now),
             None => None,
         };
         state.record_success(&LastSync {
@@ -194,7 +208,13 @@ async fn sync_locked(
             source,
         }
     })?;
-    check_installable(&verified, highest, now()).map_err(|refusal| match refusal {
+    // The offered manifest is signed: the true time is at least its publication.
+    let clock = judge_clock(
+        local,
+        offset_ms,
+        newest_published.max(Some(verified.published_at.0)),
+    );
+    check_installable(&verified, highest, clock.now).map_err(|refusal| match refusal {
         Refusal::NotNewer { .. } => SyncError::Replay {
             url: manifest_url.clone(),
             refusal,
@@ -219,8 +239,16 @@ async fn sync_locked(
         "manifest verified"
     );
 
-    let stats = download::download_missing(client, layout, &verified, config.parallel_downloads).await?;
+    let stats = download::download_missing(
+        client,
+        layout,
+        &verified,
+        config.parallel_downloads,
+        config.min_throughput,
+    )
+    .await?;
     layout.install(&verified)?;
+    state.record_published_at(verified.published_at.0)?;
     state.record_success(&LastSync {
         version: offered,
         outcome: "swapped".into(),
@@ -274,10 +302,12 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+    use crate::config::MinThroughput;
     use crate::config::Token;
     use crate::status::{status, status_at};
     use crate::test_support::{
-        key, manifest_yaml, media, server_and_config, Fault, MemoryTransport, FUTURE, MEMORY_SERVER, PAST,
+        key, manifest_yaml, media, server_and_config, Fault, MemoryTransport, Trickle, FUTURE, MEMORY_SERVER,
+        PAST,
     };
     use skycast_schema::protocol::media_path;
     use skycast_schema::{MediaId, SecretKey};
@@ -417,12 +447,17 @@ mod tests {
 
     #[tokio::test]
     async fn active_version_past_its_expiry_is_reported_stale() {
-        let (server, _dir, config) = server_and_config().await;
+        let dir = tempfile::tempdir().unwrap();
+        let config = crate::test_support::test_config(MEMORY_SERVER, &dir.path().join("data"));
+        let transport = Arc::new(MemoryTransport::default());
+        let client = MemoryTransport::client(&transport);
         let a = media(1, 1000);
-        server.publish(1, &[&a], "2030-01-01T00:00:00Z");
-        sync_once(&config, Utc::now).await.unwrap();
+        transport.publish(1, &[&a], "2030-01-01T00:00:00Z");
+        sync_with(&config, &client, &Utc::now).await.unwrap();
         let later = || "2031-01-01T00:00:00Z".parse::<DateTime<Utc>>().unwrap();
-        let report = sync_once(&config, later).await.unwrap();
+        // The server's clock agrees (it wins over the local one when they differ).
+        transport.set_server_date(Some(later()));
+        let report = sync_with(&config, &client, &later).await.unwrap();
         assert!(
             report.to_string().starts_with("up to date at version 1 (stale: "),
             "{report}"
@@ -576,5 +611,144 @@ mod tests {
                 .all(|r| r.url.starts_with(MEMORY_SERVER)),
             "every request went through the transport"
         );
+    }
+
+    fn at(text: &str) -> DateTime<Utc> {
+        text.parse().unwrap()
+    }
+
+    #[tokio::test]
+    async fn trickling_media_server_aborts_the_sync_within_the_window_and_the_next_sync_resumes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = crate::test_support::test_config(MEMORY_SERVER, &dir.path().join("data"));
+        // 1 KiB/s over 400 ms: the server below sends 20 bytes every 50 ms (400 B/s).
+        config.min_throughput = MinThroughput {
+            bytes_per_sec: 1024,
+            window: Duration::from_millis(400),
+        };
+        let transport = Arc::new(MemoryTransport::default());
+        let client = MemoryTransport::client(&transport);
+        let a = media(1, 100_000);
+        transport.publish(1, &[&a], FUTURE);
+        transport.set_trickle(Some(Trickle {
+            fast_bytes: 30_000,
+            bytes: 20,
+            every: Duration::from_millis(50),
+        }));
+        let started = Instant::now();
+        let err = sync_with(&config, &client, &Utc::now).await.unwrap_err();
+        let took = started.elapsed();
+        assert!(
+            matches!(err, SyncError::Download(DownloadError::TooSlow { .. })),
+            "{err}"
+        );
+        // The burst leaves the window after 400 ms, then one tick (100 ms) at most.
+        assert!(took < Duration::from_millis(1_500), "took {took:?}");
+        assert_eq!(layout(&config).current_version().unwrap(), None);
+        let kept = std::fs::metadata(layout(&config).partial_path(&MediaId::of(&a)))
+            .unwrap()
+            .len();
+        assert!(kept >= 30_000 && kept < a.len() as u64, "kept {kept}");
+        let st = status(&config).unwrap();
+        let why = st.last_error.unwrap();
+        assert!(
+            why.contains("too slow") && why.contains("1024 bytes/s") && why.contains("resumes"),
+            "{why}"
+        );
+
+        transport.set_trickle(None);
+        let report = sync_with(&config, &client, &Utc::now).await.unwrap();
+        assert_eq!(report.version, 1);
+        assert_eq!(report.downloaded_bytes, a.len() as u64 - kept);
+        assert_eq!(transport.requests().last().map(|r| r.from_byte), Some(kept));
+        assert_eq!(
+            std::fs::read(layout(&config).media_path(&MediaId::of(&a))).unwrap(),
+            a
+        );
+        assert!(status(&config).unwrap().last_error.is_none());
+    }
+
+    #[tokio::test]
+    async fn clock_in_1970_or_30_days_behind_neither_installs_nor_keeps_fresh_an_expired_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = crate::test_support::test_config(MEMORY_SERVER, &dir.path().join("data"));
+        let transport = Arc::new(MemoryTransport::default());
+        let client = MemoryTransport::client(&transport);
+        let (a, b) = (media(1, 1000), media(2, 1000));
+        let boot_1970 = || at("1970-01-01T00:01:00Z");
+
+        // The server says 22 November; a board without RTC says 1970: v1 is fresh.
+        transport.set_server_date(Some(at("2026-11-22T10:00:00Z")));
+        transport.publish(1, &[&a], "2026-11-25T00:00:00Z");
+        let report = sync_with(&config, &client, &boot_1970).await.unwrap();
+        assert_eq!(report.outcome, SyncOutcome::Swapped { previous: None });
+        let st = status_at(&config, boot_1970()).unwrap();
+        assert!(!st.stale);
+        let warning = st.clock_warning.unwrap();
+        assert!(
+            warning.contains("1970-01-01") && warning.contains("clock is wrong"),
+            "{warning}"
+        );
+
+        // A week later v1 has expired on the server's clock, not on the board's.
+        transport.set_server_date(Some(at("2026-12-01T10:00:00Z")));
+        let report = sync_with(&config, &client, &boot_1970).await.unwrap();
+        assert!(report.stale_reason.is_some(), "{report}");
+        let st = status_at(&config, boot_1970()).unwrap();
+        assert!(st.stale, "{st:?}");
+        assert!(st.stale_reason.unwrap().contains("expired"));
+        assert!(st.clock_warning.is_some());
+
+        // v2 expired yesterday: refused on a 1970 clock and on one 30 days behind.
+        transport.publish(2, &[&b], "2026-11-30T00:00:00Z");
+        let err = sync_with(&config, &client, &boot_1970).await.unwrap_err();
+        assert!(err.is_stale(), "{err}");
+        let behind = || at("2026-11-01T10:00:00Z");
+        let err = sync_with(&config, &client, &behind).await.unwrap_err();
+        assert!(err.is_stale(), "{err}");
+        assert_eq!(layout(&config).current_version().unwrap(), Some(1));
+        let st = status_at(&config, behind()).unwrap();
+        assert!(st.stale);
+        assert!(
+            st.clock_warning
+                .unwrap()
+                .contains("2592000.0 s behind the server"),
+            "30 days behind is reported"
+        );
+        assert!(!layout(&config).media_path(&MediaId::of(&b)).exists());
+    }
+
+    #[tokio::test]
+    async fn clock_never_goes_below_the_newest_accepted_publication_without_a_server_date() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = crate::test_support::test_config(MEMORY_SERVER, &dir.path().join("data"));
+        let transport = Arc::new(MemoryTransport::default());
+        let client = MemoryTransport::client(&transport);
+        let (a, b) = (media(1, 1000), media(2, 1000));
+        // No `Date` at all, and a board that booted in 1970.
+        let boot_1970 = || at("1970-01-01T00:01:00Z");
+        let publish = |version: u64, m: &[u8], published: &str, expires: &str| {
+            let yaml = manifest_yaml(version, &[m], expires)
+                .replace("2020-01-01T00:00:00Z", published)
+                .into_bytes();
+            let sig = key().sign(&yaml).into_bytes();
+            transport.put(&version_file_path(version, MANIFEST_FILE), yaml);
+            transport.put(&version_file_path(version, SIGNATURE_FILE), sig);
+            transport.put_media(m.to_vec());
+            let head = serde_json::json!({"version": version, "published_at": published,
+                "manifest": version_file_path(version, MANIFEST_FILE)});
+            transport.put(HEAD_PATH, head.to_string().into_bytes());
+        };
+        publish(1, &a, "2026-11-20T00:00:00Z", FUTURE);
+        sync_with(&config, &client, &boot_1970).await.unwrap();
+        let warning = status_at(&config, boot_1970()).unwrap().clock_warning.unwrap();
+        assert!(warning.contains("clock is wrong"), "{warning}");
+
+        // Signed in 2025 to expire in 2026-01, offered after a version of 2026-11:
+        // the clock is at least 2026-11-20, so it has expired.
+        publish(2, &b, "2025-06-01T00:00:00Z", "2026-01-01T00:00:00Z");
+        let err = sync_with(&config, &client, &boot_1970).await.unwrap_err();
+        assert!(err.is_stale(), "{err}");
+        assert_eq!(layout(&config).current_version().unwrap(), Some(1));
     }
 }

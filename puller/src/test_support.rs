@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use bytes::Bytes;
+use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
 use futures_util::StreamExt;
 use skycast_schema::protocol::{
@@ -230,6 +231,17 @@ pub const MEMORY_SERVER: &str = "https://publisher.invalid";
 pub struct MemoryTransport {
     files: Mutex<HashMap<String, Vec<u8>>>,
     requests: Mutex<Vec<FetchRequest>>,
+    server_date: Mutex<Option<DateTime<Utc>>>,
+    trickle: Mutex<Option<Trickle>>,
+}
+
+/// A media server gone slow: each media body sends its first `fast_bytes` at once,
+/// then `bytes` every `every`.
+#[derive(Debug, Clone, Copy)]
+pub struct Trickle {
+    pub fast_bytes: usize,
+    pub bytes: usize,
+    pub every: Duration,
 }
 
 impl MemoryTransport {
@@ -264,6 +276,16 @@ impl MemoryTransport {
     pub fn requests(&self) -> Vec<FetchRequest> {
         self.requests.lock().unwrap().clone()
     }
+
+    /// The `Date` every answer carries from now on (`None`: no `Date`).
+    pub fn set_server_date(&self, date: Option<DateTime<Utc>>) {
+        *self.server_date.lock().unwrap() = date;
+    }
+
+    /// Media bodies trickle from now on (`None`: at full speed again).
+    pub fn set_trickle(&self, trickle: Option<Trickle>) {
+        *self.trickle.lock().unwrap() = trickle;
+    }
 }
 
 impl Transport for MemoryTransport {
@@ -287,15 +309,42 @@ impl Transport for MemoryTransport {
             },
         };
         let (status, range_start, body) = answer;
-        let chunks: Vec<Result<Bytes, TransportError>> =
-            body.chunks(8192).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
+        let server_date = *self.server_date.lock().unwrap();
+        let trickle = *self.trickle.lock().unwrap();
+        let is_media = request
+            .url
+            .starts_with(&format!("{MEMORY_SERVER}{MEDIA_PREFIX}/"));
+        let content_length = Some(body.len() as u64);
+        let body = match trickle {
+            Some(t) if is_media => {
+                let split = t.fast_bytes.min(body.len());
+                let fast: Vec<Result<Bytes, TransportError>> = body[..split]
+                    .chunks(8192)
+                    .map(|c| Ok(Bytes::copy_from_slice(c)))
+                    .collect();
+                let slow: Vec<Bytes> = body[split..]
+                    .chunks(t.bytes.max(1))
+                    .map(Bytes::copy_from_slice)
+                    .collect();
+                let slow = futures_util::stream::iter(slow).then(move |c| async move {
+                    tokio::time::sleep(t.every).await;
+                    Ok(c)
+                });
+                futures_util::stream::iter(fast).chain(slow).boxed()
+            }
+            _ => {
+                let chunks: Vec<Result<Bytes, TransportError>> =
+                    body.chunks(8192).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
+                futures_util::stream::iter(chunks).boxed()
+            }
+        };
         Box::pin(async move {
             Ok(FetchResponse {
                 status,
-                content_length: Some(body.len() as u64),
+                content_length,
                 range_start,
-                server_date: None,
-                body: futures_util::stream::iter(chunks).boxed(),
+                server_date,
+                body,
             })
         })
     }

@@ -268,9 +268,17 @@ pub struct Instant(pub DateTime<Utc>);
 impl FromStr for Instant {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        // Only what `Display` writes back unchanged: whole seconds (a fraction would
+        // be dropped) and, in UTC, a four-digit year (`-0001-12-31T23:00:00Z` would
+        // not parse).
         DateTime::parse_from_rfc3339(s)
-            .map(|t| Instant(t.with_timezone(&Utc)))
-            .map_err(|_| format!("`{s}` is not an RFC 3339 time: write it like 2026-11-22T09:14:03Z"))
+            .ok()
+            .map(|t| t.with_timezone(&Utc))
+            .filter(|t| t.timestamp_subsec_nanos() % 1_000_000_000 == 0 && (0..=9999).contains(&t.year()))
+            .map(Instant)
+            .ok_or_else(|| {
+                format!("`{s}` is not an RFC 3339 time in whole seconds: write it like 2026-11-22T09:14:03Z")
+            })
     }
 }
 
@@ -346,6 +354,31 @@ mod tests {
     fn windows_know_when_they_cross_midnight() {
         assert!("22:00-02:00".parse::<TimeWindow>().unwrap().crosses_midnight());
         assert!(!"09:00-20:00".parse::<TimeWindow>().unwrap().crosses_midnight());
+    }
+
+    #[test]
+    fn instants_accept_only_text_that_reads_back_as_the_same_instant() {
+        for text in [
+            "2026-11-22T09:14:03Z",
+            "2026-11-22 09:14:03+05:45",
+            "2026-12-31T23:59:60Z",
+            "0000-01-01T00:00:00Z",
+            "9999-12-31T23:59:59Z",
+        ] {
+            let t: Instant = text.parse().unwrap();
+            assert_eq!(t.to_string().parse::<Instant>(), Ok(t), "{text} wrote {t}");
+        }
+        // A fraction of a second would be dropped by `Display`; a year outside
+        // 0000..=9999 once in UTC would be written with a sign that does not parse.
+        for text in [
+            "0000-01-01 00:00:00.1Z",
+            "2026-11-22T09:14:03.500Z",
+            "0000-01-01T00:30:00+01:00",
+            "9999-12-31T23:30:00-01:00",
+        ] {
+            let err = text.parse::<Instant>().unwrap_err();
+            assert!(err.contains("whole seconds"), "{text}: {err}");
+        }
     }
 
     #[test]

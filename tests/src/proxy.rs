@@ -21,6 +21,9 @@ pub enum Fault {
     AppendToMedia(usize),
     /// Send this many bytes of the next media body, then break the connection; once.
     CutNextMediaAfter(usize),
+    /// Send the first `fast` bytes of every media body at once, then one byte per
+    /// `every`: a server trickling bytes (announcing the full length).
+    TrickleMedia { fast: usize, every: std::time::Duration },
     /// Answer `/v1/head` with this version.
     HeadSays(u64),
     /// Serve these bytes as every manifest.yaml.
@@ -145,6 +148,7 @@ async fn forward(State(state): State<Arc<ProxyState>>, req: Request) -> Response
     let mut body = resp.bytes().await.unwrap_or_default().to_vec();
     let is_media = path.starts_with("/v1/media/") && status.is_success();
     let mut cut_after = None;
+    let mut trickle = None;
     match fault {
         Fault::FlipMediaByte if is_media => {
             let mid = body.len() / 2;
@@ -155,6 +159,7 @@ async fn forward(State(state): State<Arc<ProxyState>>, req: Request) -> Response
             cut_after = Some(n.min(body.len()));
             *state.fault.lock().unwrap() = Fault::None;
         }
+        Fault::TrickleMedia { fast, every } if is_media => trickle = Some((fast.min(body.len()), every)),
         Fault::HeadSays(v) if path.starts_with("/v1/head") => {
             body = serde_json::to_vec(&serde_json::json!({
                 "version": v,
@@ -172,7 +177,7 @@ async fn forward(State(state): State<Arc<ProxyState>>, req: Request) -> Response
         }
         _ => {}
     }
-    let sent = cut_after.unwrap_or(body.len());
+    let sent = cut_after.or(trickle.map(|(fast, _)| fast)).unwrap_or(body.len());
     state.log.lock().unwrap().push(Logged {
         path: path.clone(),
         range,
@@ -182,6 +187,23 @@ async fn forward(State(state): State<Arc<ProxyState>>, req: Request) -> Response
     let mut builder = Response::builder().status(StatusCode::from_u16(status.as_u16()).unwrap());
     for (name, value) in &headers {
         builder = builder.header(name, value);
+    }
+    if let Some((fast, every)) = trickle {
+        let first = Bytes::copy_from_slice(&body[..fast]);
+        let rest: Vec<Bytes> = body[fast..]
+            .iter()
+            .map(|b| Bytes::copy_from_slice(&[*b]))
+            .collect();
+        // Dropped with the connection when the player gives up.
+        let slow = futures_util::stream::iter(rest).then(move |b| async move {
+            tokio::time::sleep(every).await;
+            Ok::<Bytes, std::io::Error>(b)
+        });
+        let stream = futures_util::stream::once(async move { Ok(first) }).chain(slow);
+        return builder
+            .header("content-length", body.len())
+            .body(Body::from_stream(stream))
+            .unwrap();
     }
     match cut_after {
         Some(n) => {

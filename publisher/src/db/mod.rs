@@ -33,8 +33,9 @@ use crate::passwords::PasswordError;
 
 pub use drafts::SavedDraft;
 pub use library::LibraryMedia;
-pub use players::{Player, RegisteredPlayer};
+pub use players::{Actor, Player, PlayerAction, PlayerEvent, RegisteredPlayer, Via};
 pub use requests::PublishRequest;
+pub use sessions::{LoginAttempts, RecentAttempts};
 pub use users::{check_username, Role, User};
 
 /// How long a statement waits for another process's write lock.
@@ -110,6 +111,49 @@ CREATE TABLE publish_requests (
     version INTEGER
 );
 ",
+    // Sign-in attempts by account and address: a row is written before the
+    // password is checked and removed when it was right, so each row is a failure
+    // (or a check in progress). `forgiven`: the account later signed in from that
+    // address, so the failure no longer counts for the account, only for the
+    // address. Replaces `login_failures` (one row per key).
+    "
+DROP TABLE login_failures;
+CREATE TABLE login_attempts (
+    id INTEGER PRIMARY KEY,
+    account TEXT NOT NULL,
+    address TEXT NOT NULL,
+    at TEXT NOT NULL,
+    forgiven INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX login_attempts_by_account ON login_attempts (account, address, at);
+CREATE INDEX login_attempts_by_address ON login_attempts (address, at);
+",
+    // Who disabled, enabled, re-keyed or removed a player, how and when (kept after
+    // the player is removed). `player_generation` counts every change of `players`
+    // (by trigger, whoever writes), so `serve` notices what another process (the
+    // CLI) changed with one cheap read per tick.
+    "
+CREATE TABLE player_events (
+    id INTEGER PRIMARY KEY,
+    player_id TEXT NOT NULL,
+    action TEXT NOT NULL CHECK (action IN ('disabled', 'enabled', 'token_rotated', 'removed')),
+    by_name TEXT NOT NULL,
+    via TEXT NOT NULL CHECK (via IN ('cli', 'web')),
+    at TEXT NOT NULL
+);
+CREATE INDEX player_events_by_player ON player_events (player_id, id);
+CREATE TABLE player_generation (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    n INTEGER NOT NULL
+);
+INSERT INTO player_generation (id, n) VALUES (1, 0);
+CREATE TRIGGER players_inserted AFTER INSERT ON players
+BEGIN UPDATE player_generation SET n = n + 1; END;
+CREATE TRIGGER players_updated AFTER UPDATE ON players
+BEGIN UPDATE player_generation SET n = n + 1; END;
+CREATE TRIGGER players_deleted AFTER DELETE ON players
+BEGIN UPDATE player_generation SET n = n + 1; END;
+",
 ];
 
 /// What the database refused, or a failure of the file itself (which names it).
@@ -138,6 +182,8 @@ pub enum DbError {
     Password(#[from] PasswordError),
     #[error("player `{0}` already exists: choose another id")]
     PlayerExists(String),
+    #[error("not found: player `{0}`: `skycast-publisher player list` shows the registered players")]
+    NoSuchPlayer(String),
     #[error("not found: publish request {0}")]
     NoSuchRequest(i64),
 }
@@ -179,6 +225,33 @@ thread_local! {
     /// The writers (by address) this thread is using: asking for one again from
     /// inside would wait for itself.
     static WRITERS_HELD: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Creates the database file with mode 0600 (it holds password and token hashes), or
+/// tightens an existing one; SQLite gives its `-wal` and `-shm` files the same mode.
+/// A failure here is logged: opening the file then reports the real problem.
+///
+/// An existing file is never opened here, only `chmod`ed by path: closing any
+/// descriptor of the database file drops every POSIX lock this process holds on
+/// it, so another process (the CLI) would then checkpoint and delete the WAL under
+/// this process's open connections, which go on reading (and writing) a stale one.
+fn owner_only(path: &Path) {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let created = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path);
+    let result = match created {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        }
+        Err(e) => Err(e),
+    };
+    if let Err(e) = result {
+        tracing::warn!(path = %path.display(), error = %e, "cannot make the database owner-only (0600)");
+    }
 }
 
 /// Marks a writer as used by this thread until dropped.
@@ -233,6 +306,7 @@ impl Db {
             path: path.to_path_buf(),
             source,
         };
+        owner_only(path);
         let writer = Connection::open(path).map_err(sqlite)?;
         writer
             .execute_batch("PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON;")
@@ -496,6 +570,7 @@ mod tests {
             ),
             (db.user(99).unwrap_err(), StatusCode::NOT_FOUND),
             (db.request(99).unwrap_err(), StatusCode::NOT_FOUND),
+            (db.player("ghost").unwrap_err(), StatusCode::NOT_FOUND),
         ];
         for (refusal, status) in refusals {
             let message = refusal.to_string();

@@ -1,5 +1,6 @@
-//! Following `main`: the head players are told about, and where each media file
-//! of every version lives, refreshed when another process publishes.
+//! Following `main`: the head players are told about, which commit holds each
+//! version, and where each media file of every version lives (its blob, copied
+//! once into the store's media cache), refreshed when another process publishes.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, RwLock};
@@ -20,6 +21,17 @@ pub(crate) struct HeadTracker {
     head: watch::Sender<Head>,
     commit: Mutex<Option<CommitId>>,
     media: RwLock<HashMap<MediaId, BlobId>>,
+    /// Version number → commit, so a request for any version (present or not)
+    /// is one lookup, never a walk of history.
+    versions: RwLock<HashMap<u64, CommitId>>,
+}
+
+/// What `main` gained since the last refresh.
+struct Change {
+    commit: Option<CommitId>,
+    head: Head,
+    versions: Vec<(u64, CommitId)>,
+    media: HashMap<MediaId, BlobId>,
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
@@ -48,20 +60,21 @@ fn read_head(store: &Store, commit: Option<CommitId>) -> Result<Head> {
 }
 
 impl HeadTracker {
-    /// Indexes the media of every version, then reads the head.
+    /// Indexes the versions and media of every version (filling the media cache),
+    /// then reads the head.
     pub(crate) async fn open(data: DataDir) -> Result<HeadTracker> {
-        let media = {
-            let data = data.clone();
-            blocking(move || Ok(data.store()?.media_index()?)).await?
-        };
-        tracing::info!(media_count = media.len(), "store opened");
         let tracker = HeadTracker {
             data,
             head: watch::Sender::new(Head::default()),
             commit: Mutex::new(None),
-            media: RwLock::new(media),
+            media: RwLock::new(HashMap::new()),
+            versions: RwLock::new(HashMap::new()),
         };
         tracker.refresh().await?;
+        tracing::info!(
+            media_count = tracker.media.read().unwrap_or_else(|p| p.into_inner()).len(),
+            "store opened"
+        );
         Ok(tracker)
     }
 
@@ -78,6 +91,15 @@ impl HeadTracker {
             .copied()
     }
 
+    /// The commit of version `n`, among the versions this server has indexed.
+    pub(crate) fn commit_of(&self, n: u64) -> Option<CommitId> {
+        self.versions
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&n)
+            .copied()
+    }
+
     /// Re-reads `main`; on a change, indexes the new version's media before
     /// announcing it, so a player never learns of a version whose media this
     /// server cannot serve yet.
@@ -90,20 +112,45 @@ impl HeadTracker {
             if commit == seen {
                 return Ok(None);
             }
-            let media = match commit {
-                Some(c) => store.media_ids_in(c)?,
+            let versions = match commit {
+                Some(c) => store.commits_since(c, seen)?,
                 None => Vec::new(),
             };
-            Ok(Some((commit, read_head(&store, commit)?, media)))
+            let mut media = HashMap::new();
+            for (_, c) in &versions {
+                media.extend(store.media_ids_in(*c)?);
+            }
+            // Streamed to files before the version is announced: serving reads
+            // those, never a whole blob.
+            for (id, blob) in &media {
+                store.media_file(id, *blob)?;
+            }
+            let head = read_head(&store, commit)?;
+            Ok(Some(Change {
+                commit,
+                head,
+                versions,
+                media,
+            }))
         })
         .await?;
-        let Some((commit, head, media)) = changed else {
+        let Some(Change {
+            commit,
+            head,
+            versions,
+            media,
+        }) = changed
+        else {
             return Ok(());
         };
         self.media
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .extend(media);
+        self.versions
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(versions);
         *self.commit.lock().unwrap_or_else(|p| p.into_inner()) = commit;
         self.head.send_if_modified(|current| {
             if *current == head {

@@ -3,12 +3,13 @@
 //! Its errors answer as JSON `{"error": "..."}`.
 
 mod head;
+mod players;
 mod range;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Extension, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -16,7 +17,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
 use skycast_schema::protocol::{version_file_path, HEAD_PATH, MEDIA_PREFIX, VERSIONS_PREFIX};
-use skycast_schema::{Head, MediaId};
+use skycast_schema::MediaId;
 use tokio::sync::watch;
 
 use crate::data_dir::DataDir;
@@ -26,7 +27,9 @@ pub(crate) use head::HeadTracker;
 
 /// Longest long-poll a player may ask for.
 const MAX_WAIT_SECS: u64 = 60;
-const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+/// Immutable, but only for the player that asked: every response needs a token,
+/// so no shared cache may keep it (a mirror path may be public later).
+const IMMUTABLE: &str = "private, max-age=31536000, immutable";
 
 /// What the protocol's handlers share.
 pub(crate) struct ProtocolState {
@@ -35,6 +38,9 @@ pub(crate) struct ProtocolState {
     /// Token lookups; no lock around it: `Db` checks out a connection per call.
     db: crate::db::Db,
     shutdown: watch::Receiver<bool>,
+    /// The database's player generation as last polled (`players.rs`): waiting
+    /// long-polls re-check their token when it moves.
+    players: watch::Sender<u64>,
 }
 
 impl ProtocolState {
@@ -44,11 +50,14 @@ impl ProtocolState {
         head: Arc<HeadTracker>,
         shutdown: watch::Receiver<bool>,
     ) -> Result<Self> {
+        let db = data.db()?;
+        let players = watch::Sender::new(db.player_generation()?);
         Ok(ProtocolState {
-            db: data.db()?,
+            db,
             data,
             head,
             shutdown,
+            players,
         })
     }
 }
@@ -71,8 +80,10 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
         .map_err(|e| PublisherError::Internal(e.to_string()))?
 }
 
-/// Lets a request through only with the bearer token of an enabled player.
-async fn require_player(State(state): State<Arc<ProtocolState>>, req: Request, next: Next) -> Response {
+/// Lets a request through only with the bearer token of an enabled player,
+/// looked up on every request (so a change by the CLI counts at once), and hands
+/// the handler what it was admitted with ([`players::Admitted`]).
+async fn require_player(State(state): State<Arc<ProtocolState>>, mut req: Request, next: Next) -> Response {
     let token = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -80,13 +91,16 @@ async fn require_player(State(state): State<Arc<ProtocolState>>, req: Request, n
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::to_string);
     let Some(token) = token else {
-        return PublisherError::Unauthorized.into_response();
+        return players::refused();
     };
-    let state2 = state.clone();
-    let found = blocking(move || Ok(state2.db.player_by_token(&token)?)).await;
-    match found {
-        Ok(Some(_)) => next.run(req).await,
-        Ok(None) => PublisherError::Unauthorized.into_response(),
+    let generation = state.player_generation();
+    let admitted = players::Admitted::new(token, generation);
+    match state.still_admitted(&admitted).await {
+        Ok(true) => {
+            req.extensions_mut().insert(admitted);
+            next.run(req).await
+        }
+        Ok(false) => players::refused(),
         Err(e) => e.into_response(),
     }
 }
@@ -97,20 +111,32 @@ struct HeadQuery {
     wait: Option<u64>,
 }
 
-async fn head(State(state): State<Arc<ProtocolState>>, Query(q): Query<HeadQuery>) -> Result<Json<Head>> {
+async fn head(
+    State(state): State<Arc<ProtocolState>>,
+    Extension(admitted): Extension<players::Admitted>,
+    Query(q): Query<HeadQuery>,
+) -> Result<Response> {
     // A plain poll is never behind a publish from another process.
     state.head.refresh().await?;
     let mut rx = state.head.subscribe();
     if let (Some(after), Some(wait)) = (q.after, q.wait) {
         let wait = Duration::from_secs(wait.min(MAX_WAIT_SECS));
         let mut stop = state.shutdown.clone();
+        // A token cut off while this waits is answered 401 at once, not at the end.
         tokio::select! {
             _ = tokio::time::timeout(wait, rx.wait_for(|h| h.version > after)) => {}
             _ = stop.wait_for(|s| *s) => {}
+            cut_off = state.revoked(&admitted) => {
+                cut_off?;
+                return Ok(players::refused());
+            }
+        }
+        if state.revoked_since(&admitted).await? {
+            return Ok(players::refused());
         }
     }
     let current = rx.borrow().clone();
-    Ok(Json(current))
+    Ok(Json(current).into_response())
 }
 
 async fn version_file(
@@ -121,9 +147,26 @@ async fn version_file(
     if file != MANIFEST_FILE && file != SIGNATURE_FILE {
         return Err(PublisherError::NotFound(version_file_path(version, &file)));
     }
+    // An index lookup, never a walk of history; a version published by another
+    // process since the last refresh is found after one more.
+    let commit = match state.head.commit_of(version) {
+        Some(c) => c,
+        None => {
+            state.head.refresh().await?;
+            state
+                .head
+                .commit_of(version)
+                .ok_or(PublisherError::NoSuchVersion(version))?
+        }
+    };
     let data = state.data.clone();
     let name = file.clone();
-    let bytes = blocking(move || Ok(data.store()?.version_file(version, &name)?)).await?;
+    let bytes = blocking(move || {
+        data.store()?
+            .file_at(commit, &name)?
+            .ok_or(PublisherError::NoSuchVersion(version))
+    })
+    .await?;
     let etag = format!("\"{}\"", &blake3::hash(&bytes).to_hex()[..32]);
     let content_type = if file == MANIFEST_FILE {
         "application/yaml"
@@ -151,6 +194,8 @@ fn immutable_response(req: &HeaderMap, etag: &str, content_type: &'static str, b
     resp
 }
 
+/// A media file, whole or one `Range`, streamed from the store's media cache:
+/// memory per request stays at one chunk whatever the file's size.
 async fn media(
     State(state): State<Arc<ProtocolState>>,
     Path(id): Path<String>,
@@ -164,27 +209,49 @@ async fn media(
         .blob_of(&id)
         .ok_or_else(|| PublisherError::NotFound(format!("media {id}")))?;
     let data = state.data.clone();
-    let bytes = blocking(move || Ok(data.store()?.read_blob(blob)?)).await?;
+    let (path, len) = blocking(move || {
+        // The tracker filled the cache before announcing the version; a file
+        // there is complete (renamed into place once verified).
+        let cached = crate::store::media_cache_dir_of(&data.store_path()).join(id.file_name());
+        let path = if cached.is_file() {
+            cached
+        } else {
+            data.store()?.media_file(&id, blob)?
+        };
+        let len = std::fs::metadata(&path)
+            .map_err(PublisherError::io("read the size of", &path))?
+            .len();
+        Ok((path, len))
+    })
+    .await?;
     let etag = format!("\"{id}\"");
-    let len = bytes.len() as u64;
     let Some(range) = headers
         .get(header::RANGE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string)
     else {
-        let mut resp = immutable_response(&headers, &etag, "audio/mpeg", bytes);
-        resp.headers_mut()
-            .insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+        let not_modified = headers
+            .get(header::IF_NONE_MATCH)
+            .is_some_and(|v| v.as_bytes() == etag.as_bytes());
+        let mut resp = if not_modified {
+            StatusCode::NOT_MODIFIED.into_response()
+        } else {
+            let mut resp = crate::http::file_body(&path, 0..len).await?.into_response();
+            resp.headers_mut().insert(header::CONTENT_LENGTH, len.into());
+            resp
+        };
+        media_headers(&mut resp, &etag);
         return Ok(resp);
     };
     match range::parse_range(&range, len) {
         Some(r) => {
             let content_range = format!("bytes {}-{}/{len}", r.start, r.end - 1);
-            let body = bytes[r.start as usize..r.end as usize].to_vec();
-            let mut resp = immutable_response(&HeaderMap::new(), &etag, "audio/mpeg", body);
+            let body_len = r.end - r.start;
+            let mut resp = crate::http::file_body(&path, r).await?.into_response();
             *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
+            media_headers(&mut resp, &etag);
             let h = resp.headers_mut();
-            h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+            h.insert(header::CONTENT_LENGTH, body_len.into());
             if let Ok(v) = HeaderValue::from_str(&content_range) {
                 h.insert(header::CONTENT_RANGE, v);
             }
@@ -197,5 +264,15 @@ async fn media(
             }
             Ok(resp)
         }
+    }
+}
+
+fn media_headers(resp: &mut Response, etag: &str) {
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("audio/mpeg"));
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(IMMUTABLE));
+    if let Ok(v) = HeaderValue::from_str(etag) {
+        h.insert(header::ETAG, v);
     }
 }

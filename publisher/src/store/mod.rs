@@ -6,6 +6,7 @@
 //! commits and blobs by [`CommitId`] and [`BlobId`].
 
 mod bundle;
+mod cache;
 mod lock;
 mod write;
 
@@ -18,6 +19,7 @@ use git2::{Commit, Oid, Repository, RepositoryInitOptions};
 use skycast_schema::{verify, Limits, Manifest, MediaId, TrustedKeys, Verified, VerifyError};
 
 pub use bundle::Bundle;
+pub use cache::{media_cache_dir_of, MEDIA_CACHE_DIR};
 pub use lock::StoreLock;
 pub use skycast_schema::protocol::{MANIFEST_FILE, SIGNATURE_FILE};
 pub use write::NewVersion;
@@ -49,6 +51,12 @@ pub enum StoreError {
         commit: CommitId,
         #[source]
         source: VerifyError,
+    },
+    #[error("blob {blob} of the store hashes to {found}, not to media {id}: run `skycast-publisher verify`")]
+    MediaMismatch {
+        blob: BlobId,
+        id: MediaId,
+        found: MediaId,
     },
     #[error("{0}")]
     Command(String),
@@ -199,18 +207,31 @@ impl Store {
         }
     }
 
-    /// The commit of version `n`: its tag, or failing that a walk of history.
+    /// The commit of version `n`: its tag, or failing that a walk of history back
+    /// to it. Version numbers only grow, so one above the head's, or one the walk
+    /// has passed, ends the search at once. (`serve` keeps its own index.)
     pub fn commit_of_version(&self, n: u64) -> Result<Option<CommitId>> {
         if let Some(commit) = self.tagged_commit(n) {
             if self.version_of(commit)? == n {
                 return Ok(Some(commit));
             }
         }
-        Ok(self
-            .history()?
-            .into_iter()
-            .find(|info| info.version == n)
-            .map(|info| info.commit))
+        let mut next = match self.head()? {
+            Some(id) => Some(self.commit(id)?),
+            None => None,
+        };
+        while let Some(commit) = next {
+            let id = CommitId(commit.id());
+            let version = self.version_of(id)?;
+            if version == n {
+                return Ok(Some(id));
+            }
+            if version < n {
+                return Ok(None);
+            }
+            next = commit.parents().next();
+        }
+        Ok(None)
     }
 
     /// `manifest.yaml` or `manifest.yaml.sig` of version `n`, exactly as stored.
@@ -269,6 +290,23 @@ impl Store {
     pub fn history(&self) -> Result<Vec<VersionInfo>> {
         let mut out = self.recent(None)?;
         out.reverse();
+        Ok(out)
+    }
+
+    /// The commits from `from` back along first parents, stopping before `stop`
+    /// (or at the root), newest first: what `main` gained since `stop`. Reads
+    /// only the manifests' version numbers, for an index of versions.
+    pub fn commits_since(&self, from: CommitId, stop: Option<CommitId>) -> Result<Vec<(u64, CommitId)>> {
+        let mut out = Vec::new();
+        let mut next = Some(self.commit(from)?);
+        while let Some(commit) = next {
+            let id = CommitId(commit.id());
+            if Some(id) == stop {
+                break;
+            }
+            out.push((self.version_of(id)?, id));
+            next = commit.parents().next();
+        }
         Ok(out)
     }
 

@@ -77,6 +77,14 @@ impl Store {
             Err(e) => return Err(self.err()(e)),
         }
         self.tag(new.version, CommitId(oid), new.author, new.message, when)?;
+        // The version is published: its media go to the cache now, while their
+        // blobs are fresh. Serving fills the cache too, so a failure here is only
+        // reported.
+        for (id, blob) in new.media {
+            if let Err(e) = self.media_file(id, *blob) {
+                tracing::warn!(media = %id, error = %e, "media not copied to the cache: serving will retry");
+            }
+        }
         Ok(CommitId(oid))
     }
 

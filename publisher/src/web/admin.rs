@@ -1,6 +1,7 @@
-//! The admin's pages: the landing page (pending reviews, latest versions, players,
-//! the "review required" setting), user management, the review of publish
-//! requests, and rollback to an old version. The guard lets only admins in.
+//! The admin's pages: the landing page (pending reviews, latest versions, players
+//! with their recorded changes, the "review required" setting), user management,
+//! the review of publish requests, rollback to an old version, and disabling,
+//! enabling, re-keying and removing players. The guard lets only admins in.
 
 use std::sync::Arc;
 
@@ -18,7 +19,7 @@ use super::history::{local_time, version_number};
 use super::publishing;
 use super::{Ctx, WebState};
 use crate::data_dir::DataDir;
-use crate::db::{Db, Role, User};
+use crate::db::{Actor, Db, Role, User, Via};
 use crate::describe::DiffSection;
 use crate::error::{PublisherError, Result};
 use crate::passwords::hash_password;
@@ -31,10 +32,15 @@ pub(super) fn routes() -> Router<Arc<WebState>> {
         .route("/admin/users", get(users_page).post(create_user))
         .route("/admin/users/{id}", get(user_page).post(update_user))
         .route("/admin/users/{id}/delete", post(delete_user))
+        .route("/admin/users/{id}/unlock", post(unlock_user))
         .route("/admin/reviews", get(reviews_page))
         .route("/admin/reviews/{id}/approve", post(approve))
         .route("/admin/reviews/{id}/reject", post(reject))
         .route("/admin/rollback/{n}", post(rollback))
+        .route("/admin/players/{id}/disable", post(disable_player))
+        .route("/admin/players/{id}/enable", post(enable_player))
+        .route("/admin/players/{id}/rotate-token", post(rotate_player_token))
+        .route("/admin/players/{id}/remove", post(remove_player))
 }
 
 /// Runs `f` with the workspace (draft, requests, store) on a blocking thread.
@@ -75,14 +81,15 @@ async fn home(State(state): State<Arc<WebState>>, ctx: Ctx) -> Response {
     let found = with_ws(&state, move |ws, data, db| {
         let pending = ws.requests()?.iter().filter(|r| r.status == "pending").count();
         let versions = st.history.recent_versions(&data.store()?, Some(5))?;
-        Ok((pending, versions, db.players()?, ws.review_required()?))
+        let players = (db.players()?, db.player_events(PLAYER_EVENTS_SHOWN)?);
+        Ok((pending, versions, players, ws.review_required()?))
     })
     .await;
     match found {
-        Ok((pending, versions, players, review_required)) => state.page(
+        Ok((pending, versions, (players, player_events), review_required)) => state.page(
             &ctx,
             "admin_home.html",
-            context! { pending, versions, players, review_required },
+            context! { pending, versions, players, player_events, review_required },
         ),
         Err(e) => state.error_page(&ctx, &e),
     }
@@ -154,16 +161,25 @@ async fn create_user(
 
 async fn user_page(State(state): State<Arc<WebState>>, ctx: Ctx, Path(id): Path<String>) -> Response {
     let found = match id_of("user", &id) {
-        Ok(id) => state.with_db(move |db| Ok(db.user(id)?)).await,
+        Ok(id) => {
+            let now = state.now();
+            state
+                .with_db(move |db| {
+                    let user = db.user(id)?;
+                    let failures = super::auth::recent_failures(db, &user.username, now)?;
+                    Ok((user, failures))
+                })
+                .await
+        }
         Err(e) => Err(e),
     };
     match found {
-        Ok(edited) => {
+        Ok((edited, failures)) => {
             let is_self = ctx.user.as_ref().is_some_and(|u| u.id == edited.id);
             state.page(
                 &ctx,
                 "admin_user.html",
-                context! { edited, is_self, roles => roles() },
+                context! { edited, is_self, roles => roles(), failures },
             )
         }
         Err(e) => state.error_page(&ctx, &e),
@@ -285,6 +301,30 @@ async fn delete_user(State(state): State<Arc<WebState>>, ctx: Ctx, Path(id): Pat
         format!("/admin/users/{id}")
     };
     state.done(&ctx, result, &to).await
+}
+
+/// Forgets the user's failed sign-ins from every address, so a throttled user
+/// (or one an attacker keeps delaying) can sign in at once.
+async fn unlock_user(State(state): State<Arc<WebState>>, ctx: Ctx, Path(id): Path<String>) -> Response {
+    let id = match id_of("user", &id) {
+        Ok(id) => id,
+        Err(e) => return state.error_page(&ctx, &e),
+    };
+    let lang = ctx.lang;
+    let by = ctx.username().to_string();
+    let result = state
+        .with_db(move |db| {
+            let user = db.user(id)?;
+            let forgotten = super::auth::unlock(db, &user.username)?;
+            tracing::info!(user = %by, unlocked = %user.username, forgotten, "user unlocked");
+            Ok(text(
+                lang,
+                "admin.users.unlocked",
+                &[("name", &user.username), ("count", &forgotten.to_string())],
+            ))
+        })
+        .await;
+    state.done(&ctx, result, &format!("/admin/users/{id}")).await
 }
 
 // ---- Reviews ----
@@ -424,4 +464,81 @@ async fn rollback(State(state): State<Arc<WebState>>, ctx: Ctx, Path(n): Path<St
         )
     });
     state.done(&ctx, result, &to).await
+}
+
+// ---- Players ----
+
+/// How many of the latest player changes the landing page lists.
+const PLAYER_EVENTS_SHOWN: u32 = 20;
+
+/// The signed-in admin, for the record of a player change.
+fn web_actor(name: &str, at: DateTime<Utc>) -> Actor<'_> {
+    Actor {
+        name,
+        via: Via::Web,
+        at,
+    }
+}
+
+async fn disable_player(State(state): State<Arc<WebState>>, ctx: Ctx, Path(id): Path<String>) -> Response {
+    set_player_disabled(state, ctx, id, true).await
+}
+
+async fn enable_player(State(state): State<Arc<WebState>>, ctx: Ctx, Path(id): Path<String>) -> Response {
+    set_player_disabled(state, ctx, id, false).await
+}
+
+async fn set_player_disabled(state: Arc<WebState>, ctx: Ctx, id: String, disabled: bool) -> Response {
+    let (admin, now, lang) = (ctx.username().to_string(), state.now(), ctx.lang);
+    let result = state
+        .with_db(move |db| {
+            let changed = db.set_player_disabled(&id, disabled, web_actor(&admin, now))?;
+            tracing::info!(user = %admin, player = %id, disabled, changed, "player changed");
+            let key = match (disabled, changed) {
+                (true, true) => "admin.players.disabled_ok",
+                (true, false) => "admin.players.already_disabled",
+                (false, true) => "admin.players.enabled_ok",
+                (false, false) => "admin.players.already_enabled",
+            };
+            Ok(text(lang, key, &[("id", &id)]))
+        })
+        .await;
+    state.done(&ctx, result, "/admin").await
+}
+
+/// Answers with the new configuration itself rather than a redirect: it holds
+/// the new token, which is shown once and never stored (the page is `no-store`).
+async fn rotate_player_token(
+    State(state): State<Arc<WebState>>,
+    ctx: Ctx,
+    Path(id): Path<String>,
+) -> Response {
+    let (admin, now) = (ctx.username().to_string(), state.now());
+    let result = with_ws(&state, move |_, data, db| {
+        let url = data.settings()?.public_url;
+        let rotated = crate::enrol::rotate_player_token(data, db, &id, web_actor(&admin, now), &url, None)?;
+        tracing::info!(user = %admin, player = %id, "player token rotated");
+        Ok(rotated)
+    })
+    .await;
+    match result {
+        Ok((player, config)) => state.page(&ctx, "admin_player_token.html", context! { player, config }),
+        Err(e) => state.done(&ctx, Err(e), "/admin").await,
+    }
+}
+
+async fn remove_player(State(state): State<Arc<WebState>>, ctx: Ctx, Path(id): Path<String>) -> Response {
+    let (admin, now, lang) = (ctx.username().to_string(), state.now(), ctx.lang);
+    let result = state
+        .with_db(move |db| {
+            let player = db.remove_player(&id, web_actor(&admin, now))?;
+            tracing::info!(user = %admin, player = %id, shop = %player.shop, "player removed");
+            Ok(text(
+                lang,
+                "admin.players.removed_ok",
+                &[("id", &id), ("shop", &player.shop)],
+            ))
+        })
+        .await;
+    state.done(&ctx, result, "/admin").await
 }

@@ -1,23 +1,69 @@
 //! Who is signed in and what they may open: sessions (a random cookie token, stored
-//! hashed), throttled argon2id sign-in, CSRF tokens, and [`access`], the one table
+//! hashed), throttled argon2id sign-in (attempts counted before the password is
+//! checked, growing delays per account and address, a bounded pool of checks), CSRF tokens, and [`access`], the one table
 //! that says which role may open which page.
 
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::db::{token_hash, Db, Role, User};
-use crate::error::Result;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use crate::db::{token_hash, Db, LoginAttempts, RecentAttempts, Role, User};
+use crate::error::{PublisherError, Result};
 
 pub const SESSION_COOKIE: &str = "skycast_session";
 /// Double-submit token for the sign-in form, which has no session yet.
 pub const LOGIN_CSRF_COOKIE: &str = "skycast_login_csrf";
 const SESSION_HOURS: i64 = 12;
 
-/// Failed sign-ins that lock an account for [`FAILURE_WINDOW_SECS`].
-pub const MAX_FAILURES_PER_USER: i64 = 5;
-/// A whole shop may sit behind one address: allow more before locking it.
-pub const MAX_FAILURES_PER_ADDRESS: i64 = 20;
-pub const FAILURE_WINDOW_SECS: i64 = 15 * 60;
+/// A growing delay: `free` failures pass at once; after them the next attempt
+/// waits `first_delay_secs` after the latest, doubled for each further failure,
+/// up to `max_delay_secs`. Refused attempts are not counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Throttle {
+    pub free: i64,
+    pub first_delay_secs: i64,
+    pub max_delay_secs: i64,
+}
+
+impl Throttle {
+    /// Seconds still to wait at `now` after `recent`, if any.
+    pub fn wait(&self, recent: RecentAttempts, now: DateTime<Utc>) -> Option<u64> {
+        if recent.count < self.free {
+            return None;
+        }
+        let doublings = (recent.count - self.free).min(30) as u32;
+        let delay = self
+            .first_delay_secs
+            .saturating_mul(1i64 << doublings)
+            .min(self.max_delay_secs);
+        let left = (recent.newest.unwrap_or(now) + Duration::seconds(delay) - now).num_seconds();
+        u64::try_from(left).ok().filter(|&secs| secs > 0)
+    }
+}
+
+/// One account from one address: 5 failures, then 1 min, 2, 4, 8, 15 min.
+pub const PER_ACCOUNT_AND_ADDRESS: Throttle = Throttle {
+    free: 5,
+    first_delay_secs: 60,
+    max_delay_secs: 15 * 60,
+};
+/// A whole shop may sit behind one address: allow more before delaying it.
+pub const PER_ADDRESS: Throttle = Throttle {
+    free: 20,
+    first_delay_secs: 60,
+    max_delay_secs: 15 * 60,
+};
+/// One account guessed from two or more addresses; it only delays addresses
+/// that have failed themselves, so an address that has not failed always gets in.
+pub const PER_ACCOUNT: Throttle = Throttle {
+    free: 10,
+    first_delay_secs: 60,
+    max_delay_secs: 15 * 60,
+};
+/// Failed sign-ins older than this are forgotten.
+pub const FAILURE_WINDOW_SECS: i64 = 60 * 60;
 
 /// Who may open a path. Everything not listed needs a signed-in user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,39 +177,143 @@ pub fn take_flash(db: &Db, session: &Session) -> Result<Option<Flash>> {
     Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
 }
 
-/// How long `keys` (`user:<name>`, `ip:<address>`) must still wait before another
-/// sign-in attempt, if any of them had too many failures in the window.
-pub fn locked_for(db: &Db, keys: &[(String, i64)], now: DateTime<Utc>) -> Result<Option<u64>> {
+/// The throttle's decision for an attempt, before its password is checked:
+/// the longest wait of the account from this address, of the address, and of the
+/// account from everywhere (only once it failed from two or more addresses, and
+/// only for an address that has failed itself). So an address's failures never
+/// hold back an account elsewhere, and an address that has not failed is never
+/// held back.
+pub fn wait_before_attempt(attempts: &LoginAttempts, now: DateTime<Utc>) -> Option<u64> {
+    let everywhere = (attempts.address.count > 0 && attempts.account_addresses >= 2)
+        .then(|| PER_ACCOUNT.wait(attempts.account, now))
+        .flatten();
+    [
+        PER_ACCOUNT_AND_ADDRESS.wait(attempts.pair, now),
+        PER_ADDRESS.wait(attempts.address, now),
+        everywhere,
+    ]
+    .into_iter()
+    .flatten()
+    .max()
+}
+
+/// The throttle's name of the account a sign-in names (case-insensitive).
+pub fn account_key(username: &str) -> String {
+    username.to_lowercase()
+}
+
+/// The throttle's name of the client's address; all unknown ones share one.
+pub fn address_key(address: Option<IpAddr>) -> String {
+    address.map_or_else(|| "unknown".to_string(), |ip| ip.to_string())
+}
+
+/// Counts a sign-in attempt before its password is checked, in one atomic step
+/// with the throttle's decision: `Err(wait)` when it must wait (nothing is
+/// recorded), else the attempt's id: it counts as a failure until
+/// [`attempt_succeeded`].
+pub fn begin_attempt(
+    db: &Db,
+    account: &str,
+    address: &str,
+    now: DateTime<Utc>,
+) -> Result<std::result::Result<i64, u64>> {
+    let forget_until = now - Duration::seconds(FAILURE_WINDOW_SECS);
+    Ok(db.begin_login_attempt(account, address, now, forget_until, |a| {
+        wait_before_attempt(a, now)
+    })?)
+}
+
+/// The right password for attempt `id`: it is no failure, and the account's
+/// failures from this address no longer count for the account (they still do
+/// for the address).
+pub fn attempt_succeeded(db: &Db, id: i64, account: &str, address: &str) -> Result<()> {
+    Ok(db.login_succeeded(id, account, address)?)
+}
+
+/// Unlocks a user: forgets their failed sign-ins from every address. Answers how many.
+pub fn unlock(db: &Db, username: &str) -> Result<usize> {
+    Ok(db.forget_login_failures(&account_key(username))?)
+}
+
+/// The user's failed sign-ins within the window, from every address.
+pub fn recent_failures(db: &Db, username: &str, now: DateTime<Utc>) -> Result<i64> {
     let since = now - Duration::seconds(FAILURE_WINDOW_SECS);
-    let mut wait = None;
-    for (key, max) in keys {
-        let recent = db.recent_login_failures(key, since, *max)?;
-        if recent.count >= *max {
-            let oldest = recent.oldest.unwrap_or(now);
-            let free_at = oldest + Duration::seconds(FAILURE_WINDOW_SECS);
-            let secs = (free_at - now).num_seconds().max(1) as u64;
-            wait = Some(wait.map_or(secs, |w: u64| w.max(secs)));
+    Ok(db.account_login_failures(&account_key(username), since)?.count)
+}
+
+/// Argon2 checks that may run at once: about the number of cores. Each takes a
+/// core and ~19 MiB, so a burst of sign-ins queues instead of allocating.
+pub fn password_checks_at_once() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 8))
+}
+
+/// One password to check, and where its answer goes.
+struct PasswordJob {
+    hash: Option<String>,
+    password: String,
+    answer: tokio::sync::oneshot::Sender<std::result::Result<bool, crate::passwords::PasswordError>>,
+}
+
+/// The pool's queue: [`password_checks_at_once`] threads of their own take jobs
+/// from it. Dedicated threads (rather than tokio's up to 512 blocking ones) also
+/// bound what the allocator keeps: each thread reuses its own 19 MiB.
+static PASSWORD_CHECKS: OnceLock<Mutex<std::sync::mpsc::Sender<PasswordJob>>> = OnceLock::new();
+
+fn password_pool() -> Result<std::sync::mpsc::Sender<PasswordJob>> {
+    let queue = PASSWORD_CHECKS.get_or_init(|| {
+        let (send, receive) = std::sync::mpsc::channel::<PasswordJob>();
+        let receive = Arc::new(Mutex::new(receive));
+        for i in 0..password_checks_at_once() {
+            let receive = receive.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("password-check-{i}"))
+                .spawn(move || {
+                    let mut checker = crate::passwords::PasswordChecker::default();
+                    loop {
+                        let job = match receive.lock() {
+                            Ok(queue) => queue.recv(),
+                            Err(_) => return,
+                        };
+                        let Ok(job) = job else { return };
+                        // A panic loses this answer (the request fails), not the thread.
+                        let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            checker.matches(job.hash.as_deref(), &job.password)
+                        }));
+                        if let Ok(matches) = checked {
+                            // The client may have hung up: nobody waits for the answer then.
+                            let _ = job.answer.send(matches);
+                        }
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "cannot start a password check thread");
+            }
         }
-    }
-    Ok(wait)
+        Mutex::new(send)
+    });
+    queue.lock().map(|send| send.clone()).map_err(|_| {
+        PublisherError::Internal("the password check queue is poisoned: restart the publisher".into())
+    })
 }
 
-pub fn record_failure(db: &Db, keys: &[(String, i64)], now: DateTime<Utc>) -> Result<()> {
-    let cutoff = now - Duration::seconds(FAILURE_WINDOW_SECS);
-    Ok(db.record_login_failure(keys.iter().map(|(key, _)| key.as_str()), now, cutoff)?)
-}
-
-pub fn clear_failures(db: &Db, key: &str) -> Result<()> {
-    Ok(db.clear_login_failures(key)?)
-}
-
-/// The throttling keys of one sign-in attempt.
-pub fn throttle_keys(username: &str, address: Option<std::net::IpAddr>) -> Vec<(String, i64)> {
-    let mut keys = vec![(format!("user:{}", username.to_lowercase()), MAX_FAILURES_PER_USER)];
-    if let Some(ip) = address {
-        keys.push((format!("ip:{ip}"), MAX_FAILURES_PER_ADDRESS));
-    }
-    keys
+/// Checks `password` against `hash` (none: a dummy of the same cost) in the
+/// bounded pool: at most [`password_checks_at_once`] at a time, the others
+/// queue. Waiting holds no thread and no database connection.
+pub async fn check_password(hash: Option<String>, password: String) -> Result<bool> {
+    let (answer, answered) = tokio::sync::oneshot::channel();
+    password_pool()?
+        .send(PasswordJob {
+            hash,
+            password,
+            answer,
+        })
+        .map_err(|_| {
+            PublisherError::Internal("no password check thread is running: restart the publisher".into())
+        })?;
+    let matches = answered.await.map_err(|_| {
+        PublisherError::Internal("a password check stopped: the publisher logged why".into())
+    })??;
+    Ok(matches)
 }
 
 /// Compares secrets without stopping at the first differing byte.
@@ -229,25 +379,145 @@ mod tests {
         assert_eq!(take_flash(&db, &s).unwrap(), None);
     }
 
-    #[test]
-    fn fifth_failure_locks_the_account_for_the_window() {
-        let (_dir, db) = db();
-        let t0 = DateTime::parse_from_rfc3339("2026-11-22T10:00:00Z")
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
+    }
+
+    fn attempt(db: &Db, name: &str, address: &str, now: DateTime<Utc>) -> std::result::Result<(), u64> {
+        begin_attempt(db, &account_key(name), address, now)
             .unwrap()
-            .with_timezone(&Utc);
-        let keys = throttle_keys("Mia", None);
+            .map(|_| ())
+    }
+
+    #[test]
+    fn the_delay_grows_after_five_failures_of_one_account_from_one_address() {
+        let (_dir, db) = db();
+        let t0 = at("2026-11-22T10:00:00Z");
         for i in 0..5 {
-            assert_eq!(locked_for(&db, &keys, t0).unwrap(), None, "attempt {i}");
-            record_failure(&db, &keys, t0 + Duration::seconds(i)).unwrap();
+            assert_eq!(
+                attempt(&db, "Mia", "10.0.0.1", t0 + Duration::seconds(i)),
+                Ok(()),
+                "attempt {i}"
+            );
         }
-        let wait = locked_for(&db, &throttle_keys("mia", None), t0 + Duration::seconds(10)).unwrap();
-        assert_eq!(wait, Some(15 * 60 - 10));
+        let last = t0 + Duration::seconds(4);
         assert_eq!(
-            locked_for(&db, &keys, t0 + Duration::seconds(15 * 60 + 1)).unwrap(),
-            None
+            attempt(&db, "mia", "10.0.0.1", last + Duration::seconds(10)),
+            Err(50)
         );
-        clear_failures(&db, "user:mia").unwrap();
-        assert_eq!(locked_for(&db, &keys, t0 + Duration::seconds(10)).unwrap(), None);
+        assert_eq!(
+            attempt(&db, "mia", "10.0.0.1", last + Duration::seconds(60)),
+            Ok(())
+        );
+        let last = last + Duration::seconds(60);
+        assert_eq!(
+            attempt(&db, "mia", "10.0.0.1", last + Duration::seconds(60)),
+            Err(60),
+            "the sixth failure doubles the delay"
+        );
+        let id = begin_attempt(&db, "mia", "10.0.0.2", last).unwrap();
+        assert!(id.is_ok(), "another address is not held back");
+        attempt_succeeded(&db, id.unwrap(), "mia", "10.0.0.2").unwrap();
+        assert_eq!(recent_failures(&db, "MIA", last).unwrap(), 6);
+        assert_eq!(unlock(&db, "Mia").unwrap(), 6);
+        assert_eq!(attempt(&db, "mia", "10.0.0.1", last), Ok(()), "unlocked");
+    }
+
+    #[test]
+    fn delays_stop_at_fifteen_minutes_and_failures_are_forgotten_after_an_hour() {
+        let recent = |count, newest| RecentAttempts {
+            count,
+            newest: Some(newest),
+        };
+        let t0 = at("2026-11-22T10:00:00Z");
+        assert_eq!(PER_ACCOUNT_AND_ADDRESS.wait(recent(4, t0), t0), None);
+        assert_eq!(PER_ACCOUNT_AND_ADDRESS.wait(recent(40, t0), t0), Some(15 * 60));
+        assert_eq!(PER_ADDRESS.wait(recent(19, t0), t0), None);
+        assert_eq!(PER_ADDRESS.wait(recent(20, t0), t0), Some(60));
+        let (_dir, db) = db();
+        for i in 0..5 {
+            attempt(&db, "mia", "10.0.0.1", t0 + Duration::seconds(i)).unwrap();
+        }
+        let later = t0 + Duration::seconds(FAILURE_WINDOW_SECS + 5);
+        assert_eq!(attempt(&db, "mia", "10.0.0.1", later), Ok(()));
+    }
+
+    #[test]
+    fn an_address_with_many_failures_is_delayed_but_others_are_not() {
+        let (_dir, db) = db();
+        let t0 = at("2026-11-22T10:00:00Z");
+        for i in 0..20 {
+            assert_eq!(
+                attempt(&db, &format!("guess{i}"), "10.0.0.1", t0),
+                Ok(()),
+                "guess {i}"
+            );
+        }
+        assert!(
+            attempt(&db, "admin", "10.0.0.1", t0).is_err(),
+            "the address waits"
+        );
+        let (_dir, db) = self::db();
+        for i in 0..19 {
+            let name = if i < 5 {
+                "mia".to_string()
+            } else {
+                format!("guess{i}")
+            };
+            assert_eq!(attempt(&db, &name, "10.0.0.1", t0), Ok(()), "{name}");
+        }
+        let later = t0 + Duration::seconds(61);
+        let id = begin_attempt(&db, "mia", "10.0.0.1", later).unwrap();
+        attempt_succeeded(&db, id.expect("mia after her delay"), "mia", "10.0.0.1").unwrap();
+        assert_eq!(
+            recent_failures(&db, "mia", later).unwrap(),
+            0,
+            "mia's failures are forgiven"
+        );
+        assert_eq!(attempt(&db, "bob", "10.0.0.1", later), Ok(()), "the 20th failure");
+        assert!(
+            attempt(&db, "carol", "10.0.0.1", later).is_err(),
+            "mia's forgiven failures still count for the address"
+        );
+        assert_eq!(
+            attempt(&db, "admin", "10.0.0.2", t0),
+            Ok(()),
+            "the admin elsewhere does not"
+        );
+    }
+
+    #[test]
+    fn an_account_guessed_from_several_addresses_delays_failed_addresses_only() {
+        let (_dir, db) = db();
+        let t0 = at("2026-11-22T10:00:00Z");
+        for i in 0..10 {
+            let from = format!("10.0.1.{i}");
+            assert_eq!(attempt(&db, "admin", &from, t0), Ok(()), "{from}");
+        }
+        attempt(&db, "other", "10.0.2.1", t0).unwrap();
+        assert!(
+            attempt(&db, "admin", "10.0.2.1", t0).is_err(),
+            "an address that failed elsewhere waits"
+        );
+        assert!(
+            attempt(&db, "admin", "10.0.1.0", t0).is_err(),
+            "so do the guessers"
+        );
+        assert_eq!(
+            attempt(&db, "admin", "10.0.3.1", t0),
+            Ok(()),
+            "an address that has not failed gets in"
+        );
+        let (_dir, db) = self::db();
+        for _ in 0..12 {
+            attempt(&db, "admin", "10.0.1.1", t0).ok();
+        }
+        attempt(&db, "other", "10.0.2.1", t0).unwrap();
+        assert_eq!(
+            attempt(&db, "admin", "10.0.2.1", t0),
+            Ok(()),
+            "one address's failures never hold the account back elsewhere"
+        );
     }
 
     #[test]

@@ -71,7 +71,13 @@ struct ManifestSummary {
 pub(crate) struct HistoryCache {
     summaries: Mutex<HashMap<CommitId, ManifestSummary>>,
     report: Mutex<Option<CachedReport>>,
+    /// Held by the one bundle being made and downloaded: `git bundle` costs a
+    /// pass over the whole store, so others are told to come back later.
+    bundle: Arc<tokio::sync::Mutex<()>>,
 }
+
+/// What a second bundle download is told to wait, in seconds.
+const BUNDLE_RETRY_AFTER_SECS: u64 = 30;
 
 impl HistoryCache {
     fn summary_of(&self, store: &Store, commit: CommitId) -> Result<ManifestSummary> {
@@ -390,17 +396,17 @@ async fn audit_page(State(state): State<Arc<WebState>>, ctx: Ctx) -> Response {
 }
 
 /// Reads `file` in chunks; the file is already unlinked, so it vanishes when the
-/// download ends or is dropped.
-fn file_body(file: tokio::fs::File) -> Body {
+/// download ends or is dropped. `slot` is held until then.
+fn file_body(file: tokio::fs::File, slot: tokio::sync::OwnedMutexGuard<()>) -> Body {
     use tokio::io::AsyncReadExt;
-    let stream = futures_util::stream::unfold(Some(file), |file| async move {
-        let mut file = file?;
+    let stream = futures_util::stream::unfold(Some((file, slot)), |file| async move {
+        let (mut file, slot) = file?;
         let mut buf = vec![0u8; 64 * 1024];
         match file.read(&mut buf).await {
             Ok(0) => None,
             Ok(n) => {
                 buf.truncate(n);
-                Some((Ok(bytes::Bytes::from(buf)), Some(file)))
+                Some((Ok(bytes::Bytes::from(buf)), Some((file, slot))))
             }
             Err(e) => Some((Err(e), None)),
         }
@@ -408,8 +414,20 @@ fn file_body(file: tokio::fs::File) -> Body {
     Body::from_stream(stream)
 }
 
+/// `GET /audit/bundle`: one at a time (making it reads the whole store); a
+/// second one while the first is made or downloaded gets 503 with Retry-After.
 async fn bundle(State(state): State<Arc<WebState>>, ctx: Ctx) -> Response {
+    let Ok(slot) = state.history.bundle.clone().try_lock_owned() else {
+        let busy = PublisherError::Busy {
+            what: "the store bundle",
+            retry_after_secs: BUNDLE_RETRY_AFTER_SECS,
+        };
+        tracing::warn!(user = %ctx.username(), "store bundle refused: another one is in progress");
+        return busy.with_retry_after(state.error_page(&ctx, &busy));
+    };
     let data = state.data.clone();
+    // The slot moves into the blocking task, so a client that goes away does not
+    // free it while `git bundle` still runs.
     let made = blocking(move || {
         let store = data.store()?;
         let head = store
@@ -421,10 +439,10 @@ async fn bundle(State(state): State<Arc<WebState>>, ctx: Ctx) -> Response {
             })?
             .0;
         let bundle = store.bundle()?;
-        Ok((head, bundle.file, bundle.size_bytes))
+        Ok((head, bundle.file, bundle.size_bytes, slot))
     })
     .await;
-    let (head, file, size) = match made {
+    let (head, file, size, slot) = match made {
         Ok(v) => v,
         Err(e) => return state.error_page(&ctx, &e),
     };
@@ -435,7 +453,7 @@ async fn bundle(State(state): State<Arc<WebState>>, ctx: Ctx) -> Response {
             (header::CONTENT_TYPE, "application/octet-stream".to_string()),
             (header::CONTENT_DISPOSITION, disposition),
         ],
-        file_body(tokio::fs::File::from_std(file)),
+        file_body(tokio::fs::File::from_std(file), slot),
     )
         .into_response();
     if let Some(size) = size {

@@ -308,10 +308,16 @@ async fn media_response(state: &Arc<WebState>, file: &str, headers: &HeaderMap) 
         PublisherError::BadRequest("media addresses are /media/<64 hex characters>.mp3".into())
     })?;
     let id = parse_media_id(id)?;
-    let (label, bytes) = state
+    // The database and the store are asked where the file is; its bytes are
+    // streamed after, holding neither.
+    let (label, path, len) = state
         .with_workspace(move |ws| {
-            let label = ws.media(&id).ok().map(|m| m.file_name);
-            Ok((label, ws.media_bytes(&id)?))
+            let label = ws.media_file_name(&id)?;
+            let path = ws.media_path(&id)?;
+            let len = std::fs::metadata(&path)
+                .map_err(PublisherError::io("read the size of", &path))?
+                .len();
+            Ok((label, path, len))
         })
         .await?;
     let fallback = id.file_name();
@@ -319,27 +325,37 @@ async fn media_response(state: &Arc<WebState>, file: &str, headers: &HeaderMap) 
     if !name.to_ascii_lowercase().ends_with(".mp3") {
         name.push_str(".mp3");
     }
-    let len = bytes.len() as u64;
     let range = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
         Some(value) => parse_range(value, len),
         None => Ok(None),
     };
-    let (status, body, content_range) = match range {
-        Ok(None) => (StatusCode::OK, bytes, None),
+    let (status, body, body_len, content_range) = match range {
+        Ok(None) => (
+            StatusCode::OK,
+            crate::http::file_body(&path, 0..len).await?,
+            len,
+            None,
+        ),
         Ok(Some(r)) => {
             let content_range = format!("bytes {}-{}/{len}", r.start, r.end - 1);
-            // `r` lies within `bytes` (parse_range clamps it to `len`).
-            let body = bytes[r.start as usize..r.end as usize].to_vec();
-            (StatusCode::PARTIAL_CONTENT, body, Some(content_range))
+            let body_len = r.end - r.start;
+            (
+                StatusCode::PARTIAL_CONTENT,
+                crate::http::file_body(&path, r).await?,
+                body_len,
+                Some(content_range),
+            )
         }
         Err(()) => (
             StatusCode::RANGE_NOT_SATISFIABLE,
-            Vec::new(),
+            axum::body::Body::empty(),
+            0,
             Some(format!("bytes */{len}")),
         ),
     };
     let mut resp = (status, body).into_response();
     let h = resp.headers_mut();
+    h.insert(header::CONTENT_LENGTH, body_len.into());
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("audio/mpeg"));
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     // Content-addressed: the bytes of an id never change.

@@ -523,9 +523,8 @@ async fn login(
     if !expected.is_some_and(|c| auth::same_secret(&c, &form.csrf)) {
         return state.error_page(&ctx, &PublisherError::CsrfRejected);
     }
-    let keys = auth::throttle_keys(&form.username, ctx.peer);
     let now = state.now();
-    let outcome = sign_in(&state, form.username.clone(), form.password, keys, now).await;
+    let outcome = sign_in(&state, form.username.clone(), form.password, ctx.peer, now).await;
     let text = |key| skycast_web::text(ctx.lang, key);
     match outcome {
         Ok(Ok(Some((token, user)))) => {
@@ -573,43 +572,41 @@ async fn login(
     }
 }
 
-/// Checks a sign-in: `Err(wait)` while locked, `Ok(None)` for a wrong name or
-/// password, else the new session's token. The password hash is checked without
-/// holding the database, so a sign-in never stalls other pages.
+/// Checks a sign-in: `Err(wait)` while throttled, `Ok(None)` for a wrong name or
+/// password, else the new session's token. The attempt is counted (and the
+/// throttle asked) in one transaction before the password is checked, so a burst
+/// of parallel attempts cannot pass the limit; the check runs in the bounded
+/// pool ([`auth::check_password`]) without holding the database.
 async fn sign_in(
     state: &Arc<WebState>,
     username: String,
     password: String,
-    keys: Vec<(String, i64)>,
+    peer: Option<std::net::IpAddr>,
     now: DateTime<Utc>,
 ) -> Result<std::result::Result<Option<(String, User)>, u64>> {
-    let name = username.clone();
-    let keys_for_check = keys.clone();
-    let record = state
-        .with_db(move |db| match auth::locked_for(db, &keys_for_check, now)? {
-            Some(wait) => Ok(Err(wait)),
-            None => Ok(Ok(db.password_record(&name)?)),
+    let account = auth::account_key(&username);
+    let address = auth::address_key(peer);
+    let (for_check, from) = (account.clone(), address.clone());
+    let admitted = state
+        .with_db(move |db| match auth::begin_attempt(db, &for_check, &from, now)? {
+            Err(wait) => Ok(Err(wait)),
+            Ok(attempt) => Ok(Ok((attempt, db.password_record(&username)?))),
         })
         .await?;
-    let record = match record {
+    let (attempt, record) = match admitted {
         Err(wait) => return Ok(Err(wait)),
-        Ok(record) => record,
+        Ok(admitted) => admitted,
     };
     let hash = record.as_ref().map(|(_, h)| h.clone());
-    let matches =
-        tokio::task::spawn_blocking(move || crate::passwords::password_matches(hash.as_deref(), &password))
-            .await
-            .map_err(|e| PublisherError::Internal(e.to_string()))??;
+    let matches = auth::check_password(hash, password).await?;
     state
         .with_db(move |db| match record {
             Some((id, _)) if matches => {
-                auth::clear_failures(db, &keys[0].0)?;
+                auth::attempt_succeeded(db, attempt, &account, &address)?;
                 Ok(Ok(Some((auth::create_session(db, id, now)?, db.user(id)?))))
             }
-            _ => {
-                auth::record_failure(db, &keys, now)?;
-                Ok(Ok(None))
-            }
+            // The attempt stays recorded: it is the failure.
+            _ => Ok(Ok(None)),
         })
         .await
 }

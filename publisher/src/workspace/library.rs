@@ -1,6 +1,8 @@
 //! The media library: what uploads and published versions brought in, searched,
 //! relabelled and read back; the head's media are imported once per move of `main`.
 
+use std::path::PathBuf;
+
 use skycast_schema::{Limits, MediaId, MediaKind};
 
 use super::{clean_label, read_bounded, verified_manifest, Workspace, MAX_LABEL_CHARS};
@@ -24,6 +26,12 @@ impl Workspace<'_> {
         self.import_head()?;
         self.find_media(id)?
             .ok_or_else(|| PublisherError::NotFound(format!("media {id} is not in the library")))
+    }
+
+    /// The file name a media is known by in the library, without importing the
+    /// head first (for download names: a media not listed yet goes by its id).
+    pub fn media_file_name(&self, id: &MediaId) -> Result<Option<String>> {
+        Ok(self.find_media(id)?.map(|m| m.file_name))
     }
 
     pub(super) fn find_media(&self, id: &MediaId) -> Result<Option<LibraryMedia>> {
@@ -98,24 +106,37 @@ impl Workspace<'_> {
         Ok(())
     }
 
-    /// The bytes of a media, from the uploads folder or the store, to listen to it
-    /// or build a playlist file.
-    pub fn media_bytes(&self, id: &MediaId) -> Result<Vec<u8>> {
-        let path = self.uploads_dir().join(id.file_name());
-        if let Some(bytes) = read_bounded(&path, Limits::default().max_media_bytes)? {
-            return Ok(bytes);
+    /// The file holding a media's bytes, to stream it without reading it whole:
+    /// `uploads/<id>.mp3` for an upload, else the store's media cache (written
+    /// once from the blob of the head, or of any older version).
+    pub fn media_path(&self, id: &MediaId) -> Result<PathBuf> {
+        let upload = self.uploads_dir().join(id.file_name());
+        if upload.is_file() {
+            return Ok(upload);
+        }
+        let cached = crate::store::media_cache_dir_of(&self.data.store_path()).join(id.file_name());
+        if cached.is_file() {
+            return Ok(cached);
         }
         let store = self.data.store()?;
         if let Some(commit) = store.head()? {
-            if let Some((_, oid)) = store.media_ids_in(commit)?.into_iter().find(|(m, _)| m == id) {
-                return Ok(store.read_blob(oid)?);
+            if let Some((_, blob)) = store.media_ids_in(commit)?.into_iter().find(|(m, _)| m == id) {
+                return Ok(store.media_file(id, blob)?);
             }
         }
         match store.media_index()?.get(id) {
-            Some(oid) => Ok(store.read_blob(*oid)?),
+            Some(blob) => Ok(store.media_file(id, *blob)?),
             None => Err(PublisherError::NotFound(format!(
                 "media {id} is neither in the uploads folder nor in the store"
             ))),
         }
+    }
+
+    /// The bytes of a media (at most `Limits::max_media_bytes`), read whole from
+    /// [`Workspace::media_path`]: for tests and small files; pages stream the path.
+    pub fn media_bytes(&self, id: &MediaId) -> Result<Vec<u8>> {
+        let path = self.media_path(id)?;
+        read_bounded(&path, Limits::default().max_media_bytes)?
+            .ok_or_else(|| PublisherError::NotFound(format!("media {id}: `{}` is gone", path.display())))
     }
 }

@@ -104,7 +104,7 @@ impl Workspace<'_> {
     pub fn uploads_tmp_dir(&self) -> PathBuf {
         let dir = self.uploads_dir().join("tmp");
         if !dir.is_dir() {
-            if let Err(e) = fs::create_dir_all(&dir) {
+            if let Err(e) = crate::data_dir::create_private_dir(&dir) {
                 tracing::warn!(dir = %dir.display(), error = %e, "cannot create the uploads folder");
             }
         }
@@ -115,7 +115,7 @@ impl Workspace<'_> {
     /// into before calling `ingest`.
     pub fn new_upload_file(&self) -> Result<(PathBuf, File)> {
         let dir = self.uploads_tmp_dir();
-        fs::create_dir_all(&dir).map_err(PublisherError::io("create", &dir))?;
+        crate::data_dir::create_private_dir(&dir)?;
         let path = dir.join(format!("{}.part", crate::random_token()));
         let file = fs::OpenOptions::new()
             .write(true)
