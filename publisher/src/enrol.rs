@@ -99,3 +99,58 @@ pub fn check_shop_name(name: &str) -> Result<()> {
         )))
     }
 }
+
+/// A puller configuration on its way to a file only its owner can read: written
+/// in full to a temporary file with mode 0600 beside `path`, then renamed over
+/// it by [`PrivateFile::commit`]. Dropped uncommitted, it leaves nothing behind.
+pub struct PrivateFile {
+    tmp: std::path::PathBuf,
+    path: std::path::PathBuf,
+    committed: bool,
+}
+
+/// Stages `text` for `path` (see [`PrivateFile`]); nothing is at `path` yet.
+pub fn stage_private(path: &std::path::Path, text: &str) -> Result<PrivateFile> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let name = path.file_name().ok_or_else(|| {
+        PublisherError::BadRequest(format!("`{}` is not a file path: name a file", path.display()))
+    })?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(".tmp-{}", hex::encode(crate::random_bytes::<6>())));
+    let tmp = path.with_file_name(tmp_name);
+    let staged = PrivateFile {
+        tmp: tmp.clone(),
+        path: path.to_path_buf(),
+        committed: false,
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(&tmp)
+        .map_err(PublisherError::io("create", &tmp))?;
+    file.write_all(text.as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(PublisherError::io("write", &tmp))?;
+    Ok(staged)
+}
+
+impl PrivateFile {
+    /// Puts the staged file at its path, replacing what was there.
+    pub fn commit(mut self) -> Result<()> {
+        std::fs::rename(&self.tmp, &self.path).map_err(PublisherError::io("rename into", &self.path))?;
+        self.committed = true;
+        Ok(())
+    }
+}
+
+impl Drop for PrivateFile {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}

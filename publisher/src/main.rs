@@ -158,6 +158,9 @@ enum PlayerCommand {
         /// The player's data directory written into the config
         #[arg(long)]
         player_data: Option<String>,
+        /// Write the config to this file (mode 0600) instead of printing it
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// List players: id, shop, state, registered, last change (who, how, when)
     List {
@@ -181,6 +184,9 @@ enum PlayerCommand {
         /// The player's data directory written into the config
         #[arg(long)]
         player_data: Option<String>,
+        /// Write the config to this file (mode 0600, replacing it) instead of printing it
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Forget a player: its token is refused from its next request; the record of changes stays
     Remove(PlayerChange),
@@ -420,6 +426,7 @@ fn player(command: PlayerCommand, now: chrono::DateTime<chrono::Utc>) -> anyhow:
             shop,
             server_url,
             player_data,
+            out,
         } => {
             let dir = DataDir::open(&data)?;
             skycast_publisher::check_plain_name("player id", &id)?;
@@ -437,8 +444,23 @@ fn player(command: PlayerCommand, now: chrono::DateTime<chrono::Utc>) -> anyhow:
                 &url,
                 player_data.as_deref().unwrap_or(&format!("skycast-{id}")),
             )?;
+            // Staged before the player exists, so a file that cannot be written
+            // registers nothing; dropped on failure, it leaves nothing either.
+            let staged = out
+                .as_deref()
+                .map(|path| skycast_publisher::enrol::stage_private(path, &config))
+                .transpose()?;
             dir.db()?.add_player(&id, &shop, &token)?;
-            print!("{config}");
+            match (staged, out) {
+                (Some(staged), Some(path)) => {
+                    staged.commit()?;
+                    eprintln!(
+                        "wrote the configuration of player `{id}` to {} (mode 0600)",
+                        path.display()
+                    );
+                }
+                _ => print!("{config}"),
+            }
         }
         PlayerCommand::List { data, history } => {
             let db = DataDir::open(&data)?.db()?;
@@ -478,6 +500,7 @@ fn player(command: PlayerCommand, now: chrono::DateTime<chrono::Utc>) -> anyhow:
             change: PlayerChange { data, id, by },
             server_url,
             player_data,
+            out,
         } => {
             let dir = DataDir::open(&data)?;
             let url = match server_url {
@@ -492,7 +515,23 @@ fn player(command: PlayerCommand, now: chrono::DateTime<chrono::Utc>) -> anyhow:
                 &url,
                 player_data.as_deref(),
             )?;
-            print!("{config}");
+            match out {
+                Some(path) => {
+                    // The old token is already refused: if the file cannot be
+                    // written, the new configuration must not be lost with it.
+                    let saved =
+                        skycast_publisher::enrol::stage_private(&path, &config).and_then(|f| f.commit());
+                    if let Err(e) = saved {
+                        print!("{config}");
+                        anyhow::bail!("{e}: the new configuration is printed above; save it with mode 0600");
+                    }
+                    eprintln!(
+                        "wrote the new configuration of player `{id}` to {} (mode 0600)",
+                        path.display()
+                    );
+                }
+                None => print!("{config}"),
+            }
             eprintln!("player `{id}` has a new token: the old one is refused from its next request; install this configuration on the shop's box");
             if player.disabled {
                 eprintln!("player `{id}` is still disabled: `skycast-publisher player enable` lets it in");

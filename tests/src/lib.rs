@@ -6,6 +6,7 @@ pub mod browser;
 pub mod play;
 pub mod proxy;
 pub mod recording;
+pub mod serve_process;
 pub mod web;
 
 use std::collections::BTreeSet;

@@ -136,3 +136,88 @@ async fn symlink_planted_at_a_partial_download_is_refused_and_its_target_untouch
     assert_eq!(std::fs::read(&target).unwrap(), b"do not append here\n");
     p.stop().await;
 }
+
+#[test]
+fn player_add_out_writes_a_config_only_its_owner_can_read_or_registers_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("pub");
+    let publisher = |args: &[&std::ffi::OsStr]| {
+        std::process::Command::new(bin("skycast-publisher"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let d = data.as_os_str();
+    assert!(publisher(&["init".as_ref(), "--data".as_ref(), d])
+        .status
+        .success());
+
+    let config = dir.path().join("shop-1.toml");
+    let out = publisher(&[
+        "player".as_ref(),
+        "add".as_ref(),
+        "--data".as_ref(),
+        d,
+        "--id".as_ref(),
+        "shop-1".as_ref(),
+        "--shop".as_ref(),
+        "main".as_ref(),
+        "--out".as_ref(),
+        config.as_os_str(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.stdout.is_empty(),
+        "the token is not printed when it goes to a file"
+    );
+    assert_eq!(mode(&config), 0o600);
+    let text = std::fs::read_to_string(&config).unwrap();
+    let table: toml::Table = toml::from_str(&text).unwrap();
+    assert_eq!(table["player_id"].as_str(), Some("shop-1"));
+
+    // A file that cannot be written registers nothing and leaves nothing behind.
+    let nowhere = dir.path().join("missing-dir/shop-2.toml");
+    let out = publisher(&[
+        "player".as_ref(),
+        "add".as_ref(),
+        "--data".as_ref(),
+        d,
+        "--id".as_ref(),
+        "shop-2".as_ref(),
+        "--shop".as_ref(),
+        "main".as_ref(),
+        "--out".as_ref(),
+        nowhere.as_os_str(),
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("missing-dir"), "{stderr}");
+    let list = publisher(&["player".as_ref(), "list".as_ref(), "--data".as_ref(), d]);
+    let listed = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        listed.contains("shop-1") && !listed.contains("shop-2"),
+        "{listed}"
+    );
+
+    // rotate-token replaces the file, still 0600, with the new token.
+    let out = publisher(&[
+        "player".as_ref(),
+        "rotate-token".as_ref(),
+        "--data".as_ref(),
+        d,
+        "--id".as_ref(),
+        "shop-1".as_ref(),
+        "--out".as_ref(),
+        config.as_os_str(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rotated: toml::Table = toml::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    assert_ne!(rotated["token"], table["token"]);
+    assert_eq!(mode(&config), 0o600);
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}

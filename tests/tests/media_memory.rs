@@ -7,15 +7,13 @@
 //! downloaded is refused with 503 and `Retry-After`.
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use futures_util::StreamExt;
 use reqwest::{Client, StatusCode};
+use skycast_tests::serve_process::{https_client, ServeProcess};
 use skycast_tests::web::{WebClient, TEST_PASSWORD};
 use skycast_tests::{bin, example, file_id};
-use tokio::io::AsyncBufReadExt;
 
 /// The size of the media file the tests publish. `Limits::max_media_bytes`
 /// allows 200 MiB, so 100 MiB is accepted as is.
@@ -26,24 +24,6 @@ const PARALLEL: usize = 50;
 const MAX_GROWTH_KIB: u64 = 20 * 1024;
 /// The longest a page may take while a burst is served.
 const MAX_PAGE_MS: u128 = 200;
-
-/// The peak resident memory (`VmHWM`) and current one (`VmRSS`) of a process, in KiB.
-fn memory_kib(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let field = |name: &str| -> u64 {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or_else(|| panic!("{name} in /proc/{pid}/status"))
-    };
-    (field("VmHWM:"), field("VmRSS:"))
-}
-
-/// Resets the peak to the current size, so the next peak read is what came after.
-fn reset_peak(pid: u32) -> bool {
-    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok()
-}
 
 /// `skycast-publisher <args>` with `env`; returns stdout, fails the test unless it exits 0.
 fn cli(args: &[&str], env: (&str, &str)) -> String {
@@ -159,89 +139,10 @@ fn publish_big_media(dir: &Path, mib: u64) -> Published {
     }
 }
 
-/// The real `skycast-publisher serve` on a port the kernel picks; its address
-/// is read from its own `serving HTTPS addr=...` log line (no polling).
-struct ServeProcess {
-    child: tokio::process::Child,
-    url: String,
-    pid: u32,
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-/// Drops the terminal colour codes tracing may add.
-fn strip_ansi(line: &str) -> String {
-    let mut out = String::new();
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-async fn start_serve(data: &Path) -> ServeProcess {
-    let mut child = tokio::process::Command::new(bin("skycast-publisher"))
-        .arg("serve")
-        .arg("--data")
-        .arg(data)
-        .args(["--listen", "127.0.0.1:0"])
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let pid = child.id().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let log = Arc::new(Mutex::new(Vec::new()));
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    {
-        let log = log.clone();
-        // Keeps reading so the server never blocks on a full pipe.
-        tokio::spawn(async move {
-            let mut tx = Some(tx);
-            let mut lines = tokio::io::BufReader::new(stderr).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                let line = strip_ansi(&line);
-                if line.contains("serving HTTPS") {
-                    let addr = line
-                        .split_whitespace()
-                        .find_map(|w| w.strip_prefix("addr="))
-                        .map(str::to_string);
-                    if let (Some(tx), Some(addr)) = (tx.take(), addr) {
-                        let _ = tx.send(addr);
-                    }
-                }
-                log.lock().unwrap().push(line);
-            }
-        });
-    }
-    let addr = tokio::time::timeout(Duration::from_secs(120), rx)
-        .await
-        .unwrap_or_else(|_| panic!("serve did not start: {:?}", log.lock().unwrap()))
-        .unwrap_or_else(|_| panic!("serve exited: {:?}", log.lock().unwrap()));
-    ServeProcess {
-        child,
-        url: format!("https://{addr}"),
-        pid,
-        log,
-    }
-}
-
 /// A client trusting the data directory's CA; HTTP/1.1 only, so parallel
 /// requests are parallel connections, as from many clients.
 fn protocol_client(data: &Path) -> Client {
-    let ca = reqwest::Certificate::from_pem(&std::fs::read(data.join("tls/ca.pem")).unwrap()).unwrap();
-    Client::builder()
-        .add_root_certificate(ca)
-        .tls_built_in_root_certs(false)
+    https_client(&data.join("tls/ca.pem"))
         .http1_only()
         .pool_max_idle_per_host(PARALLEL)
         .build()
@@ -263,7 +164,7 @@ struct Burst {
 /// Sends `requests` all at once, and a page request meanwhile: each must answer
 /// 206 with the file's first byte.
 async fn one_byte_burst(
-    pid: u32,
+    serve: &ServeProcess,
     requests: Vec<reqwest::RequestBuilder>,
     page: impl Fn() -> reqwest::RequestBuilder,
     expect: (u8, u64),
@@ -273,8 +174,8 @@ async fn one_byte_burst(
     assert_eq!(quiet.status(), StatusCode::OK);
     let _ = quiet.bytes().await.unwrap();
     let quiet_page_ms = t.elapsed().as_millis();
-    let reset = reset_peak(pid);
-    let (peak_before, _) = memory_kib(pid);
+    let reset = serve.reset_peak();
+    let (peak_before, _) = serve.memory_kib();
     let started = Instant::now();
     let burst = futures_util::future::join_all(requests.into_iter().map(|r| async move {
         let resp = r.header("range", "bytes=0-0").send().await.unwrap();
@@ -295,7 +196,7 @@ async fn one_byte_burst(
     };
     let (answers, (page_status, page_ms)) = tokio::join!(burst, page_request);
     let burst_ms = started.elapsed().as_millis();
-    let (peak_after, rss_kib) = memory_kib(pid);
+    let (peak_after, rss_kib) = serve.memory_kib();
     assert_eq!(page_status, StatusCode::OK, "the page answers during the burst");
     for (status, range, body) in answers {
         assert_eq!(status, StatusCode::PARTIAL_CONTENT);
@@ -336,16 +237,15 @@ fn report(what: &str, b: &Burst) {
 async fn one_byte_ranges_on_a_100_mib_media_keep_memory_bounded_and_pages_fast() {
     let dir = tempfile::tempdir().unwrap();
     let published = publish_big_media(dir.path(), MEDIA_MIB);
-    let mut serve = start_serve(&published.data).await;
-    let pid = serve.pid;
+    let mut serve = ServeProcess::start(&published.data, &[]).await;
     let media_url = format!(
         "{}{}",
-        serve.url,
+        serve.url(),
         skycast_schema::protocol::media_path(&published.media_id)
     );
     let client = protocol_client(&published.data);
     let bearer = format!("Bearer {}", published.token);
-    let mut web = WebClient::new(&serve.url, &published.data.join("tls/ca.pem"));
+    let mut web = WebClient::new(&serve.url(), &published.data.join("tls/ca.pem"));
     let home = web.login("marketing", TEST_PASSWORD).await;
     assert_eq!(home.status, StatusCode::OK, "{}", home.body);
     let expect = (published.first_byte, published.media_size);
@@ -372,20 +272,20 @@ async fn one_byte_ranges_on_a_100_mib_media_keep_memory_bounded_and_pages_fast()
     let requests = (0..PARALLEL)
         .map(|_| client.get(&media_url).header("authorization", &bearer))
         .collect();
-    let page = || web.client().get(format!("{}/marketing/media", serve.url));
-    let protocol = one_byte_burst(pid, requests, page, expect).await;
+    let page = || web.client().get(format!("{}/marketing/media", serve.url()));
+    let protocol = one_byte_burst(&serve, requests, page, expect).await;
     report("pull protocol /v1/media", &protocol);
 
     let requests = (0..PARALLEL)
-        .map(|_| web.client().get(format!("{}{web_media}", serve.url)))
+        .map(|_| web.client().get(format!("{}{web_media}", serve.url())))
         .collect();
-    let page = || web.client().get(format!("{}/marketing/media", serve.url));
-    let listening = one_byte_burst(pid, requests, page, expect).await;
+    let page = || web.client().get(format!("{}/marketing/media", serve.url()));
+    let listening = one_byte_burst(&serve, requests, page, expect).await;
     report("web UI /media/<id>.mp3", &listening);
 
     // A whole download streams too: hashed on arrival, it is the published file.
-    let reset = reset_peak(pid);
-    let (peak_before, _) = memory_kib(pid);
+    let reset = serve.reset_peak();
+    let (peak_before, _) = serve.memory_kib();
     let started = Instant::now();
     let resp = client
         .get(&media_url)
@@ -400,7 +300,7 @@ async fn one_byte_ranges_on_a_100_mib_media_keep_memory_bounded_and_pages_fast()
     while let Some(chunk) = body.next().await {
         hasher.update(&chunk.unwrap());
     }
-    let (peak_after, _) = memory_kib(pid);
+    let (peak_after, _) = serve.memory_kib();
     let growth_kib = peak_after.saturating_sub(peak_before);
     eprintln!(
         "full download of {} bytes in {:.1} s: server peak memory grew by {growth_kib} KiB (peak reset {reset})",
@@ -410,9 +310,9 @@ async fn one_byte_ranges_on_a_100_mib_media_keep_memory_bounded_and_pages_fast()
     assert_eq!(hasher.finalize().to_hex().as_str(), published.media_id);
     assert!(growth_kib < MAX_GROWTH_KIB, "full download: +{growth_kib} KiB");
 
-    let log = serve.log.lock().unwrap().join("\n");
+    let log = serve.plain_log();
     assert!(!log.contains("ERROR"), "{log}");
-    serve.child.kill().await.unwrap();
+    serve.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -422,10 +322,10 @@ async fn a_second_bundle_download_while_one_runs_gets_503_with_retry_after() {
     const BUNDLE_MEDIA_MIB: u64 = 40;
     let dir = tempfile::tempdir().unwrap();
     let published = publish_big_media(dir.path(), BUNDLE_MEDIA_MIB);
-    let mut serve = start_serve(&published.data).await;
+    let mut serve = ServeProcess::start(&published.data, &[]).await;
     let ca = published.data.join("tls/ca.pem");
-    let mut first = WebClient::new(&serve.url, &ca);
-    let mut second = WebClient::new(&serve.url, &ca);
+    let mut first = WebClient::new(&serve.url(), &ca);
+    let mut second = WebClient::new(&serve.url(), &ca);
     for web in [&mut first, &mut second] {
         let home = web.login("auditor", TEST_PASSWORD).await;
         assert_eq!(home.status, StatusCode::OK, "{}", home.body);
@@ -433,7 +333,7 @@ async fn a_second_bundle_download_while_one_runs_gets_503_with_retry_after() {
 
     let running = first
         .client()
-        .get(format!("{}/audit/bundle", serve.url))
+        .get(format!("{}/audit/bundle", serve.url()))
         .send()
         .await
         .unwrap();
@@ -441,7 +341,7 @@ async fn a_second_bundle_download_while_one_runs_gets_503_with_retry_after() {
     // Its body is not read yet: the download is in progress.
     let refused = second
         .client()
-        .get(format!("{}/audit/bundle", serve.url))
+        .get(format!("{}/audit/bundle", serve.url()))
         .header("accept-language", "en")
         .send()
         .await
@@ -464,9 +364,9 @@ async fn a_second_bundle_download_while_one_runs_gets_503_with_retry_after() {
         "{} bytes",
         bytes.len()
     );
-    let log = serve.log.lock().unwrap().join("\n");
+    let log = serve.plain_log();
     assert!(log.contains("store bundle refused"), "{log}");
-    serve.child.kill().await.unwrap();
+    serve.stop().await;
 }
 
 /// The player token `player add` printed into a puller's configuration.

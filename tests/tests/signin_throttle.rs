@@ -9,10 +9,10 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use reqwest::redirect::Policy;
 use reqwest::{Client, StatusCode};
 use skycast_publisher::web::auth::PER_ACCOUNT_AND_ADDRESS;
 use skycast_tests::bin;
+use skycast_tests::serve_process::ServeProcess;
 use skycast_tests::web::{WebClient, TEST_PASSWORD};
 
 const ADMIN_PASSWORD: &str = "admin-password";
@@ -63,72 +63,6 @@ fn init_with_marketing(dir: &Path) -> PathBuf {
     data
 }
 
-/// The real `skycast-publisher serve`, as a child process on a free loopback port.
-struct ServeProcess {
-    child: tokio::process::Child,
-    url: String,
-    log: PathBuf,
-    ca: PathBuf,
-}
-
-impl ServeProcess {
-    async fn start(data: &Path, log: PathBuf) -> ServeProcess {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = tokio::process::Command::new(bin("skycast-publisher"))
-            .arg("serve")
-            .arg("--data")
-            .arg(data)
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .env("RUST_LOG", "info")
-            .stderr(std::fs::File::create(&log).unwrap())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let serve = ServeProcess {
-            child,
-            url: format!("https://127.0.0.1:{port}"),
-            log,
-            ca: data.join("tls/ca.pem"),
-        };
-        // Polls until the listener answers (a process start has no readiness signal).
-        let probe = serve.client(loopback(1));
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while probe.get(format!("{}/login", serve.url)).send().await.is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "serve did not answer: {}",
-                std::fs::read_to_string(&serve.log).unwrap()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        serve
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id().unwrap()
-    }
-
-    /// A client whose connections come from `from`, showing redirects as they are.
-    fn client(&self, from: IpAddr) -> Client {
-        let ca = reqwest::Certificate::from_pem(&std::fs::read(&self.ca).unwrap()).unwrap();
-        Client::builder()
-            .add_root_certificate(ca)
-            .tls_built_in_root_certs(false)
-            .redirect(Policy::none())
-            .local_address(from)
-            .build()
-            .unwrap()
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap()
-    }
-}
-
 /// One sign-in attempt; answers its status and how long it took.
 async fn attempt(
     serve: &ServeProcess,
@@ -138,7 +72,7 @@ async fn attempt(
 ) -> (StatusCode, Duration) {
     let started = Instant::now();
     let resp = client
-        .post(format!("{}/login", serve.url))
+        .post(format!("{}/login", serve.url()))
         .header("cookie", format!("skycast_login_csrf={LOGIN_CSRF}"))
         .header("accept-language", "en")
         .form(&[("username", user), ("password", password), ("csrf", LOGIN_CSRF)])
@@ -148,19 +82,6 @@ async fn attempt(
     let status = resp.status();
     resp.bytes().await.unwrap();
     (status, started.elapsed())
-}
-
-/// The peak resident memory (`VmHWM`) and current one (`VmRSS`) of a process, in KiB.
-fn memory_kib(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let field = |name: &str| -> u64 {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or_else(|| panic!("{name} in /proc/{pid}/status"))
-    };
-    (field("VmHWM:"), field("VmRSS:"))
 }
 
 /// 40 simultaneous wrong passwords for one user from one address: only the
@@ -174,9 +95,8 @@ async fn a_burst_of_wrong_passwords_is_counted_before_hashing_and_locks_out_nobo
     const BURST: usize = 40;
     let dir = tempfile::tempdir().unwrap();
     let data = init_with_marketing(dir.path());
-    let mut serve = ServeProcess::start(&data, dir.path().join("serve.log")).await;
-    let pid = serve.pid();
-    let (_, rss_start) = memory_kib(pid);
+    let mut serve = ServeProcess::start(&data, &[]).await;
+    let (_, rss_start) = serve.memory_kib();
 
     // One argon2 check, timed (the median of three, the machine being shared)
     // from an address and names the burst does not use.
@@ -184,7 +104,7 @@ async fn a_burst_of_wrong_passwords_is_counted_before_hashing_and_locks_out_nobo
     for i in 0..3 {
         let (status, took) = attempt(
             &serve,
-            &serve.client(loopback(9)),
+            &serve.client_from(loopback(9)),
             &format!("nobody{i}"),
             "wrong-password",
         )
@@ -200,21 +120,21 @@ async fn a_burst_of_wrong_passwords_is_counted_before_hashing_and_locks_out_nobo
     let one_check = checks[1];
 
     // Connections opened before the burst, so the timings are the requests'.
-    let (_, rss_idle) = memory_kib(pid);
+    let (_, rss_idle) = serve.memory_kib();
     let mut clients = Vec::new();
     for _ in 0..BURST {
-        let client = serve.client(loopback(1));
-        let resp = client.get(format!("{}/login", serve.url)).send().await.unwrap();
+        let client = serve.client_from(loopback(1));
+        let resp = client.get(format!("{}/login", serve.url())).send().await.unwrap();
         assert_eq!(resp.status(), StatusCode::OK);
         resp.bytes().await.unwrap();
         clients.push(client);
     }
     eprintln!(
         "{BURST} open connections: server VmRSS {rss_idle} KiB -> {} KiB",
-        memory_kib(pid).1
+        serve.memory_kib().1
     );
-    let reset = std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok();
-    let (peak_before, rss_before) = memory_kib(pid);
+    let reset = serve.reset_peak();
+    let (peak_before, rss_before) = serve.memory_kib();
     let started = Instant::now();
     let burst = clients.iter().map(|client| {
         let serve = &serve;
@@ -222,7 +142,7 @@ async fn a_burst_of_wrong_passwords_is_counted_before_hashing_and_locks_out_nobo
     });
     let answers = futures_util::future::join_all(burst).await;
     let burst_time = started.elapsed();
-    let (peak_after, rss_after) = memory_kib(pid);
+    let (peak_after, rss_after) = serve.memory_kib();
     let growth_kib = peak_after.saturating_sub(peak_before);
     // Also counting the memory the first check's thread keeps for the next ones.
     let growth_since_start_kib = peak_after.saturating_sub(rss_start);
@@ -278,9 +198,9 @@ async fn a_burst_of_wrong_passwords_is_counted_before_hashing_and_locks_out_nobo
     );
 
     // The burst's address waits for this user, whatever the password.
-    let here = serve.client(loopback(1));
+    let here = serve.client_from(loopback(1));
     let resp = here
-        .post(format!("{}/login", serve.url))
+        .post(format!("{}/login", serve.url()))
         .header("cookie", format!("skycast_login_csrf={LOGIN_CSRF}"))
         .form(&[
             ("username", "marketing"),
@@ -299,14 +219,20 @@ async fn a_burst_of_wrong_passwords_is_counted_before_hashing_and_locks_out_nobo
     assert!((1..=15 * 60).contains(&retry), "Retry-After {retry} s");
 
     // Elsewhere nobody is locked out.
-    let (status, _) = attempt(&serve, &serve.client(loopback(2)), "marketing", TEST_PASSWORD).await;
+    let (status, _) = attempt(
+        &serve,
+        &serve.client_from(loopback(2)),
+        "marketing",
+        TEST_PASSWORD,
+    )
+    .await;
     assert_eq!(
         status,
         StatusCode::SEE_OTHER,
         "the right password from another address"
     );
     for from in [loopback(2), loopback(3)] {
-        let (status, _) = attempt(&serve, &serve.client(from), "admin", ADMIN_PASSWORD).await;
+        let (status, _) = attempt(&serve, &serve.client_from(from), "admin", ADMIN_PASSWORD).await;
         assert_eq!(
             status,
             StatusCode::SEE_OTHER,
@@ -333,7 +259,7 @@ async fn a_burst_of_wrong_passwords_is_counted_before_hashing_and_locks_out_nobo
         StatusCode::SEE_OTHER,
         "the right password after unlock: {out}"
     );
-    serve.child.kill().await.unwrap();
+    serve.stop().await;
 }
 
 /// A user throttled after five wrong passwords shows their failures on the
@@ -342,8 +268,8 @@ async fn a_burst_of_wrong_passwords_is_counted_before_hashing_and_locks_out_nobo
 async fn the_admin_unlocks_a_throttled_user_from_the_user_page() {
     let dir = tempfile::tempdir().unwrap();
     let data = init_with_marketing(dir.path());
-    let mut serve = ServeProcess::start(&data, dir.path().join("serve.log")).await;
-    let shop = serve.client(loopback(4));
+    let mut serve = ServeProcess::start(&data, &[]).await;
+    let shop = serve.client_from(loopback(4));
     for i in 0..PER_ACCOUNT_AND_ADDRESS.free {
         let (status, _) = attempt(&serve, &shop, "marketing", "wrong-password").await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "wrong password {i}");
@@ -351,7 +277,7 @@ async fn the_admin_unlocks_a_throttled_user_from_the_user_page() {
     let (status, _) = attempt(&serve, &shop, "marketing", TEST_PASSWORD).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "throttled");
 
-    let mut admin = WebClient::new(&serve.url, &serve.ca);
+    let mut admin = WebClient::new(&serve.url(), &serve.ca_path());
     let home = admin.login("admin", ADMIN_PASSWORD).await;
     assert_eq!(home.path, "/admin", "{}", home.body);
     let id = skycast_publisher::DataDir::open(&data)
@@ -383,5 +309,5 @@ async fn the_admin_unlocks_a_throttled_user_from_the_user_page() {
     let (status, _) = attempt(&serve, &shop, "marketing", TEST_PASSWORD).await;
     assert_eq!(status, StatusCode::SEE_OTHER, "the user signs in after unlock");
     assert!(serve.log_text().contains("user unlocked"));
-    serve.child.kill().await.unwrap();
+    serve.stop().await;
 }

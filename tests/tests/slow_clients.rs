@@ -5,14 +5,14 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use skycast_tests::serve_process::ServeProcess;
 use skycast_tests::{bin, example_music, write_planning, Puller};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::sync::{oneshot, Notify, Semaphore};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{Notify, Semaphore};
 
 const SLOW_CONNECTIONS: usize = 2000;
 /// Connections being opened (TCP connect and TLS handshake) at once.
@@ -39,106 +39,6 @@ fn cli(args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Log lines without their colour escapes.
-fn plain(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// The real `serve` as a child of `sh` under `ulimit -n 1024`, its log kept.
-struct Serve {
-    child: tokio::process::Child,
-    addr: SocketAddr,
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-impl Serve {
-    /// Starts serve on a port the kernel picks and returns once its log says
-    /// which one (the listener is bound by then).
-    async fn start(data: &Path) -> Serve {
-        let mut child = tokio::process::Command::new("sh")
-            .arg("-c")
-            .arg(r#"ulimit -n 1024 && exec "$0" serve --data "$1" --listen 127.0.0.1:0 --header-timeout-secs "$2" --idle-timeout-secs "$3""#)
-            .arg(bin("skycast-publisher"))
-            .arg(data)
-            .arg(HEADER_TIMEOUT_SECS.to_string())
-            .arg(IDLE_TIMEOUT_SECS.to_string())
-            .env("RUST_LOG", "info")
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (addr_tx, addr_rx) = oneshot::channel();
-        {
-            let log = log.clone();
-            tokio::spawn(async move {
-                let mut lines = BufReader::new(stderr).lines();
-                let mut addr_tx = Some(addr_tx);
-                while let Ok(Some(line)) = lines.next_line().await {
-                    let line = plain(&line);
-                    if line.contains("serving HTTPS") {
-                        let addr = line
-                            .split_whitespace()
-                            .find_map(|w| w.strip_prefix("addr="))
-                            .and_then(|a| a.parse::<SocketAddr>().ok());
-                        if let (Some(tx), Some(addr)) = (addr_tx.take(), addr) {
-                            let _ = tx.send(addr);
-                        }
-                    }
-                    log.lock().unwrap().push(line);
-                }
-            });
-        }
-        let addr = match tokio::time::timeout(Duration::from_secs(30), addr_rx).await {
-            Ok(Ok(addr)) => addr,
-            _ => panic!("serve did not start: {}", log.lock().unwrap().join("\n")),
-        };
-        Serve { child, addr, log }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id().unwrap()
-    }
-
-    fn url(&self) -> String {
-        format!("https://127.0.0.1:{}", self.addr.port())
-    }
-
-    /// A field of /proc/PID/status in KiB (VmHWM, VmRSS).
-    fn status_kib(&self, field: &str) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .unwrap_or_else(|| panic!("{field} missing from /proc status"))
-    }
-
-    fn open_files(&self) -> usize {
-        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
-            .map(|d| d.count())
-            .unwrap_or(0)
-    }
-
-    fn log_text(&self) -> String {
-        self.log.lock().unwrap().join("\n")
-    }
 }
 
 fn tls_client(ca_pem: &Path) -> Arc<rustls::ClientConfig> {
@@ -351,7 +251,19 @@ async fn two_thousand_slow_header_connections_leave_players_and_people_served_an
         planning.to_str().unwrap(),
     ]);
 
-    let mut serve = Serve::start(&data).await;
+    let header_timeout = HEADER_TIMEOUT_SECS.to_string();
+    let idle_timeout = IDLE_TIMEOUT_SECS.to_string();
+    let mut serve = ServeProcess::start_with_open_files(
+        &data,
+        &[
+            "--header-timeout-secs",
+            &header_timeout,
+            "--idle-timeout-secs",
+            &idle_timeout,
+        ],
+        1024,
+    )
+    .await;
     let url = serve.url();
     let player_dir: PathBuf = dir.path().join("player");
     std::fs::create_dir_all(&player_dir).unwrap();
@@ -379,7 +291,7 @@ async fn two_thousand_slow_header_connections_leave_players_and_people_served_an
         .unwrap()
         .to_string();
     let ca_pem = data.join("tls/ca.pem");
-    let baseline_kib = serve.status_kib("VmRSS");
+    let baseline_kib = serve.rss_kib();
 
     // Half the slow clients share 127.0.0.1 with the players and people (one
     // NAT), the rest come from four other addresses.
@@ -399,7 +311,7 @@ async fn two_thousand_slow_header_connections_leave_players_and_people_served_an
                 Ipv4Addr::new(127, 0, 0, 2 + (i % 8 / 2) as u8)
             };
             tokio::spawn(slow_client(
-                serve.addr,
+                serve.addr(),
                 IpAddr::V4(source),
                 i % 10 == 9,
                 tls.clone(),
@@ -468,8 +380,8 @@ async fn two_thousand_slow_header_connections_leave_players_and_people_served_an
         }
     }
     let attack_took = attack_started.elapsed();
-    let peak_kib = serve.status_kib("VmHWM");
-    let log = serve.log_text();
+    let peak_kib = serve.peak_memory_kib();
+    let log = serve.plain_log();
     println!(
         "{SLOW_CONNECTIONS} slow connections in {attack_took:.1?}: {timed_out} closed by the {HEADER_TIMEOUT_SECS} s header timeout, \
          {shed} shed earlier, {not_admitted} refused before the handshake, {still_open} still open; longest {longest:.1?}"
@@ -521,8 +433,8 @@ async fn two_thousand_slow_header_connections_leave_players_and_people_served_an
     // Keep-alive: an idle HTTP/2 connection closes after the idle timeout, an
     // idle HTTP/1.1 one after the header timeout (hyper times the next head).
     let (h2_idle, h1_idle) = tokio::join!(
-        idle_close_after(serve.addr, &ca_pem, b"h2"),
-        idle_close_after(serve.addr, &ca_pem, b"http/1.1"),
+        idle_close_after(serve.addr(), &ca_pem, b"h2"),
+        idle_close_after(serve.addr(), &ca_pem, b"http/1.1"),
     );
     println!("idle keep-alive closed after {h2_idle:.1?} (HTTP/2) and {h1_idle:.1?} (HTTP/1.1)");
     let around = |took: Duration, secs: u64| {
@@ -539,14 +451,9 @@ async fn two_thousand_slow_header_connections_leave_players_and_people_served_an
     );
 
     // A graceful stop: SIGTERM, and serve exits cleanly.
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(i32::try_from(serve.pid()).unwrap()),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    let exit = tokio::time::timeout(Duration::from_secs(20), serve.child.wait())
+    serve.terminate();
+    let exit = tokio::time::timeout(Duration::from_secs(20), serve.wait())
         .await
-        .expect("serve stops within 20 s of SIGTERM")
-        .unwrap();
-    assert!(exit.success(), "serve exited with {exit}:\n{}", serve.log_text());
+        .expect("serve stops within 20 s of SIGTERM");
+    assert!(exit.success(), "serve exited with {exit}:\n{}", serve.plain_log());
 }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::redirect::Policy;
 use reqwest::{Client, StatusCode};
+use skycast_tests::serve_process::{https_client, ServeProcess};
 use skycast_tests::web::{Page, WebClient, TEST_PASSWORD};
 use skycast_tests::{bin, example_music, write_planning, PublisherFixture};
 
@@ -47,10 +48,7 @@ async fn signed_in(fx: &PublisherFixture, user: &str) -> WebClient {
 
 /// A client that shows redirects and Set-Cookie headers instead of following them.
 fn raw_client(fx: &PublisherFixture) -> Client {
-    let ca = reqwest::Certificate::from_pem(&std::fs::read(fx.data.ca_cert_path()).unwrap()).unwrap();
-    Client::builder()
-        .add_root_certificate(ca)
-        .tls_built_in_root_certs(false)
+    https_client(&fx.data.ca_cert_path())
         .redirect(Policy::none())
         .build()
         .unwrap()
@@ -805,65 +803,6 @@ async fn login_throttling_locks_an_account_after_five_failures_and_sessions_are_
     assert!(resp.headers().contains_key("retry-after"));
 }
 
-/// The peak resident memory (`VmHWM`) and current one (`VmRSS`) of a process, in KiB.
-fn memory_kib(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let field = |name: &str| -> u64 {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or_else(|| panic!("{name} in /proc/{pid}/status"))
-    };
-    (field("VmHWM:"), field("VmRSS:"))
-}
-
-/// The real `skycast-publisher serve`, as a child process on a free loopback port.
-struct ServeProcess {
-    child: tokio::process::Child,
-    url: String,
-    log: PathBuf,
-}
-
-async fn start_serve(data: &Path, max_upload_mb: u64, log: PathBuf) -> ServeProcess {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = tokio::process::Command::new(bin("skycast-publisher"))
-        .arg("serve")
-        .arg("--data")
-        .arg(data)
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .args(["--max-upload-mb", &max_upload_mb.to_string()])
-        .env("RUST_LOG", "info")
-        .stderr(std::fs::File::create(&log).unwrap())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let url = format!("https://127.0.0.1:{port}");
-    let ca = reqwest::Certificate::from_pem(&std::fs::read(data.join("tls/ca.pem")).unwrap()).unwrap();
-    let probe = Client::builder()
-        .add_root_certificate(ca)
-        .tls_built_in_root_certs(false)
-        .build()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if probe.get(format!("{url}/login")).send().await.is_ok() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "serve did not answer: {}",
-            std::fs::read_to_string(&log).unwrap()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    ServeProcess { child, url, log }
-}
-
 /// `skycast-publisher <args>` with `env`; fails the test unless it exits 0.
 fn cli(args: &[&str], env: (&str, &str)) {
     let out = std::process::Command::new(bin("skycast-publisher"))
@@ -917,10 +856,9 @@ async fn oversize_upload_is_refused_while_streaming_without_filling_memory() {
     const PAST_LIMIT_MIB: u64 = 4;
     let dir = tempfile::tempdir().unwrap();
     let data = init_with_marketing(dir.path());
-    let mut serve = start_serve(&data, LIMIT_MIB, dir.path().join("serve.log")).await;
-    let pid = serve.child.id().unwrap();
+    let mut serve = ServeProcess::start(&data, &["--max-upload-mb", &LIMIT_MIB.to_string()]).await;
 
-    let mut web = WebClient::new(&serve.url, &data.join("tls/ca.pem"));
+    let mut web = WebClient::new(&serve.url(), &data.join("tls/ca.pem"));
     let home = web.login("marketing", TEST_PASSWORD).await;
     assert_eq!(home.path, "/marketing", "{}", home.body);
     let token = web.csrf.clone().unwrap();
@@ -929,8 +867,8 @@ async fn oversize_upload_is_refused_while_streaming_without_filling_memory() {
     static ZEROS: [u8; 1 << 20] = [0; 1 << 20];
     for announced in [false, true] {
         // Reset the peak to the current size, so the peak read after is the upload's.
-        let reset = std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok();
-        let (peak_before, rss_before) = memory_kib(pid);
+        let reset = serve.reset_peak();
+        let (peak_before, rss_before) = serve.memory_kib();
         let sent = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         let counter = sent.clone();
         let chunks = futures_util::stream::unfold(0u64, move |mib| {
@@ -964,7 +902,7 @@ async fn oversize_upload_is_refused_while_streaming_without_filling_memory() {
         let started = Instant::now();
         let resp = web
             .client()
-            .post(format!("{}/marketing/media/upload?csrf={token}", serve.url))
+            .post(format!("{}/marketing/media/upload?csrf={token}", serve.url()))
             .header("accept-language", "en")
             .multipart(form)
             .send()
@@ -974,7 +912,7 @@ async fn oversize_upload_is_refused_while_streaming_without_filling_memory() {
             Ok(r) => (Some(r.status()), r.text().await.unwrap_or_default()),
             Err(e) => (None, format!("{e:?}")),
         };
-        let (peak_after, rss_after) = memory_kib(pid);
+        let (peak_after, rss_after) = serve.memory_kib();
         let sent_mib = sent.load(std::sync::atomic::Ordering::Relaxed) >> 20;
         let growth_kib = peak_after.saturating_sub(peak_before);
         eprintln!(
@@ -1009,9 +947,9 @@ async fn oversize_upload_is_refused_while_streaming_without_filling_memory() {
     assert_eq!(library, ["0"], "the library is empty");
     // The server is still fine.
     assert_eq!(web.get("/marketing/media").await.status, StatusCode::OK);
-    let log = std::fs::read_to_string(&serve.log).unwrap();
+    let log = serve.log_text();
     assert!(log.contains("upload refused: over the size limit"), "{log}");
-    serve.child.kill().await.unwrap();
+    serve.stop().await;
 }
 
 const XSS: [&str; 2] = ["<script>alert(1)</script>", "\"><img src=x onerror=alert(1)>"];
@@ -1743,9 +1681,9 @@ async fn path_tricks_in_uploaded_file_names_write_nothing_outside_the_uploads_fo
 async fn failed_sign_in_names_cannot_forge_log_lines() {
     let dir = tempfile::tempdir().unwrap();
     let data = init_with_marketing(dir.path());
-    let mut serve = start_serve(&data, 200, dir.path().join("serve.log")).await;
+    let mut serve = ServeProcess::start(&data, &["--max-upload-mb", "200"]).await;
     let forged = "2026-01-01T00:00:00.000000Z  INFO skycast_publisher::web: signed in user=admin";
-    let mut web = WebClient::new(&serve.url, &data.join("tls/ca.pem"));
+    let mut web = WebClient::new(&serve.url(), &data.join("tls/ca.pem"));
     // Five failures, then the locked answer: both log lines carry the name.
     for _ in 0..6 {
         let page = web.login(&format!("nobody\n{forged}"), "wrong-password").await;
@@ -1755,8 +1693,8 @@ async fn failed_sign_in_names_cannot_forge_log_lines() {
     assert_eq!(page.status, StatusCode::UNAUTHORIZED);
     // The log is written as the requests end: give it a moment.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let log = std::fs::read_to_string(&serve.log).unwrap();
-    serve.child.kill().await.unwrap();
+    let log = serve.log_text();
+    serve.stop().await;
     assert!(
         log.contains("sign-in failed") && log.contains("sign-in refused"),
         "{log}"
