@@ -4,7 +4,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use chrono::{DateTime, Datelike, NaiveDate, NaiveTime, SecondsFormat, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, NaiveTime, SecondsFormat, Timelike, Utc};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -268,16 +268,21 @@ pub struct Instant(pub DateTime<Utc>);
 impl FromStr for Instant {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        // Only what `Display` writes back unchanged: whole seconds (a fraction would
-        // be dropped) and, in UTC, a four-digit year (`-0001-12-31T23:00:00Z` would
-        // not parse).
+        // Kept to what `Display` writes back unchanged: a fraction of a second is
+        // dropped here (manifests carry whole seconds; plannings written from a
+        // clock may hold one), and in UTC the year has four digits
+        // (`-0001-12-31T23:00:00Z` would not parse).
         DateTime::parse_from_rfc3339(s)
             .ok()
             .map(|t| t.with_timezone(&Utc))
-            .filter(|t| t.timestamp_subsec_nanos() % 1_000_000_000 == 0 && (0..=9999).contains(&t.year()))
+            .and_then(|t| {
+                let whole = t.timestamp_subsec_nanos() / 1_000_000_000 * 1_000_000_000;
+                t.with_nanosecond(whole)
+            })
+            .filter(|t| (0..=9999).contains(&t.year()))
             .map(Instant)
             .ok_or_else(|| {
-                format!("`{s}` is not an RFC 3339 time in whole seconds: write it like 2026-11-22T09:14:03Z")
+                format!("`{s}` is not an RFC 3339 time between the years 0000 and 9999: write it like 2026-11-22T09:14:03Z")
             })
     }
 }
@@ -368,16 +373,21 @@ mod tests {
             let t: Instant = text.parse().unwrap();
             assert_eq!(t.to_string().parse::<Instant>(), Ok(t), "{text} wrote {t}");
         }
-        // A fraction of a second would be dropped by `Display`; a year outside
-        // 0000..=9999 once in UTC would be written with a sign that does not parse.
-        for text in [
-            "0000-01-01 00:00:00.1Z",
-            "2026-11-22T09:14:03.500Z",
-            "0000-01-01T00:30:00+01:00",
-            "9999-12-31T23:30:00-01:00",
+        // A fraction of a second is dropped, as whole-second manifests always had it.
+        for (text, whole) in [
+            ("0000-01-01 00:00:00.1Z", "0000-01-01T00:00:00Z"),
+            ("2026-11-22T09:14:03.500Z", "2026-11-22T09:14:03Z"),
+            ("2026-12-01T15:21:53.889320427+00:00", "2026-12-01T15:21:53Z"),
         ] {
+            let t: Instant = text.parse().unwrap();
+            assert_eq!(t.to_string(), whole, "{text}");
+            assert_eq!(t.to_string().parse::<Instant>(), Ok(t), "{text} wrote {t}");
+        }
+        // A year outside 0000..=9999 once in UTC would be written with a sign
+        // that does not parse.
+        for text in ["0000-01-01T00:30:00+01:00", "9999-12-31T23:30:00-01:00"] {
             let err = text.parse::<Instant>().unwrap_err();
-            assert!(err.contains("whole seconds"), "{text}: {err}");
+            assert!(err.contains("between the years 0000 and 9999"), "{text}: {err}");
         }
     }
 
