@@ -11,6 +11,7 @@ use crate::client::{Client, ClientError};
 use crate::clock::clock_correction;
 use crate::config::Config;
 use crate::local_store::Layout;
+use crate::play_log::PlayLog;
 use crate::player::{self, PlayEvent, PlayerError, PlayerHandle, PlayerOptions};
 use crate::state::State;
 use crate::sync::{sync_with, SyncOutcome, SyncReport};
@@ -224,6 +225,8 @@ fn start_player(
     // The first sync has not necessarily run yet: the play log needs the directory
     // (0700) and `state.sqlite` (0600) before SQLite creates it with the umask's mode.
     layout.prepare_private()?;
+    // Before the player thread and the first sync both open `state.sqlite`.
+    PlayLog::prepare(&layout.state_db())?;
     let manifest = match layout.current_version()? {
         Some(v) => Some(Arc::new(layout.load_verified(v, &config.trusted())?)),
         None => None,
@@ -259,7 +262,6 @@ mod tests {
     use super::*;
     use crate::audio::OutputSpec;
     use crate::config::Overrides;
-    use crate::play_log::PlayLog;
     use crate::sync::sync_once;
     use crate::test_support::{key, media, server_and_config, FUTURE};
 
@@ -324,11 +326,6 @@ mod tests {
         // Long enough that noticing the death only between long-polls would fail.
         config.long_poll = Duration::from_secs(30);
         server.publish(1, &[&media(1, 1000)], FUTURE);
-        // The play log switches the database to WAL. Done here first so that switch
-        // cannot race the first sync on a fresh database (either side may then wait
-        // out SQLite's 5 s busy timeout, longer than this test's patience).
-        std::fs::create_dir_all(&config.data).unwrap();
-        drop(PlayLog::open(&Layout::new(&config.data).state_db(), "test-setup").unwrap());
 
         // `on_event` runs on the player thread: when the player takes version 1 it
         // waits for the word, then panics, and the thread dies of it.

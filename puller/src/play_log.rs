@@ -100,6 +100,32 @@ impl PlayLog {
             path: path.to_path_buf(),
             source,
         };
+        let conn = PlayLog::prepared(path)?;
+        conn.execute(
+            "UPDATE plays SET outcome = 'interrupted' WHERE outcome = 'playing'",
+            [],
+        )
+        .map_err(err)?;
+        Ok(PlayLog {
+            conn,
+            path: path.to_path_buf(),
+            run_id: run_id.to_string(),
+        })
+    }
+
+    /// Switches `state.sqlite` to WAL and creates the play log's tables. The daemon
+    /// calls it before the first sync and the player thread start: the switch to
+    /// WAL needs the file to itself, and racing it against the sync's connection
+    /// could make either side wait out the busy timeout.
+    pub fn prepare(path: &Path) -> Result<(), PlayLogError> {
+        PlayLog::prepared(path).map(drop)
+    }
+
+    fn prepared(path: &Path) -> Result<Connection, PlayLogError> {
+        let err = |source| PlayLogError {
+            path: path.to_path_buf(),
+            source,
+        };
         let conn = Connection::open(path).map_err(err)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(err)?;
@@ -129,16 +155,7 @@ impl PlayLog {
              );",
         )
         .map_err(err)?;
-        conn.execute(
-            "UPDATE plays SET outcome = 'interrupted' WHERE outcome = 'playing'",
-            [],
-        )
-        .map_err(err)?;
-        Ok(PlayLog {
-            conn,
-            path: path.to_path_buf(),
-            run_id: run_id.to_string(),
-        })
+        Ok(conn)
     }
 
     fn err(&self) -> impl Fn(rusqlite::Error) -> PlayLogError + '_ {
