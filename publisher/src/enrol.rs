@@ -11,6 +11,43 @@ pub fn new_player_token() -> String {
     format!("skp_{}", crate::random_token())
 }
 
+/// Registers player `id` of `shop` and returns its puller configuration, for
+/// `server_url` with data directory `player_data` (default `skycast-<id>`).
+/// With `out`, the configuration is also written there (mode 0600), staged
+/// before the player exists: a file that cannot be written registers nothing.
+pub fn add_player(
+    data: &DataDir,
+    db: &Db,
+    id: &str,
+    shop: &str,
+    server_url: &str,
+    player_data: Option<&str>,
+    out: Option<&std::path::Path>,
+) -> Result<String> {
+    check_plain_name("player id", id)?;
+    check_shop_name(shop)?;
+    let token = new_player_token();
+    let config = player_config_toml(
+        data,
+        id,
+        shop,
+        &token,
+        server_url,
+        &player_data_or_default(id, player_data),
+    )?;
+    // Dropped on failure, a staged file leaves nothing behind.
+    let staged = out.map(|path| stage_private(path, &config)).transpose()?;
+    db.add_player(id, shop, &token)?;
+    if let Some(staged) = staged {
+        staged.commit()?;
+    }
+    Ok(config)
+}
+
+fn player_data_or_default(id: &str, player_data: Option<&str>) -> String {
+    player_data.map_or_else(|| format!("skycast-{id}"), str::to_string)
+}
+
 /// Gives player `id` a new token (its old one is refused from its next request,
 /// a waiting long-poll included) and returns the player and its new puller
 /// configuration, for `server_url` with data directory `player_data` (default
@@ -26,14 +63,13 @@ pub fn rotate_player_token(
 ) -> Result<(RegisteredPlayer, String)> {
     let player = db.player(id)?;
     let token = new_player_token();
-    let default_data = format!("skycast-{id}");
     let config = player_config_toml(
         data,
         id,
         &player.shop,
         &token,
         server_url,
-        player_data.unwrap_or(&default_data),
+        &player_data_or_default(id, player_data),
     )?;
     let player = db.rotate_player_token(id, &token, who)?;
     Ok((player, config))

@@ -152,15 +152,8 @@ enum PlayerCommand {
         id: String,
         #[arg(long)]
         shop: String,
-        /// Server URL written into the config (default: the URL given at init)
-        #[arg(long)]
-        server_url: Option<String>,
-        /// The player's data directory written into the config
-        #[arg(long)]
-        player_data: Option<String>,
-        /// Write the config to this file (mode 0600) instead of printing it
-        #[arg(long)]
-        out: Option<PathBuf>,
+        #[command(flatten)]
+        output: ConfigOutput,
     },
     /// List players: id, shop, state, registered, last change (who, how, when)
     List {
@@ -178,18 +171,34 @@ enum PlayerCommand {
     RotateToken {
         #[command(flatten)]
         change: PlayerChange,
-        /// Server URL written into the config (default: the URL given at init)
-        #[arg(long)]
-        server_url: Option<String>,
-        /// The player's data directory written into the config
-        #[arg(long)]
-        player_data: Option<String>,
-        /// Write the config to this file (mode 0600, replacing it) instead of printing it
-        #[arg(long)]
-        out: Option<PathBuf>,
+        #[command(flatten)]
+        output: ConfigOutput,
     },
     /// Forget a player: its token is refused from its next request; the record of changes stays
     Remove(PlayerChange),
+}
+
+/// What goes into a puller configuration `player add` or `rotate-token` makes, and where it goes.
+#[derive(clap::Args)]
+struct ConfigOutput {
+    /// Server URL written into the config (default: the URL given at init)
+    #[arg(long)]
+    server_url: Option<String>,
+    /// The player's data directory written into the config (default: skycast-<id>)
+    #[arg(long)]
+    player_data: Option<String>,
+    /// Write the config to this file (mode 0600, replacing it) instead of printing it
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+impl ConfigOutput {
+    fn server_url(&self, dir: &DataDir) -> anyhow::Result<String> {
+        Ok(match &self.server_url {
+            Some(u) => u.clone(),
+            None => dir.settings()?.public_url,
+        })
+    }
 }
 
 /// Which player a change is for, and who is recorded as having made it.
@@ -424,42 +433,25 @@ fn player(command: PlayerCommand, now: chrono::DateTime<chrono::Utc>) -> anyhow:
             data,
             id,
             shop,
-            server_url,
-            player_data,
-            out,
+            output,
         } => {
             let dir = DataDir::open(&data)?;
-            skycast_publisher::check_plain_name("player id", &id)?;
-            skycast_publisher::check_shop_name(&shop)?;
-            let token = skycast_publisher::enrol::new_player_token();
-            let url = match server_url {
-                Some(u) => u,
-                None => dir.settings()?.public_url,
-            };
-            let config = skycast_publisher::player_config_toml(
+            let url = output.server_url(&dir)?;
+            let config = skycast_publisher::enrol::add_player(
                 &dir,
+                &dir.db()?,
                 &id,
                 &shop,
-                &token,
                 &url,
-                player_data.as_deref().unwrap_or(&format!("skycast-{id}")),
+                output.player_data.as_deref(),
+                output.out.as_deref(),
             )?;
-            // Staged before the player exists, so a file that cannot be written
-            // registers nothing; dropped on failure, it leaves nothing either.
-            let staged = out
-                .as_deref()
-                .map(|path| skycast_publisher::enrol::stage_private(path, &config))
-                .transpose()?;
-            dir.db()?.add_player(&id, &shop, &token)?;
-            match (staged, out) {
-                (Some(staged), Some(path)) => {
-                    staged.commit()?;
-                    eprintln!(
-                        "wrote the configuration of player `{id}` to {} (mode 0600)",
-                        path.display()
-                    );
-                }
-                _ => print!("{config}"),
+            match &output.out {
+                Some(path) => eprintln!(
+                    "wrote the configuration of player `{id}` to {} (mode 0600)",
+                    path.display()
+                ),
+                None => print!("{config}"),
             }
         }
         PlayerCommand::List { data, history } => {
@@ -498,24 +490,19 @@ fn player(command: PlayerCommand, now: chrono::DateTime<chrono::Utc>) -> anyhow:
         }
         PlayerCommand::RotateToken {
             change: PlayerChange { data, id, by },
-            server_url,
-            player_data,
-            out,
+            output,
         } => {
             let dir = DataDir::open(&data)?;
-            let url = match server_url {
-                Some(u) => u,
-                None => dir.settings()?.public_url,
-            };
+            let url = output.server_url(&dir)?;
             let (player, config) = skycast_publisher::enrol::rotate_player_token(
                 &dir,
                 &dir.db()?,
                 &id,
                 actor(&by),
                 &url,
-                player_data.as_deref(),
+                output.player_data.as_deref(),
             )?;
-            match out {
+            match output.out {
                 Some(path) => {
                     // The old token is already refused: if the file cannot be
                     // written, the new configuration must not be lost with it.

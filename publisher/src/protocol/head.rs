@@ -165,17 +165,12 @@ impl HeadTracker {
 
     /// Follows `main`, which other processes (`publish`, `rollback`) move, on a
     /// timer for long-polls, until `stop` turns true or its sender is gone.
-    pub(crate) async fn follow(&self, every: Duration, mut stop: watch::Receiver<bool>) {
-        let mut ticker = tokio::time::interval(every);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = ticker.tick() => {}
-                changed = stop.changed() => if changed.is_err() || *stop.borrow() { return },
-            }
+    pub(crate) async fn follow(&self, every: Duration, stop: watch::Receiver<bool>) {
+        super::every_tick(every, stop, || async {
             if let Err(e) = self.refresh().await {
                 tracing::warn!(error = %e, "cannot read head of the store");
             }
-        }
+        })
+        .await
     }
 }

@@ -74,6 +74,24 @@ pub(crate) fn router(state: Arc<ProtocolState>) -> Router {
         .with_state(state)
 }
 
+/// Runs `work` every `every` (a late tick waits, it does not burst) until
+/// `stop` turns true or its sender is gone: the followers of `serve`.
+pub(crate) async fn every_tick<F: std::future::Future<Output = ()>>(
+    every: Duration,
+    mut stop: watch::Receiver<bool>,
+    mut work: impl FnMut() -> F,
+) {
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            changed = stop.changed() => if changed.is_err() || *stop.borrow() { return },
+        }
+        work().await;
+    }
+}
+
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
     tokio::task::spawn_blocking(f)
         .await

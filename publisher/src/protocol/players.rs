@@ -88,14 +88,8 @@ impl ProtocolState {
     /// Polls the database's player generation every `every` (players changed by
     /// another process, or by the web UI), waking waiting long-polls when it moves,
     /// until `stop` turns true or its sender is gone.
-    pub(crate) async fn follow_players(self: Arc<Self>, every: Duration, mut stop: watch::Receiver<bool>) {
-        let mut ticker = tokio::time::interval(every);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = ticker.tick() => {}
-                changed = stop.changed() => if changed.is_err() || *stop.borrow() { return },
-            }
+    pub(crate) async fn follow_players(self: Arc<Self>, every: Duration, stop: watch::Receiver<bool>) {
+        super::every_tick(every, stop, || async {
             let state = self.clone();
             match blocking(move || Ok(state.db.player_generation()?)).await {
                 Ok(n) => {
@@ -107,6 +101,7 @@ impl ProtocolState {
                 }
                 Err(e) => tracing::warn!(error = %e, "cannot read the players' generation"),
             }
-        }
+        })
+        .await
     }
 }
