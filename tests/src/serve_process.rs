@@ -15,6 +15,47 @@ use crate::bin;
 /// How long serve may take to say it is listening.
 const START_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// `skycast-publisher <args>` with `env` set; fails the test unless it exits 0;
+/// returns its stdout.
+pub fn publisher_cli(args: &[&str], env: &[(&str, &str)]) -> String {
+    let out = std::process::Command::new(bin("skycast-publisher"))
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A data directory `dir/publisher` made with the real CLI: `init` (user `admin`,
+/// password `admin-password`), then `user add marketing` ([`crate::web::TEST_PASSWORD`]).
+pub fn init_with_marketing(dir: &Path) -> PathBuf {
+    let data = dir.join("publisher");
+    let path = data.to_str().unwrap();
+    publisher_cli(
+        &["init", "--data", path],
+        &[("SKYCAST_ADMIN_PASSWORD", "admin-password")],
+    );
+    publisher_cli(
+        &[
+            "user",
+            "add",
+            "--data",
+            path,
+            "--name",
+            "marketing",
+            "--role",
+            "marketing",
+        ],
+        &[("SKYCAST_USER_PASSWORD", crate::web::TEST_PASSWORD)],
+    );
+    data
+}
+
 /// A client builder trusting only the CA in `ca_pem` (a data directory's `tls/ca.pem`).
 pub fn https_client(ca_pem: &Path) -> ClientBuilder {
     let ca = reqwest::Certificate::from_pem(&std::fs::read(ca_pem).unwrap()).unwrap();

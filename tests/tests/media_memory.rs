@@ -11,9 +11,9 @@ use std::time::Instant;
 
 use futures_util::StreamExt;
 use reqwest::{Client, StatusCode};
-use skycast_tests::serve_process::{https_client, ServeProcess};
+use skycast_tests::serve_process::{https_client, publisher_cli, ServeProcess};
 use skycast_tests::web::{WebClient, TEST_PASSWORD};
-use skycast_tests::{bin, example, file_id};
+use skycast_tests::{example, file_id};
 
 /// The size of the media file the tests publish. `Limits::max_media_bytes`
 /// allows 200 MiB, so 100 MiB is accepted as is.
@@ -24,21 +24,6 @@ const PARALLEL: usize = 50;
 const MAX_GROWTH_KIB: u64 = 20 * 1024;
 /// The longest a page may take while a burst is served.
 const MAX_PAGE_MS: u128 = 200;
-
-/// `skycast-publisher <args>` with `env`; returns stdout, fails the test unless it exits 0.
-fn cli(args: &[&str], env: (&str, &str)) -> String {
-    let out = std::process::Command::new(bin("skycast-publisher"))
-        .args(args)
-        .env(env.0, env.1)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
 
 /// A valid MP3 stream of about `mib` MiB: the frames of an example file (64 kbit/s,
 /// no tags) repeated, as MP3 frames concatenate into one playable stream.
@@ -67,17 +52,17 @@ struct Published {
 fn publish_big_media(dir: &Path, mib: u64) -> Published {
     let data = dir.join("publisher");
     let path = data.to_str().unwrap();
-    cli(
+    publisher_cli(
         &["init", "--data", path],
-        ("SKYCAST_ADMIN_PASSWORD", "admin-password"),
+        &[("SKYCAST_ADMIN_PASSWORD", "admin-password")],
     );
     for role in ["marketing", "auditor"] {
-        cli(
+        publisher_cli(
             &["user", "add", "--data", path, "--name", role, "--role", role],
-            ("SKYCAST_USER_PASSWORD", TEST_PASSWORD),
+            &[("SKYCAST_USER_PASSWORD", TEST_PASSWORD)],
         );
     }
-    let config = cli(
+    let config = publisher_cli(
         &[
             "player",
             "add",
@@ -92,7 +77,7 @@ fn publish_big_media(dir: &Path, mib: u64) -> Published {
             "--player-data",
             "data",
         ],
-        ("SKYCAST_UNUSED", ""),
+        &[],
     );
     let config: toml::Table = config.parse().unwrap();
     let token = config["token"].as_str().unwrap().to_string();
@@ -110,7 +95,7 @@ fn publish_big_media(dir: &Path, mib: u64) -> Published {
     .unwrap();
     let planning = planning_dir.join("planning.yaml");
     let started = Instant::now();
-    let out = cli(
+    let out = publisher_cli(
         &[
             "publish",
             "--data",
@@ -120,7 +105,7 @@ fn publish_big_media(dir: &Path, mib: u64) -> Published {
             "--message",
             "a long file",
         ],
-        ("SKYCAST_UNUSED", ""),
+        &[],
     );
     assert!(out.contains("published version 1"), "{out}");
     eprintln!(

@@ -6,13 +6,11 @@
 //! user's page. Second addresses are other loopback sources (`127.0.0.2`, ...).
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use reqwest::{Client, StatusCode};
 use skycast_publisher::web::auth::PER_ACCOUNT_AND_ADDRESS;
-use skycast_tests::bin;
-use skycast_tests::serve_process::ServeProcess;
+use skycast_tests::serve_process::{init_with_marketing, publisher_cli, ServeProcess};
 use skycast_tests::web::{WebClient, TEST_PASSWORD};
 
 const ADMIN_PASSWORD: &str = "admin-password";
@@ -22,45 +20,6 @@ const LOGIN_CSRF: &str = "attacker-chosen-login-csrf-token-0123456789";
 
 fn loopback(last: u8) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(127, 0, 0, last))
-}
-
-/// `skycast-publisher <args>` with `env`; fails the test unless it exits 0.
-fn cli(args: &[&str], env: (&str, &str)) -> String {
-    let out = std::process::Command::new(bin("skycast-publisher"))
-        .args(args)
-        .env(env.0, env.1)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// A data directory made with the real CLI: `init` (user `admin`), then `user add marketing`.
-fn init_with_marketing(dir: &Path) -> PathBuf {
-    let data = dir.join("publisher");
-    let path = data.to_str().unwrap();
-    cli(
-        &["init", "--data", path],
-        ("SKYCAST_ADMIN_PASSWORD", ADMIN_PASSWORD),
-    );
-    cli(
-        &[
-            "user",
-            "add",
-            "--data",
-            path,
-            "--name",
-            "marketing",
-            "--role",
-            "marketing",
-        ],
-        ("SKYCAST_USER_PASSWORD", TEST_PASSWORD),
-    );
-    data
 }
 
 /// One sign-in attempt; answers its status and how long it took.
@@ -241,7 +200,7 @@ async fn a_burst_of_wrong_passwords_is_counted_before_hashing_and_locks_out_nobo
     }
 
     // The admin unlocks the user from the CLI: the burst's address gets in too.
-    let out = cli(
+    let out = publisher_cli(
         &[
             "user",
             "unlock",
@@ -250,7 +209,7 @@ async fn a_burst_of_wrong_passwords_is_counted_before_hashing_and_locks_out_nobo
             "--name",
             "marketing",
         ],
-        ("SKYCAST_UNUSED", ""),
+        &[],
     );
     assert!(out.contains("user `marketing` unlocked"), "{out}");
     let (status, _) = attempt(&serve, &here, "marketing", TEST_PASSWORD).await;

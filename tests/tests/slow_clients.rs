@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use skycast_tests::serve_process::ServeProcess;
-use skycast_tests::{bin, example_music, write_planning, Puller};
+use skycast_tests::{example_music, write_planning, Puller};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{Notify, Semaphore};
 
@@ -27,18 +27,10 @@ const UNDER_ATTACK: usize = 500;
 
 /// `skycast-publisher <args>`; fails the test unless it exits 0; its stdout.
 fn cli(args: &[&str]) -> String {
-    let out = std::process::Command::new(bin("skycast-publisher"))
-        .args(args)
-        .env("SKYCAST_ADMIN_PASSWORD", "admin-password")
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    skycast_tests::serve_process::publisher_cli(
+        args,
+        &[("SKYCAST_ADMIN_PASSWORD", "admin-password"), ("RUST_LOG", "warn")],
+    )
 }
 
 fn tls_client(ca_pem: &Path) -> Arc<rustls::ClientConfig> {

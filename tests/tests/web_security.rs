@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use reqwest::redirect::Policy;
 use reqwest::{Client, StatusCode};
-use skycast_tests::serve_process::{https_client, ServeProcess};
+use skycast_tests::serve_process::{https_client, init_with_marketing, ServeProcess};
 use skycast_tests::web::{Page, WebClient, TEST_PASSWORD};
-use skycast_tests::{bin, example_music, write_planning, PublisherFixture};
+use skycast_tests::{example_music, write_planning, PublisherFixture};
 
 const ROLES: [&str; 4] = ["admin", "marketing", "commercial", "auditor"];
 
@@ -801,44 +801,6 @@ async fn login_throttling_locks_an_account_after_five_failures_and_sessions_are_
         "the address is locked after 20 failures"
     );
     assert!(resp.headers().contains_key("retry-after"));
-}
-
-/// `skycast-publisher <args>` with `env`; fails the test unless it exits 0.
-fn cli(args: &[&str], env: (&str, &str)) {
-    let out = std::process::Command::new(bin("skycast-publisher"))
-        .args(args)
-        .env(env.0, env.1)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A data directory made with the real CLI (`init`, then `user add marketing`).
-fn init_with_marketing(dir: &Path) -> PathBuf {
-    let data = dir.join("publisher");
-    let path = data.to_str().unwrap();
-    cli(
-        &["init", "--data", path],
-        ("SKYCAST_ADMIN_PASSWORD", "admin-password"),
-    );
-    cli(
-        &[
-            "user",
-            "add",
-            "--data",
-            path,
-            "--name",
-            "marketing",
-            "--role",
-            "marketing",
-        ],
-        ("SKYCAST_USER_PASSWORD", TEST_PASSWORD),
-    );
-    data
 }
 
 /// An upload far over the limit, streamed to the real binary (chunked, then with
