@@ -194,13 +194,23 @@ const ROUTES: &[&str] = &[
 ];
 
 /// The routes the page modules declare (`.route("/path", ...)` in
-/// publisher/src/web/*.rs), path parameters replaced by `1`, and whether the
-/// route has a POST handler; so that routes added later are checked too.
+/// publisher/src/web/, its folders included), path parameters replaced by `1`,
+/// and whether the route has a POST handler; so that routes added later are
+/// checked too.
 fn declared_routes() -> Vec<(String, bool)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../publisher/src/web");
+    let mut files = Vec::new();
+    let mut dirs = vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("../publisher/src/web")];
+    while let Some(dir) = dirs.pop() {
+        for e in std::fs::read_dir(&dir).unwrap().flatten() {
+            match e.path() {
+                p if p.is_dir() => dirs.push(p),
+                p => files.push(p),
+            }
+        }
+    }
     let mut out = Vec::new();
-    for e in std::fs::read_dir(&dir).unwrap().flatten() {
-        let text = std::fs::read_to_string(e.path()).unwrap();
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
         let pieces: Vec<&str> = text.split(".route(").skip(1).collect();
         for piece in pieces {
             let Some(rest) = piece.trim_start().strip_prefix('"') else {

@@ -7,7 +7,7 @@ mod words;
 use chrono::{DateTime, Utc};
 
 pub use diff::{diff, render_diff, shops_text, Change, DiffLine, DiffSection};
-pub use words::{words, Words};
+pub use words::{title as media_title, words, Words};
 
 /// `t` shown in the manifest's time zone, `YYYY-MM-DD HH:MM`; in UTC when the
 /// zone is unknown (a manifest that does not parse).

@@ -7,7 +7,7 @@ use skycast_schema::{Manifest, MediaId, ShopTarget};
 use super::local_time;
 
 /// A media reference in words: its title, or a short id when the manifest lacks it.
-fn title(m: &Manifest, id: &MediaId) -> String {
+pub fn title(m: &Manifest, id: &MediaId) -> String {
     m.media_entry(id).map_or_else(|| id.short(), |e| e.title.clone())
 }
 
