@@ -116,6 +116,85 @@ pub fn hash_password(username: &str, password: &str) -> Result<PasswordHash, Pas
     Ok(PasswordHash(hash.to_string()))
 }
 
+/// Argon2 checks that may run at once: about the number of cores. Each takes a
+/// core and ~19 MiB, so a burst of sign-ins queues instead of allocating.
+pub fn password_checks_at_once() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 8))
+}
+
+/// One password to check, and where its answer goes.
+struct PasswordJob {
+    hash: Option<String>,
+    password: String,
+    answer: tokio::sync::oneshot::Sender<Result<bool, PasswordError>>,
+}
+
+/// A bounded pool of password checks: [`password_checks_at_once`] threads of
+/// their own take jobs from one queue. Dedicated threads (rather than tokio's up
+/// to 512 blocking ones) also bound what the allocator keeps: each thread reuses
+/// its own 19 MiB. The threads end when the pool is dropped.
+pub struct PasswordPool {
+    queue: std::sync::Mutex<std::sync::mpsc::Sender<PasswordJob>>,
+}
+
+impl PasswordPool {
+    /// Starts the pool's threads.
+    pub fn start() -> Result<PasswordPool, PasswordError> {
+        let (send, receive) = std::sync::mpsc::channel::<PasswordJob>();
+        let receive = std::sync::Arc::new(std::sync::Mutex::new(receive));
+        for i in 0..password_checks_at_once() {
+            let receive = receive.clone();
+            std::thread::Builder::new()
+                .name(format!("password-check-{i}"))
+                .spawn(move || {
+                    let mut checker = PasswordChecker::default();
+                    loop {
+                        let job = match receive.lock() {
+                            Ok(queue) => queue.recv(),
+                            Err(_) => return,
+                        };
+                        let Ok(job) = job else { return };
+                        // A panic loses this answer (the request fails), not the thread.
+                        let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            checker.matches(job.hash.as_deref(), &job.password)
+                        }));
+                        if let Ok(matches) = checked {
+                            // The client may have hung up: nobody waits for the answer then.
+                            let _ = job.answer.send(matches);
+                        }
+                    }
+                })
+                .map_err(|e| PasswordError::Check {
+                    reason: format!("cannot start a password check thread: {e}"),
+                })?;
+        }
+        Ok(PasswordPool {
+            queue: std::sync::Mutex::new(send),
+        })
+    }
+
+    /// Checks `password` against `hash` (none: a dummy of the same cost): at most
+    /// [`password_checks_at_once`] at a time, the others queue. Waiting holds no
+    /// thread and no database connection.
+    pub async fn check(&self, hash: Option<String>, password: String) -> Result<bool, PasswordError> {
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let stopped = || PasswordError::Check {
+            reason: "no password check thread is running: restart the publisher".into(),
+        };
+        let queue = self.queue.lock().map_err(|_| stopped())?.clone();
+        queue
+            .send(PasswordJob {
+                hash,
+                password,
+                answer,
+            })
+            .map_err(|_| stopped())?;
+        answered.await.map_err(|_| PasswordError::Check {
+            reason: "a password check stopped: the publisher logged why".into(),
+        })?
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,10 +7,9 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::db::{token_hash, Db, LoginAttempts, RecentAttempts, Role, User};
-use crate::error::{PublisherError, Result};
+use crate::error::Result;
 
 pub const SESSION_COOKIE: &str = "skycast_session";
 /// Double-submit token for the sign-in form, which has no session yet.
@@ -239,81 +238,6 @@ pub fn unlock(db: &Db, username: &str) -> Result<usize> {
 pub fn recent_failures(db: &Db, username: &str, now: DateTime<Utc>) -> Result<i64> {
     let since = now - Duration::seconds(FAILURE_WINDOW_SECS);
     Ok(db.account_login_failures(&account_key(username), since)?.count)
-}
-
-/// Argon2 checks that may run at once: about the number of cores. Each takes a
-/// core and ~19 MiB, so a burst of sign-ins queues instead of allocating.
-pub fn password_checks_at_once() -> usize {
-    std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 8))
-}
-
-/// One password to check, and where its answer goes.
-struct PasswordJob {
-    hash: Option<String>,
-    password: String,
-    answer: tokio::sync::oneshot::Sender<std::result::Result<bool, crate::passwords::PasswordError>>,
-}
-
-/// The pool's queue: [`password_checks_at_once`] threads of their own take jobs
-/// from it. Dedicated threads (rather than tokio's up to 512 blocking ones) also
-/// bound what the allocator keeps: each thread reuses its own 19 MiB.
-static PASSWORD_CHECKS: OnceLock<Mutex<std::sync::mpsc::Sender<PasswordJob>>> = OnceLock::new();
-
-fn password_pool() -> Result<std::sync::mpsc::Sender<PasswordJob>> {
-    let queue = PASSWORD_CHECKS.get_or_init(|| {
-        let (send, receive) = std::sync::mpsc::channel::<PasswordJob>();
-        let receive = Arc::new(Mutex::new(receive));
-        for i in 0..password_checks_at_once() {
-            let receive = receive.clone();
-            let spawned = std::thread::Builder::new()
-                .name(format!("password-check-{i}"))
-                .spawn(move || {
-                    let mut checker = crate::passwords::PasswordChecker::default();
-                    loop {
-                        let job = match receive.lock() {
-                            Ok(queue) => queue.recv(),
-                            Err(_) => return,
-                        };
-                        let Ok(job) = job else { return };
-                        // A panic loses this answer (the request fails), not the thread.
-                        let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                            checker.matches(job.hash.as_deref(), &job.password)
-                        }));
-                        if let Ok(matches) = checked {
-                            // The client may have hung up: nobody waits for the answer then.
-                            let _ = job.answer.send(matches);
-                        }
-                    }
-                });
-            if let Err(e) = spawned {
-                tracing::error!(error = %e, "cannot start a password check thread");
-            }
-        }
-        Mutex::new(send)
-    });
-    queue.lock().map(|send| send.clone()).map_err(|_| {
-        PublisherError::Internal("the password check queue is poisoned: restart the publisher".into())
-    })
-}
-
-/// Checks `password` against `hash` (none: a dummy of the same cost) in the
-/// bounded pool: at most [`password_checks_at_once`] at a time, the others
-/// queue. Waiting holds no thread and no database connection.
-pub async fn check_password(hash: Option<String>, password: String) -> Result<bool> {
-    let (answer, answered) = tokio::sync::oneshot::channel();
-    password_pool()?
-        .send(PasswordJob {
-            hash,
-            password,
-            answer,
-        })
-        .map_err(|_| {
-            PublisherError::Internal("no password check thread is running: restart the publisher".into())
-        })?;
-    let matches = answered.await.map_err(|_| {
-        PublisherError::Internal("a password check stopped: the publisher logged why".into())
-    })??;
-    Ok(matches)
 }
 
 /// Compares secrets without stopping at the first differing byte.

@@ -52,6 +52,8 @@ pub struct WebState {
     pub clock: fn() -> DateTime<Utc>,
     /// Version rows and the store's verification, kept between history views.
     history: history::HistoryCache,
+    /// Sign-in checks, a few at a time (argon2 takes a core and ~19 MiB each).
+    passwords: crate::passwords::PasswordPool,
 }
 
 impl WebState {
@@ -65,6 +67,7 @@ impl WebState {
             max_upload_bytes,
             clock: Utc::now,
             history: history::HistoryCache::default(),
+            passwords: crate::passwords::PasswordPool::start()?,
         })
     }
 
@@ -576,7 +579,7 @@ async fn login(
 /// password, else the new session's token. The attempt is counted (and the
 /// throttle asked) in one transaction before the password is checked, so a burst
 /// of parallel attempts cannot pass the limit; the check runs in the bounded
-/// pool ([`auth::check_password`]) without holding the database.
+/// pool ([`crate::passwords::PasswordPool`]) without holding the database.
 async fn sign_in(
     state: &Arc<WebState>,
     username: String,
@@ -598,7 +601,7 @@ async fn sign_in(
         Ok(admitted) => admitted,
     };
     let hash = record.as_ref().map(|(_, h)| h.clone());
-    let matches = auth::check_password(hash, password).await?;
+    let matches = state.passwords.check(hash, password).await?;
     state
         .with_db(move |db| match record {
             Some((id, _)) if matches => {
