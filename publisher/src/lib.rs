@@ -8,6 +8,7 @@ pub mod db;
 pub mod describe;
 pub mod enrol;
 pub mod error;
+pub mod fleet;
 mod http;
 pub mod media;
 pub mod net;

@@ -27,6 +27,7 @@ pub mod names;
 pub mod planning;
 pub mod playback;
 pub mod protocol;
+pub mod report;
 pub mod schedule;
 pub mod shop_target;
 pub mod signature;

@@ -41,6 +41,10 @@ pub struct Head {
     /// Path of the version's manifest, e.g. `/v1/versions/17/manifest.yaml`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub manifest: Option<String>,
+    /// True when commands wait for this player: it reports at once to get them
+    /// (a long-poll returns early for this too).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub commands_pending: bool,
 }
 
 #[cfg(test)]

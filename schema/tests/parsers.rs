@@ -868,7 +868,7 @@ proptest! {
         published_at in proptest::option::of(any::<String>()),
         manifest in proptest::option::of(any::<String>()),
     ) {
-        let head = Head { version, published_at, manifest };
+        let head = Head { version, published_at, manifest, commands_pending: false };
         let json = serde_json::to_vec(&head).unwrap();
         prop_assert_eq!(serde_json::from_slice::<Head>(&json).unwrap(), head);
     }

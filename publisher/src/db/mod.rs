@@ -13,12 +13,14 @@
 //! other processes (the CLI).
 
 mod drafts;
+mod fleet;
 mod library;
 mod players;
 mod requests;
 mod sessions;
 mod settings;
 mod users;
+mod webhooks;
 
 use std::cell::RefCell;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
@@ -154,6 +156,10 @@ BEGIN UPDATE player_generation SET n = n + 1; END;
 CREATE TRIGGER players_deleted AFTER DELETE ON players
 BEGIN UPDATE player_generation SET n = n + 1; END;
 ",
+    // Supervision (issue 11): reports, plays, events, commands, alerts.
+    fleet::MIGRATION,
+    // Webhooks and their delivery cursors.
+    webhooks::MIGRATION,
 ];
 
 /// What the database refused, or a failure of the file itself (which names it).

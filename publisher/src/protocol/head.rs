@@ -56,6 +56,7 @@ fn read_head(store: &Store, commit: Option<CommitId>) -> Result<Head> {
         version: fields.version,
         published_at: Some(fields.published_at),
         manifest: Some(version_file_path(fields.version, MANIFEST_FILE)),
+        commands_pending: false,
     })
 }
 
