@@ -12,6 +12,7 @@ use tokio::task::JoinSet;
 
 use crate::data_dir::DataDir;
 use crate::error::{PublisherError, Result};
+use crate::fleet::Fleet;
 use crate::net::ConnLimits;
 use crate::protocol::{self, HeadTracker, ProtocolState};
 
@@ -32,6 +33,8 @@ pub struct ServeConfig {
     pub max_upload_bytes: u64,
     /// Connection caps and timers of the listener.
     pub limits: ConnLimits,
+    /// A player silent this long is KO (`--offline-after`).
+    pub offline_after: Duration,
 }
 
 impl ServeConfig {
@@ -42,6 +45,7 @@ impl ServeConfig {
             head_check_interval: Duration::from_millis(200),
             max_upload_bytes: skycast_schema::Limits::default().max_media_bytes,
             limits: ConnLimits::for_current_fd_limit(),
+            offline_after: crate::fleet::DEFAULT_OFFLINE_AFTER,
         }
     }
 }
@@ -63,7 +67,13 @@ pub async fn run(
         let every = config.head_check_interval;
         tasks.spawn(async move { head.follow(every, stop).await });
     }
-    let protocol = Arc::new(ProtocolState::new(data.clone(), head, stop_rx.clone())?);
+    let fleet = Fleet::new(data.clone(), head.subscribe(), config.offline_after)?;
+    let protocol = Arc::new(ProtocolState::new(
+        data.clone(),
+        head,
+        fleet.clone(),
+        stop_rx.clone(),
+    )?);
     {
         // Players disabled or re-keyed by the CLI or the web UI: waiting
         // long-polls re-check their token on the same timer as the head.
@@ -75,6 +85,7 @@ pub async fn run(
         data.clone(),
         config.transport == TransportMode::Https,
         config.max_upload_bytes,
+        fleet,
     )?;
     let app = protocol::router(protocol).merge(crate::web::router(Arc::new(web)));
     let addr = listener

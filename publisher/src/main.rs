@@ -73,6 +73,9 @@ enum Command {
         /// Seconds a connection may wait between requests (HTTP/1.1 ones close after the header timeout too)
         #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
         idle_timeout_secs: u64,
+        /// Seconds without a report after which a player is KO (and "unreachable" opens)
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+        offline_after: u64,
     },
     /// Manage the people who use the web UI
     User {
@@ -273,6 +276,7 @@ fn main() -> anyhow::Result<()> {
             max_connections_per_ip,
             header_timeout_secs,
             idle_timeout_secs,
+            offline_after,
         } => {
             let dir = DataDir::open(&data)?;
             let limits = serve_limits(
@@ -294,6 +298,7 @@ fn main() -> anyhow::Result<()> {
                 let mut config = ServeConfig::new(dir, transport);
                 config.max_upload_bytes = max_upload_mb.saturating_mul(1024 * 1024);
                 config.limits = limits;
+                config.offline_after = std::time::Duration::from_secs(offline_after);
                 skycast_publisher::run(config, listener, shutdown_signal()).await?;
                 anyhow::Ok(())
             })?;

@@ -41,6 +41,8 @@ pub(crate) struct ProtocolState {
     /// The database's player generation as last polled (`players.rs`): waiting
     /// long-polls re-check their token when it moves.
     players: watch::Sender<u64>,
+    /// Reports in, commands out (`report.rs`).
+    fleet: Arc<crate::fleet::Fleet>,
 }
 
 impl ProtocolState {
@@ -48,6 +50,7 @@ impl ProtocolState {
     pub(crate) fn new(
         data: DataDir,
         head: Arc<HeadTracker>,
+        fleet: Arc<crate::fleet::Fleet>,
         shutdown: watch::Receiver<bool>,
     ) -> Result<Self> {
         let db = data.db()?;
@@ -58,6 +61,7 @@ impl ProtocolState {
             head,
             shutdown,
             players,
+            fleet,
         })
     }
 }

@@ -54,10 +54,17 @@ pub struct WebState {
     history: history::HistoryCache,
     /// Sign-in checks, a few at a time (argon2 takes a core and ~19 MiB each).
     passwords: crate::passwords::PasswordPool,
+    /// The supervision views and commands (the dashboard).
+    pub fleet: std::sync::Arc<crate::fleet::Fleet>,
 }
 
 impl WebState {
-    pub fn new(data: DataDir, secure_cookies: bool, max_upload_bytes: u64) -> Result<WebState> {
+    pub fn new(
+        data: DataDir,
+        secure_cookies: bool,
+        max_upload_bytes: u64,
+        fleet: std::sync::Arc<crate::fleet::Fleet>,
+    ) -> Result<WebState> {
         let db = data.db()?;
         Ok(WebState {
             data,
@@ -68,6 +75,7 @@ impl WebState {
             clock: Utc::now,
             history: history::HistoryCache::default(),
             passwords: crate::passwords::PasswordPool::start()?,
+            fleet,
         })
     }
 
