@@ -23,6 +23,7 @@ set -euo pipefail
 # of `cargo bench --bench playback`). Browser tests (tests/src/browser.rs):
 # chromium and chromium-driver, which they run as /usr/bin/chromium and
 # /usr/bin/chromedriver (so checked as packages, not as commands on PATH).
+# Metrics test (tests/tests/fleet_web.rs): prometheus, for `promtool check metrics`.
 PACKAGES=(
     pkg-config
     libasound2-dev
@@ -35,6 +36,7 @@ PACKAGES=(
     mpg123:mpg123
     chromium
     chromium-driver
+    prometheus:promtool
 )
 
 log() { printf 'install-deps: %s\n' "$*"; }

@@ -35,6 +35,10 @@ pub struct ServeConfig {
     pub limits: ConnLimits,
     /// A player silent this long is KO (`--offline-after`).
     pub offline_after: Duration,
+    /// Plays and player events older than this are purged (`--retention-days`).
+    pub retention: Duration,
+    /// Where `/metrics` is served (plain HTTP, `--metrics-listen`); none by default.
+    pub metrics_listener: Option<TcpListener>,
 }
 
 impl ServeConfig {
@@ -46,6 +50,8 @@ impl ServeConfig {
             max_upload_bytes: skycast_schema::Limits::default().max_media_bytes,
             limits: ConnLimits::for_current_fd_limit(),
             offline_after: crate::fleet::DEFAULT_OFFLINE_AFTER,
+            retention: crate::fleet::DEFAULT_RETENTION,
+            metrics_listener: None,
         }
     }
 }
@@ -68,6 +74,17 @@ pub async fn run(
         tasks.spawn(async move { head.follow(every, stop).await });
     }
     let fleet = Fleet::new(data.clone(), head.subscribe(), config.offline_after)?;
+    {
+        // Alerts: opened, held down and resolved from what the players report, every second.
+        use crate::fleet::alerts::{AlertConfig, SweepTask};
+        let alerts = AlertConfig {
+            offline_after: config.offline_after,
+            ..AlertConfig::default()
+        };
+        let (every, stop) = (alerts.sweep_every, stop_rx.clone());
+        let sweeps = SweepTask::new(data.clone(), head.subscribe(), alerts, chrono::Utc::now())?;
+        tasks.spawn(async move { protocol::every_tick(every, stop, || sweeps.tick()).await });
+    }
     let protocol = Arc::new(ProtocolState::new(
         data.clone(),
         head,
@@ -81,13 +98,33 @@ pub async fn run(
         let every = config.head_check_interval;
         tasks.spawn(protocol.follow_players(every, stop));
     }
+    {
+        // Commands queued by the CLI wake the long-poll of their player within a tick.
+        let (polled, stop) = (fleet.clone(), stop_rx.clone());
+        let every = config.head_check_interval;
+        tasks.spawn(async move {
+            protocol::every_tick(every, stop, || polled.poll_commands()).await;
+        });
+        // Proof of play and events past the retention, purged every hour.
+        tasks.spawn(fleet.clone().purge_on_schedule(config.retention, stop_rx.clone()));
+    }
+    {
+        // Alert transitions to the webhooks, from the database's outbox.
+        let deliverer = crate::notify::Deliverer::new(data.db()?)?;
+        tasks.spawn(deliverer.run(stop_rx.clone()));
+    }
+    if let Some(listener) = config.metrics_listener {
+        tasks.spawn(crate::metrics::serve(listener, fleet.clone(), stop_rx.clone()));
+    }
     let web = crate::web::WebState::new(
         data.clone(),
         config.transport == TransportMode::Https,
         config.max_upload_bytes,
         fleet,
     )?;
-    let app = protocol::router(protocol).merge(crate::web::router(Arc::new(web)));
+    let app = protocol::router(protocol)
+        .merge(crate::web::router(Arc::new(web)))
+        .layer(axum::middleware::from_fn(crate::metrics::track));
     let addr = listener
         .local_addr()
         .map_err(PublisherError::io("read address of", "listener"))?;

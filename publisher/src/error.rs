@@ -71,6 +71,12 @@ pub enum PublisherError {
         "missing or invalid player token: send `Authorization: Bearer <token>` as printed by `player add`"
     )]
     Unauthorized,
+    /// A player's token used for another player's resource (supervision's `NotYourPlayer`).
+    #[error("{0}")]
+    WrongPlayer(String),
+    /// A request body over its limit (supervision's `ReportTooLarge`).
+    #[error("{0}")]
+    BodyTooLarge(String),
     #[error("not found: {0}")]
     NotFound(String),
     #[error("internal error: {0}")]

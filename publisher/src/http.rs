@@ -23,6 +23,8 @@ impl PublisherError {
             TooManyLogins { .. } => StatusCode::TOO_MANY_REQUESTS,
             UploadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            WrongPlayer(_) => StatusCode::FORBIDDEN,
+            BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -76,6 +76,12 @@ enum Command {
         /// Seconds without a report after which a player is KO (and "unreachable" opens)
         #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
         offline_after: u64,
+        /// Days plays and player events are kept before the hourly purge removes them
+        #[arg(long, default_value_t = 62, value_parser = clap::value_parser!(u64).range(1..))]
+        retention_days: u64,
+        /// Serve Prometheus metrics at http://ADDR/metrics (plain HTTP, no sign-in: keep ADDR on loopback or a private network) [default: off]
+        #[arg(long, value_name = "ADDR")]
+        metrics_listen: Option<String>,
     },
     /// Manage the people who use the web UI
     User {
@@ -86,6 +92,50 @@ enum Command {
     Player {
         #[command(subcommand)]
         command: PlayerCommand,
+    },
+    /// Manage the webhooks alerts are posted to (signed with HMAC-SHA256)
+    Webhook {
+        #[command(subcommand)]
+        command: WebhookCommand,
+    },
+    /// Show every player: UP/KO, in sync, playing, now playing, last report, clock, disk, alerts (same as GET /api/fleet)
+    Fleet {
+        #[arg(long)]
+        data: PathBuf,
+        /// Print the JSON of `GET /api/fleet` instead of a table
+        #[arg(long)]
+        json: bool,
+        /// Seconds without a report after which a player is KO
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+        offline_after: u64,
+    },
+    /// List the open alerts (`--all`: with the resolved ones), or acknowledge one (`alerts ack`)
+    Alerts(AlertsArgs),
+    /// Ask one player, or all enabled ones, to do an allow-listed command: sync_now, verify_media, restart_playback or send_status
+    #[command(name = "command")]
+    Ask {
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long, required_unless_present = "all", conflicts_with = "all")]
+        player: Option<String>,
+        /// Every enabled player
+        #[arg(long)]
+        all: bool,
+        /// sync_now, verify_media, restart_playback or send_status
+        kind: String,
+        /// Who is recorded as having asked
+        #[arg(long, env = "USER", default_value = "publisher")]
+        by: String,
+    },
+    /// Proof of play: export what the players played
+    Plays {
+        #[command(subcommand)]
+        command: PlaysCommand,
+    },
+    /// Player events: export what the players did or suffered
+    Events {
+        #[command(subcommand)]
+        command: EventsCommand,
     },
     /// List the published versions, newest first
     History {
@@ -116,6 +166,81 @@ enum Command {
         /// Trusted public key (`ed25519:...`); required for a clone, read from the data directory otherwise
         #[arg(long)]
         key: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum WebhookCommand {
+    /// Add a webhook; prints its id and its secret (shown once)
+    Add {
+        #[arg(long)]
+        data: PathBuf,
+        /// https://... (plain http only to a loopback address)
+        #[arg(long)]
+        url: String,
+        #[arg(long, env = "USER", default_value = "publisher")]
+        by: String,
+    },
+    /// List the webhooks and their delivery state (never their secrets)
+    List {
+        #[arg(long)]
+        data: PathBuf,
+    },
+    /// Remove a webhook
+    Remove {
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long)]
+        id: i64,
+        #[arg(long, env = "USER", default_value = "publisher")]
+        by: String,
+    },
+}
+
+/// The rows an export covers and how it is written.
+#[derive(clap::Args)]
+struct ExportArgs {
+    #[arg(long)]
+    data: PathBuf,
+    /// First day (YYYY-MM-DD, UTC) or instant (RFC 3339)
+    #[arg(long)]
+    from: String,
+    /// Last day, included (YYYY-MM-DD, UTC), or instant (RFC 3339, excluded)
+    #[arg(long)]
+    to: String,
+    #[arg(long)]
+    shop: Option<String>,
+    #[arg(long)]
+    player: Option<String>,
+    /// csv (with a header row) or txt (one line per row)
+    #[arg(long)]
+    format: skycast_publisher::fleet::export::ExportFormat,
+}
+
+#[derive(Subcommand)]
+enum PlaysCommand {
+    /// Write the plays of a date range to standard output, as CSV or text
+    Export {
+        #[command(flatten)]
+        export: ExportArgs,
+        /// Only this media (its blake3 id)
+        #[arg(long)]
+        media: Option<String>,
+        /// Only this kind: music, ad, closing, play_now or urgent
+        #[arg(long)]
+        kind: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum EventsCommand {
+    /// Write the player events of a date range to standard output, as CSV or text
+    Export {
+        #[command(flatten)]
+        export: ExportArgs,
+        /// Only this kind of event (swapped, network_lost, verify_failed...)
+        #[arg(long)]
+        kind: Option<String>,
     },
 }
 
@@ -277,6 +402,8 @@ fn main() -> anyhow::Result<()> {
             header_timeout_secs,
             idle_timeout_secs,
             offline_after,
+            retention_days,
+            metrics_listen,
         } => {
             let dir = DataDir::open(&data)?;
             let limits = serve_limits(
@@ -299,11 +426,19 @@ fn main() -> anyhow::Result<()> {
                 config.max_upload_bytes = max_upload_mb.saturating_mul(1024 * 1024);
                 config.limits = limits;
                 config.offline_after = std::time::Duration::from_secs(offline_after);
+                config.retention = std::time::Duration::from_secs(retention_days.saturating_mul(86_400));
+                if let Some(addr) = &metrics_listen {
+                    let metrics = tokio::net::TcpListener::bind(addr).await.with_context(|| {
+                        format!("listen for metrics on {addr}: is another process using it")
+                    })?;
+                    config.metrics_listener = Some(metrics);
+                }
                 skycast_publisher::run(config, listener, shutdown_signal()).await?;
                 anyhow::Ok(())
             })?;
         }
         Command::Player { command } => player(command, now)?,
+        Command::Webhook { command } => webhook(command, now)?,
         Command::User {
             command: UserCommand::Add { data, name, role },
         } => {
@@ -348,6 +483,36 @@ fn main() -> anyhow::Result<()> {
                 user.username
             );
         }
+        Command::Fleet {
+            data,
+            json,
+            offline_after,
+        } => fleet_table(&data, json, offline_after, now)?,
+        Command::Alerts(args) => alerts(args, now)?,
+        Command::Ask {
+            data,
+            player,
+            all: _,
+            kind,
+            by,
+        } => {
+            use skycast_publisher::fleet;
+            let kind = fleet::parse_command_kind(&kind)?;
+            let db = DataDir::open(&data)?.db()?;
+            let queued = fleet::queue_command(&db, player.as_deref(), kind, &by, now)?;
+            if queued.is_empty() {
+                eprintln!("no enabled player: nothing was queued");
+            }
+            for (id, player) in queued {
+                println!("{id}\t{player}\t{}", kind.as_str());
+            }
+        }
+        Command::Plays {
+            command: PlaysCommand::Export { export, media, kind },
+        } => export_rows(export, media, kind, true)?,
+        Command::Events {
+            command: EventsCommand::Export { export, kind },
+        } => export_rows(export, None, kind, false)?,
         Command::History { data } => {
             let dir = DataDir::open(&data)?;
             print!("{}", audit::render_history(&dir.store()?)?);
@@ -538,6 +703,184 @@ fn player(command: PlayerCommand, now: chrono::DateTime<chrono::Utc>) -> anyhow:
             );
         }
     }
+    Ok(())
+}
+
+fn webhook(command: WebhookCommand, now: chrono::DateTime<chrono::Utc>) -> anyhow::Result<()> {
+    use skycast_publisher::notify;
+    match command {
+        WebhookCommand::Add { data, url, by } => {
+            let db = DataDir::open(&data)?.db()?;
+            let (hook, secret) = notify::add_webhook(&db, &url, &by, now)?;
+            println!("webhook {} added for {}", hook.id, hook.url);
+            println!("secret (shown once, store it now): {}", secret.expose());
+            eprintln!(
+                "each alert opened or resolved from now on is POSTed as JSON with header \
+                 X-Skycast-Signature: sha256=<hex HMAC-SHA256 of the body, keyed with the secret>"
+            );
+        }
+        WebhookCommand::List { data } => {
+            let hooks = DataDir::open(&data)?.db()?.webhooks()?;
+            if hooks.is_empty() {
+                eprintln!("no webhook yet: `skycast-publisher webhook add` adds one");
+            }
+            for h in hooks {
+                let state = match (&h.last_error, &h.next_attempt_at) {
+                    (Some(e), Some(at)) => format!("failing ({} attempts, next at {at}): {e}", h.attempts),
+                    _ => match &h.last_delivered_at {
+                        Some(at) => format!("ok, last delivered at {at}"),
+                        None => "ok, nothing delivered yet".to_string(),
+                    },
+                };
+                println!(
+                    "{}\t{}\tadded by {} at {}\tdelivered up to transition {}\t{state}",
+                    h.id, h.url, h.created_by, h.created_at, h.cursor
+                );
+            }
+        }
+        WebhookCommand::Remove { data, id, by } => {
+            let db = DataDir::open(&data)?.db()?;
+            let hook = notify::remove_webhook(&db, id, &by)?;
+            println!("webhook {id} ({}) removed: nothing more is sent to it", hook.url);
+        }
+    }
+    Ok(())
+}
+
+/// `alerts`: the open alerts, or every alert with `--all`; `alerts ack` records who saw one.
+#[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+struct AlertsArgs {
+    #[command(subcommand)]
+    command: Option<AlertsCommand>,
+    /// The publisher's data directory
+    #[arg(long, required = true)]
+    data: Option<PathBuf>,
+    /// Print JSON (both languages) instead of lines of text
+    #[arg(long)]
+    json: bool,
+    /// Resolved alerts too, newest first, with their open and close times and who acknowledged them
+    #[arg(long)]
+    all: bool,
+    /// With --all, at most this many alerts
+    #[arg(long, default_value_t = 1000)]
+    limit: usize,
+}
+
+#[derive(Subcommand)]
+enum AlertsCommand {
+    /// Record who acknowledged an alert; a missed ad (a past incident) is resolved with it
+    Ack {
+        /// The publisher's data directory
+        #[arg(long)]
+        data: PathBuf,
+        /// The alert's number, as `alerts` lists it (`#N`)
+        #[arg(long)]
+        id: i64,
+        /// Who acknowledges it
+        #[arg(long, env = "USER", default_value = "publisher")]
+        by: String,
+    },
+}
+
+fn alerts(args: AlertsArgs, now: chrono::DateTime<chrono::Utc>) -> anyhow::Result<()> {
+    use skycast_publisher::fleet::alerts;
+    if let Some(AlertsCommand::Ack { data, id, by }) = args.command {
+        let alert = alerts::acknowledge(&DataDir::open(&data)?.db()?, id, &by, now)?;
+        print!("{}", alerts::render(std::slice::from_ref(&alert)));
+        return Ok(());
+    }
+    let Some(data) = args.data else {
+        bail!("give the data directory with --data DIR");
+    };
+    let listed = alerts::list(&DataDir::open(&data)?.db()?, args.all, args.limit)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&listed)?);
+    } else {
+        print!("{}", alerts::render(&listed));
+    }
+    Ok(())
+}
+
+/// `fleet`: the dashboard as a table or as the JSON of `GET /api/fleet`.
+fn fleet_table(
+    data: &std::path::Path,
+    json: bool,
+    offline_after: u64,
+    now: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<()> {
+    let view = skycast_publisher::fleet::view_at(
+        &DataDir::open(data)?,
+        now,
+        std::time::Duration::from_secs(offline_after),
+    )?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&view)?);
+        return Ok(());
+    }
+    if view.players.is_empty() {
+        eprintln!("no player is registered yet: `skycast-publisher player add` registers one");
+        return Ok(());
+    }
+    println!("head version {}", view.head_version);
+    println!("PLAYER\tSHOP\tSTATE\tSYNC\tACTIVITY\tNOW PLAYING\tOUTPUT\tLAST REPORT\tCLOCK\tDISK\tALERTS");
+    for p in &view.players {
+        let state = match (p.disabled, p.up) {
+            (true, _) => "disabled",
+            (false, true) => "UP",
+            (false, false) => "KO",
+        };
+        let sync = match (p.in_sync, p.active_version) {
+            (true, _) => "in sync".to_string(),
+            (false, Some(v)) => format!("v{v}, {} behind", p.behind_by),
+            (false, None) => "no version".to_string(),
+        };
+        let activity = serde_json::to_value(p.activity)?;
+        let now_playing = p
+            .now_playing
+            .as_ref()
+            .map_or("-".to_string(), |n| n.title.clone());
+        let last = p
+            .last_report_age_secs
+            .map_or("never".to_string(), |s| format!("{s} s ago"));
+        let clock = p.clock_offset_ms.map_or("-".to_string(), |ms| format!("{ms} ms"));
+        let disk = p
+            .free_disk_bytes
+            .map_or("-".to_string(), |b| format!("{} MiB", b / (1024 * 1024)));
+        println!(
+            "{}\t{}\t{state}\t{sync}\t{}\t{now_playing}\t{}\t{last}\t{clock}\t{disk}\t{}",
+            p.id,
+            p.shop,
+            activity.as_str().unwrap_or("unknown"),
+            p.output.as_str(),
+            p.open_alerts.len()
+        );
+    }
+    Ok(())
+}
+
+/// `plays export` and `events export`: the rows of a range to standard output.
+fn export_rows(
+    export: ExportArgs,
+    media: Option<String>,
+    kind: Option<String>,
+    plays: bool,
+) -> anyhow::Result<()> {
+    use skycast_publisher::fleet::export;
+    let mut filter = export::range_filter(&export.from, &export.to)?;
+    filter.shop = export.shop;
+    filter.player = export.player;
+    filter.media = media;
+    filter.kind = kind;
+    let db = DataDir::open(&export.data)?.db()?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let rows = if plays {
+        export::export_plays(&db, &filter, export.format, &mut out)?
+    } else {
+        export::export_events(&db, &filter, export.format, &mut out)?
+    };
+    eprintln!("{rows} rows");
     Ok(())
 }
 

@@ -8,10 +8,11 @@ use chrono::{DateTime, Utc};
 use reqwest::StatusCode;
 use serde::Deserialize;
 use skycast_schema::protocol::{head_wait_path, media_path, version_file_path, HEAD_PATH};
+use skycast_schema::report::{report_path, MAX_REPORT_BYTES};
 use skycast_schema::MediaId;
 
 use crate::config::Config;
-use crate::transport::{FetchRequest, FetchResponse, HttpsTransport, Transport, TransportError};
+use crate::transport::{FetchRequest, FetchResponse, HttpsTransport, PostRequest, Transport, TransportError};
 
 pub use crate::transport::{describe, one_line, server_date};
 
@@ -51,6 +52,18 @@ impl From<TransportError> for ClientError {
         ClientError::Request {
             url: e.url().to_string(),
             detail: e.detail(),
+        }
+    }
+}
+
+impl ClientError {
+    /// True when no answer came (connection, TLS, timeout, a body cut off), or the
+    /// server answered that it is unavailable: the network or the server is down.
+    pub fn is_network(&self) -> bool {
+        match self {
+            ClientError::Request { .. } => true,
+            ClientError::Status { status, .. } => status.is_server_error(),
+            _ => false,
         }
     }
 }
@@ -188,6 +201,24 @@ impl Client {
                 url: self.media_url(id),
                 reason: format!("unexpected status {status}"),
             }))
+    }
+
+    /// `POST /v1/players/<id>/report` with a JSON body; the answer's bytes (read
+    /// leniently by the caller: one unknown command must not void the rest) and `Date`.
+    pub async fn report(&self, player_id: &str, body: Vec<u8>) -> Result<Fetched<Vec<u8>>, ClientError> {
+        let url = self.url(&report_path(player_id));
+        let resp = self
+            .transport
+            .post(PostRequest {
+                url: url.clone(),
+                body: body.into(),
+                timeout: Duration::from_secs(20),
+            })
+            .await?;
+        let server_date = resp.server_date;
+        let resp = Self::check_status(&url, resp).await?;
+        let value = read_capped(&url, resp, MAX_REPORT_BYTES).await?;
+        Ok(Fetched { value, server_date })
     }
 
     pub fn media_url(&self, id: &MediaId) -> String {

@@ -105,6 +105,9 @@ struct ConfigFile {
     /// `speaker` (default), `null` or `wav:PATH`.
     #[serde(default)]
     output: Option<String>,
+    /// Seconds between two supervision reports (one also goes out at each change).
+    #[serde(default = "default_report_interval")]
+    report_interval_secs: u64,
 }
 
 fn default_poll_interval() -> u64 {
@@ -112,6 +115,9 @@ fn default_poll_interval() -> u64 {
 }
 fn default_long_poll() -> u64 {
     30
+}
+fn default_report_interval() -> u64 {
+    10
 }
 fn default_parallel() -> usize {
     4
@@ -191,6 +197,8 @@ pub struct Config {
     pub output: OutputSpec,
     pub clock_start: Option<DateTime<Utc>>,
     pub clock_rate: f64,
+    /// Time between two supervision reports (`report_interval_secs`, default 10).
+    pub report_interval: Duration,
     /// Set by [`Config::load`] when the file (it holds the token) is readable by
     /// group or others; `status` shows it.
     pub config_warning: Option<String>,
@@ -295,6 +303,7 @@ impl Config {
         at_least("long_poll_secs", file.long_poll_secs, 1)?;
         at_least("parallel_downloads", file.parallel_downloads as u64, 1)?;
         at_least("min_download_window_secs", file.min_download_window_secs, 1)?;
+        at_least("report_interval_secs", file.report_interval_secs, 1)?;
         let output = match (&overrides.output, &file.output) {
             (Some(o), _) => o.clone(),
             (None, Some(text)) => text.parse::<OutputSpec>().map_err(|e| parse_err(e.to_string()))?,
@@ -320,6 +329,7 @@ impl Config {
             output,
             clock_start: overrides.clock_start,
             clock_rate: overrides.clock_rate.unwrap_or(1.0),
+            report_interval: Duration::from_secs(file.report_interval_secs),
             config_warning: None,
         })
     }
@@ -409,6 +419,23 @@ mod tests {
         assert_eq!(c.min_throughput, MinThroughput::DEFAULT);
         assert_eq!(c.min_throughput.min_bytes_per_window(), 30 * 1024);
         assert_eq!(c.transport, TransportPolicy::HttpsOnly);
+        assert_eq!(c.report_interval, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn report_interval_is_read_and_at_least_one_second() {
+        let c = load(
+            &text("https://h", "report_interval_secs = 3\n"),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(c.report_interval, Duration::from_secs(3));
+        let err = load(
+            &text("https://h", "report_interval_secs = 0\n"),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("report_interval_secs"), "{err}");
     }
 
     #[test]

@@ -4,7 +4,6 @@
 //! (its partial file kept), so a server trickling bytes never hangs a sync.
 
 use std::collections::VecDeque;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -16,7 +15,7 @@ use tokio::io::AsyncWriteExt;
 use crate::client::{one_line, Client, ClientError};
 use crate::config::MinThroughput;
 use crate::local_store::{
-    fsync_dir, open_private_file, open_regular_for_read, remove_file_if_exists, Layout, StoreError,
+    fsync_dir, hash_file, open_private_file, remove_file_if_exists, Layout, StoreError,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +71,19 @@ pub enum DownloadError {
 
 use crate::local_store::io_err as io;
 
+/// Download progress, for reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// Bytes of the media to fetch, before the first download starts.
+    Total(u64),
+    /// A media file of this size is in `media/`.
+    Landed(u64),
+}
+
+fn size_of(manifest: &Manifest, id: &MediaId) -> u64 {
+    manifest.media_entry(id).map_or(0, |e| e.size)
+}
+
 /// What a sync's downloads did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct DownloadStats {
@@ -85,13 +97,15 @@ pub struct DownloadStats {
 
 /// Downloads every media of the manifest missing from `media/`, at most `parallel`
 /// at a time, each aborted when slower than `min`. All downloads run to their end;
-/// the first failure is returned.
+/// the first failure is returned. `progress` hears the bytes still to fetch once,
+/// then the size of each file as it lands.
 pub async fn download_missing(
     client: &Client,
     layout: &Layout,
     manifest: &Verified<Manifest>,
     parallel: usize,
     min: MinThroughput,
+    progress: &(dyn Fn(Progress) + Sync),
 ) -> Result<DownloadStats, DownloadError> {
     let mut stats = DownloadStats::default();
     let missing: Vec<&MediaEntry> = manifest
@@ -105,21 +119,20 @@ pub async fn download_missing(
             !present
         })
         .collect();
+    progress(Progress::Total(missing.iter().map(|e| e.size).sum()));
     // Futures are built first so no closure ends up in the stream's type: a closure
     // over borrowed entries would make the whole sync future not `Send`.
     let jobs: Vec<_> = missing
         .into_iter()
         .map(|entry| fetch_tagged(client, layout, entry, min))
         .collect();
-    let results: Vec<(MediaId, Result<u64, DownloadError>)> = stream::iter(jobs)
-        .buffer_unordered(parallel.max(1))
-        .collect()
-        .await;
+    let mut results = stream::iter(jobs).buffer_unordered(parallel.max(1));
     let mut first_error = None;
     let mut failures = 0;
-    for (id, result) in results {
+    while let Some((id, result)) = results.next().await {
         match result {
             Ok(bytes) => {
+                progress(Progress::Landed(size_of(manifest, &id)));
                 stats.media += 1;
                 stats.bytes += bytes;
             }
@@ -442,22 +455,8 @@ async fn finish(
 /// over the whole file. An absent file is an empty prefix.
 async fn hash_existing(path: &Path) -> Result<ContentHasher, StoreError> {
     let path: PathBuf = path.to_path_buf();
-    run_blocking(move || {
-        let mut hasher = ContentHasher::new();
-        // A symlink planted here is refused: its target is neither read nor written.
-        let Some(mut file) = open_regular_for_read(&path)? else {
-            return Ok(hasher);
-        };
-        let mut buf = vec![0u8; 256 * 1024];
-        loop {
-            let n = file.read(&mut buf).map_err(io("read", &path))?;
-            if n == 0 {
-                return Ok(hasher);
-            }
-            hasher.update(&buf[..n]);
-        }
-    })
-    .await
+    // A symlink planted here is refused: its target is neither read nor written.
+    run_blocking(move || hash_file(&path)).await
 }
 
 async fn run_blocking<T: Send + 'static>(

@@ -3,14 +3,14 @@
 
 use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use nix::fcntl::{Flock, FlockArg};
 use skycast_schema::protocol::{MANIFEST_FILE, SIGNATURE_FILE};
-use skycast_schema::{verify, Limits, Manifest, MediaId, TrustedKeys, Verified};
+use skycast_schema::{verify, ContentHasher, Limits, Manifest, MediaId, TrustedKeys, Verified};
 
 const CURRENT: &str = "current";
 const CURRENT_TMP_PREFIX: &str = "current.tmp-";
@@ -233,6 +233,65 @@ impl Layout {
         fs::metadata(self.media_path(id)).is_ok_and(|m| m.is_file() && m.len() == size)
     }
 
+    /// Bytes free for this user on the data directory's file system, when known.
+    pub fn free_disk_bytes(&self) -> Option<u64> {
+        let st = nix::sys::statvfs::statvfs(&self.root).ok()?;
+        Some((st.blocks_available() as u64).saturating_mul(st.fragment_size() as u64))
+    }
+
+    /// Rehashes `media/<id>.mp3`; when it does not match its name (or is absent) it
+    /// is removed, so the next sync downloads it again, and the damage is returned.
+    pub fn check_media(&self, id: &MediaId) -> Result<Option<DamagedMedia>, StoreError> {
+        let path = self.media_path(id);
+        let (got, size_bytes) = hash_file(&path)?.finalize();
+        if got == *id {
+            return Ok(None);
+        }
+        let missing = size_bytes == 0 && !path.exists();
+        let reason = if missing {
+            format!("media file {} is missing", path.display())
+        } else {
+            remove_file_if_exists(&path)?;
+            format!(
+                "media file {} is damaged ({size_bytes} bytes hashing to {}): removed, the next sync downloads it again",
+                path.display(),
+                got.short()
+            )
+        };
+        Ok(Some(DamagedMedia {
+            id: *id,
+            reason,
+            missing,
+        }))
+    }
+
+    /// [`Layout::check_media`] on every file of `media/` and every id of `named`
+    /// (the active version's media, so a missing one is said too).
+    pub fn verify_all_media(&self, named: &[MediaId]) -> Result<Vec<DamagedMedia>, StoreError> {
+        let dir = self.media_dir();
+        let mut ids: BTreeSet<MediaId> = named.iter().copied().collect();
+        match fs::read_dir(&dir) {
+            Ok(entries) => {
+                for entry in entries {
+                    let entry = entry.map_err(io_err("list", &dir))?;
+                    let name = entry.file_name();
+                    let id: Option<MediaId> = name
+                        .to_str()
+                        .and_then(|n| n.strip_suffix(".mp3"))
+                        .and_then(|n| n.parse().ok());
+                    ids.extend(id);
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err("list", &dir)(e)),
+        }
+        let mut damaged = Vec::new();
+        for id in ids {
+            damaged.extend(self.check_media(&id)?);
+        }
+        Ok(damaged)
+    }
+
     /// Writes `versions/<N>/`, checks every media file is present, then swaps
     /// `current` to it. Only a verified manifest can get here.
     pub fn install(&self, manifest: &Verified<Manifest>) -> Result<(), StoreError> {
@@ -432,6 +491,33 @@ pub fn open_regular_for_read(path: &Path) -> Result<Option<File>, StoreError> {
     }
 }
 
+/// Hashes a file as it is on disk; an absent file hashes as empty.
+pub(crate) fn hash_file(path: &Path) -> Result<ContentHasher, StoreError> {
+    let mut hasher = ContentHasher::new();
+    // A symlink planted here is refused: its target is not read.
+    let Some(mut file) = open_regular_for_read(path)? else {
+        return Ok(hasher);
+    };
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = file.read(&mut buf).map_err(io_err("read", path))?;
+        if n == 0 {
+            return Ok(hasher);
+        }
+        hasher.update(&buf[..n]);
+    }
+}
+
+/// A local media file that no longer matches its name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DamagedMedia {
+    pub id: MediaId,
+    /// What is wrong, in words.
+    pub reason: String,
+    /// The file is not there at all (removed earlier, not yet downloaded again).
+    pub missing: bool,
+}
+
 pub(crate) fn remove_file_if_exists(path: &Path) -> Result<(), StoreError> {
     match fs::remove_file(path) {
         Ok(()) => Ok(()),
@@ -536,6 +622,29 @@ pub(crate) mod tests {
             .filter(|n| n.starts_with(CURRENT_TMP_PREFIX))
             .collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+
+    #[test]
+    fn verify_removes_a_damaged_file_and_names_a_missing_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path());
+        layout.prepare_private().unwrap();
+        let (good, bad, gone) = (b"good".as_slice(), b"bad".as_slice(), b"gone".as_slice());
+        put_media(&layout, good);
+        put_media(&layout, bad);
+        std::fs::write(layout.media_path(&MediaId::of(bad)), b"bax").unwrap();
+        let named = [MediaId::of(good), MediaId::of(gone)];
+        let mut damaged = layout.verify_all_media(&named).unwrap();
+        damaged.sort_by_key(|d| d.missing);
+        assert_eq!(damaged.len(), 2, "{damaged:?}");
+        assert_eq!((damaged[0].id, damaged[0].missing), (MediaId::of(bad), false));
+        assert!(damaged[0].reason.contains("damaged"), "{}", damaged[0].reason);
+        assert!(
+            !layout.media_path(&MediaId::of(bad)).exists(),
+            "removed for a new download"
+        );
+        assert_eq!((damaged[1].id, damaged[1].missing), (MediaId::of(gone), true));
+        assert!(layout.media_path(&MediaId::of(good)).exists());
     }
 
     #[test]

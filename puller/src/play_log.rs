@@ -1,13 +1,17 @@
 //! The play log in `state.sqlite`: one row per stretch of playback, written before
 //! the sound starts, together with the resolver's history, so a `kill -9` can
-//! neither lose a play nor make a message play twice.
+//! neither lose a play nor make a message play twice. Every change of a row appends
+//! its supervision entry to the outbox in the same transaction (see [`crate::outbox`]).
 
 use std::path::{Path, PathBuf};
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
+use skycast_schema::report::{EntryBody, EventEntry, PlayEntry};
 use skycast_schema::{History, MediaId};
+
+use crate::outbox::{self, rfc3339};
 
 #[derive(Debug, thiserror::Error)]
 #[error("play log {path}: {source}: check the disk and permissions of the data directory")]
@@ -88,29 +92,28 @@ pub struct PlayLog {
     run_id: String,
 }
 
-fn rfc3339(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Millis, true)
-}
-
 impl PlayLog {
     /// Opens the log and closes the rows a previous run left `playing` (it died):
-    /// they become `interrupted` at their last recorded progress.
-    pub fn open(path: &Path, run_id: &str) -> Result<PlayLog, PlayLogError> {
-        let err = |source| PlayLogError {
-            path: path.to_path_buf(),
-            source,
-        };
-        let conn = PlayLog::prepared(path)?;
-        conn.execute(
-            "UPDATE plays SET outcome = 'interrupted' WHERE outcome = 'playing'",
-            [],
-        )
-        .map_err(err)?;
-        Ok(PlayLog {
-            conn,
+    /// they become `interrupted` at their last recorded progress, `at` the entries'
+    /// time.
+    pub fn open(path: &Path, run_id: &str, at: DateTime<Utc>) -> Result<PlayLog, PlayLogError> {
+        let mut log = PlayLog {
+            conn: PlayLog::prepared(path)?,
             path: path.to_path_buf(),
             run_id: run_id.to_string(),
-        })
+        };
+        log.change(at, |tx| {
+            let mut stmt = tx.prepare("SELECT id FROM plays WHERE outcome = 'playing'")?;
+            let ids = stmt
+                .query_map([], |r| r.get::<_, String>(0))?
+                .collect::<Result<Vec<_>, _>>()?;
+            tx.execute(
+                "UPDATE plays SET outcome = 'interrupted' WHERE outcome = 'playing'",
+                [],
+            )?;
+            Ok(ids)
+        })?;
+        Ok(log)
     }
 
     /// Switches `state.sqlite` to WAL and creates the play log's tables. The daemon
@@ -155,6 +158,7 @@ impl PlayLog {
              );",
         )
         .map_err(err)?;
+        outbox::create_tables(&conn).map_err(err)?;
         Ok(conn)
     }
 
@@ -181,6 +185,31 @@ impl PlayLog {
         Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
     }
 
+    /// Runs `change` in one transaction, then appends the outbox entry of every row
+    /// id it returns (as the row reads after the change) in that same transaction.
+    fn change(
+        &mut self,
+        at: DateTime<Utc>,
+        change: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<Vec<String>>,
+    ) -> Result<(), PlayLogError> {
+        outbox::immediate(&mut self.conn, |tx| {
+            for id in change(tx)? {
+                let row = tx
+                    .query_row(
+                        &format!("SELECT {ROW_COLUMNS} FROM plays WHERE id = ?1"),
+                        [&id],
+                        play_row,
+                    )
+                    .optional()?;
+                if let Some(row) = row {
+                    outbox::append_in(tx, at, &EntryBody::Play(row.into()))?;
+                }
+            }
+            Ok(())
+        })
+        .map_err(self.err())
+    }
+
     /// Records a start and the history that includes it, in one transaction.
     /// Returns the new row's id.
     pub fn start(
@@ -191,38 +220,33 @@ impl PlayLog {
     ) -> Result<String, PlayLogError> {
         let id = hex::encode(crate::random_bytes::<16>());
         let history_json = serde_json::to_string(history).unwrap_or_default();
-        let path = self.path.clone();
-        let err = move |source| PlayLogError {
-            path: path.clone(),
-            source,
-        };
-        let tx = self.conn.transaction().map_err(&err)?;
-        tx.execute(
-            "INSERT INTO plays (id, run_id, media, title, kind, source, version, started_at, position_ms,
-                                output_ms, outcome, resumed_from)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'playing', ?11)",
-            params![
-                id,
-                self.run_id,
-                play.media.to_string(),
-                play.title,
-                play.kind,
-                play.source,
-                play.version as i64,
-                rfc3339(play.started_at),
-                play.position_ms as i64,
-                play.output_ms as i64,
-                play.resumed_from,
-            ],
-        )
-        .map_err(&err)?;
-        tx.execute(
-            "INSERT INTO player_history (shop, history) VALUES (?1, ?2)
-             ON CONFLICT(shop) DO UPDATE SET history = excluded.history",
-            params![shop, history_json],
-        )
-        .map_err(&err)?;
-        tx.commit().map_err(&err)?;
+        let run_id = self.run_id.clone();
+        self.change(play.started_at, |tx| {
+            tx.execute(
+                "INSERT INTO plays (id, run_id, media, title, kind, source, version, started_at, position_ms,
+                                    output_ms, outcome, resumed_from)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'playing', ?11)",
+                params![
+                    id,
+                    run_id,
+                    play.media.to_string(),
+                    play.title,
+                    play.kind,
+                    play.source,
+                    play.version as i64,
+                    rfc3339(play.started_at),
+                    play.position_ms as i64,
+                    play.output_ms as i64,
+                    play.resumed_from,
+                ],
+            )?;
+            tx.execute(
+                "INSERT INTO player_history (shop, history) VALUES (?1, ?2)
+                 ON CONFLICT(shop) DO UPDATE SET history = excluded.history",
+                params![shop, history_json],
+            )?;
+            Ok(vec![id.clone()])
+        })?;
         Ok(id)
     }
 
@@ -238,28 +262,40 @@ impl PlayLog {
     }
 
     pub fn finish(
-        &self,
+        &mut self,
         id: &str,
         at: DateTime<Utc>,
         position_ms: u64,
         outcome: Outcome,
     ) -> Result<(), PlayLogError> {
-        self.conn
-            .execute(
+        self.change(at, |tx| {
+            tx.execute(
                 "UPDATE plays SET ended_at = ?2, end_position_ms = ?3, outcome = ?4 WHERE id = ?1",
                 params![id, rfc3339(at), position_ms as i64, outcome.as_str()],
-            )
-            .map(|_| ())
-            .map_err(self.err())
+            )?;
+            Ok(vec![id.to_string()])
+        })
     }
 
     /// Marks a row `resumed` once its continuation has started.
-    pub fn mark_resumed(&self, id: &str) -> Result<(), PlayLogError> {
-        self.conn
-            .execute("UPDATE plays SET outcome = 'resumed' WHERE id = ?1", [id])
-            .map(|_| ())
+    pub fn mark_resumed(&mut self, id: &str, at: DateTime<Utc>) -> Result<(), PlayLogError> {
+        self.change(at, |tx| {
+            tx.execute("UPDATE plays SET outcome = 'resumed' WHERE id = ?1", [id])?;
+            Ok(vec![id.to_string()])
+        })
+    }
+
+    /// Appends a player event (output lost or back, a damaged file) to the outbox.
+    pub fn event(&self, at: DateTime<Utc>, event: EventEntry) -> Result<(), PlayLogError> {
+        outbox::append_in(&self.conn, at, &EntryBody::Event(event))
+            .map(drop)
             .map_err(self.err())
     }
+}
+
+/// True when a row is still `playing`: a run died while it played (read-only).
+pub fn left_playing(path: &Path) -> Result<bool, PlayLogError> {
+    Ok(now_playing(path)?.is_some())
 }
 
 /// Every row, oldest first, read without writing anything.
@@ -297,33 +333,50 @@ fn query(path: &Path, tail: &str) -> Result<Vec<PlayRow>, PlayLogError> {
         return Ok(Vec::new());
     }
     let mut stmt = conn
-        .prepare(&format!(
-            "SELECT id, run_id, media, title, kind, source, version, started_at, ended_at, position_ms,
-                    end_position_ms, output_ms, outcome, resumed_from
-             FROM plays {tail}"
-        ))
+        .prepare(&format!("SELECT {ROW_COLUMNS} FROM plays {tail}"))
         .map_err(err)?;
-    let rows = stmt
-        .query_map([], |r| {
-            Ok(PlayRow {
-                id: r.get(0)?,
-                run_id: r.get(1)?,
-                media: r.get(2)?,
-                title: r.get(3)?,
-                kind: r.get(4)?,
-                source: r.get(5)?,
-                version: r.get::<_, i64>(6)? as u64,
-                started_at: r.get(7)?,
-                ended_at: r.get(8)?,
-                position_ms: r.get::<_, i64>(9)? as u64,
-                end_position_ms: r.get::<_, Option<i64>>(10)?.map(|v| v as u64),
-                output_ms: r.get::<_, i64>(11)? as u64,
-                outcome: r.get(12)?,
-                resumed_from: r.get(13)?,
-            })
-        })
-        .map_err(err)?;
+    let rows = stmt.query_map([], play_row).map_err(err)?;
     rows.collect::<Result<Vec<_>, _>>().map_err(err)
+}
+
+/// The columns [`play_row`] reads, in its order.
+const ROW_COLUMNS: &str = "id, run_id, media, title, kind, source, version, started_at, ended_at, \
+                           position_ms, end_position_ms, output_ms, outcome, resumed_from";
+
+fn play_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PlayRow> {
+    Ok(PlayRow {
+        id: r.get(0)?,
+        run_id: r.get(1)?,
+        media: r.get(2)?,
+        title: r.get(3)?,
+        kind: r.get(4)?,
+        source: r.get(5)?,
+        version: r.get::<_, i64>(6)? as u64,
+        started_at: r.get(7)?,
+        ended_at: r.get(8)?,
+        position_ms: r.get::<_, i64>(9)? as u64,
+        end_position_ms: r.get::<_, Option<i64>>(10)?.map(|v| v as u64),
+        output_ms: r.get::<_, i64>(11)? as u64,
+        outcome: r.get(12)?,
+        resumed_from: r.get(13)?,
+    })
+}
+
+impl From<PlayRow> for PlayEntry {
+    /// A row as proof of play: what the server keeps of it.
+    fn from(row: PlayRow) -> PlayEntry {
+        PlayEntry {
+            play_id: row.id,
+            media: row.media,
+            title: row.title,
+            kind: row.kind,
+            source: row.source,
+            version: row.version,
+            started_at: row.started_at,
+            ended_at: row.ended_at,
+            outcome: row.outcome,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -352,7 +405,7 @@ mod tests {
         let mut history = History::new(7);
         history.music_started = 1;
         let id = {
-            let mut log = PlayLog::open(&db, "run-1").unwrap();
+            let mut log = PlayLog::open(&db, "run-1", t0).unwrap();
             let id = log
                 .start(&start(MediaId::of(b"a"), t0, None), "main", &history)
                 .unwrap();
@@ -360,7 +413,7 @@ mod tests {
                 .unwrap();
             id
         };
-        let log = PlayLog::open(&db, "run-2").unwrap();
+        let log = PlayLog::open(&db, "run-2", t0).unwrap();
         assert_eq!(log.history("main").unwrap(), Some(history));
         assert_eq!(log.history("lille").unwrap(), None);
         let rows = read_all(&db).unwrap();
@@ -376,7 +429,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("state.sqlite");
         let t0: DateTime<Utc> = "2026-11-22T09:00:00Z".parse().unwrap();
-        let mut log = PlayLog::open(&db, "run-1").unwrap();
+        let mut log = PlayLog::open(&db, "run-1", t0).unwrap();
         let history = History::new(1);
         let first = log
             .start(&start(MediaId::of(b"a"), t0, None), "main", &history)
@@ -385,12 +438,61 @@ mod tests {
         let second = log
             .start(&start(MediaId::of(b"a"), t0, Some(&first)), "main", &history)
             .unwrap();
-        log.mark_resumed(&first).unwrap();
+        log.mark_resumed(&first, t0).unwrap();
         log.finish(&second, t0, 30_000, Outcome::Complete).unwrap();
         let rows = read_all(&db).unwrap();
         let outcomes: Vec<_> = rows.iter().map(|r| r.outcome.as_str()).collect();
         assert_eq!(outcomes, ["resumed", "complete"]);
         assert_eq!(rows[1].resumed_from.as_deref(), Some(first.as_str()));
         assert_ne!(first, second);
+    }
+
+    #[test]
+    fn every_row_change_is_in_the_outbox_and_a_crash_adds_exactly_one_interrupted_entry() {
+        use crate::outbox::Outbox;
+        use skycast_schema::report::EntryBody;
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("state.sqlite");
+        let t0: DateTime<Utc> = "2026-11-22T09:00:00Z".parse().unwrap();
+        let history = History::new(1);
+        let (done, killed) = {
+            let mut log = PlayLog::open(&db, "run-1", t0).unwrap();
+            let done = log
+                .start(&start(MediaId::of(b"a"), t0, None), "main", &history)
+                .unwrap();
+            log.finish(&done, t0, 1000, Outcome::Complete).unwrap();
+            let killed = log
+                .start(&start(MediaId::of(b"b"), t0, None), "main", &history)
+                .unwrap();
+            (done, killed)
+            // Dropped without finishing `killed`: kill -9.
+        };
+        let plays = |db: &Path| -> Vec<(String, String)> {
+            Outbox::open(db)
+                .unwrap()
+                .pending(100)
+                .unwrap()
+                .into_iter()
+                .filter_map(|e| match e.body {
+                    EntryBody::Play(p) => Some((p.play_id, p.outcome)),
+                    EntryBody::Event(_) => None,
+                })
+                .collect()
+        };
+        let before = vec![
+            (done.clone(), "playing".to_string()),
+            (done.clone(), "complete".to_string()),
+            (killed.clone(), "playing".to_string()),
+        ];
+        assert_eq!(plays(&db), before);
+        drop(PlayLog::open(&db, "run-2", t0).unwrap());
+        drop(PlayLog::open(&db, "run-3", t0).unwrap());
+        let mut after = before;
+        after.push((killed, "interrupted".to_string()));
+        assert_eq!(
+            plays(&db),
+            after,
+            "the crash's row is closed once, in the outbox too"
+        );
     }
 }

@@ -12,20 +12,24 @@ use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use skycast_schema::playback::gain_db;
+use skycast_schema::report::{EventEntry, EventKind, NowPlaying, OutputState};
 use skycast_schema::{
     AfterMode, History, Manifest, MediaId, MediaKind, Message, MessageKey, MessageSource, MusicPick, Next,
     Priority, ShopSchedule, Verified,
 };
 
 use crate::audio::{
-    db_to_gain, frames_duration, frames_in, open_output, AudioError, Output, OutputSpec, Pace, Ramp, Track,
-    CHANNELS, SAMPLE_RATE,
+    db_to_gain, frames_duration, frames_in, AudioError, Change, Down, OutputSpec, Pace, Ramp,
+    SupervisedOutput, Track, CHANNELS, SAMPLE_RATE,
 };
+use crate::commands::media_damaged;
+use crate::live::Live;
 use crate::local_store::{write_atomic, Layout, StoreError};
+use crate::outbox::{event, rfc3339};
 use crate::play_log::{Outcome, PlayLog, PlayLogError, PlayStart};
 
 /// Frames rendered per block: about 23 ms, the reaction time to a new `cut` message.
@@ -64,6 +68,8 @@ pub struct PlayerOptions {
     pub clock_correction_ms: i64,
     /// The puller's data directory (media, `current.m3u`, `state.sqlite`).
     pub data: PathBuf,
+    /// Where the player says what it plays and how its output is, for reports.
+    pub live: Arc<Live>,
 }
 
 /// Something the player did, for the readable lines `run` prints.
@@ -253,6 +259,8 @@ struct Deck {
     role: Role,
     row: String,
     media: MediaId,
+    /// What reports show of it.
+    now_playing: NowPlaying,
     /// Loudness normalisation, linear.
     gain: f32,
     ramp: Ramp,
@@ -286,7 +294,10 @@ struct Player<'e> {
     log: PlayLog,
     history: History,
     manifest: Option<Arc<Verified<Manifest>>>,
-    output: Box<dyn Output>,
+    output: SupervisedOutput,
+    /// What the live state last heard: output state, and the row playing.
+    output_state: OutputState,
+    playing_row: Option<String>,
     origin: DateTime<Utc>,
     frames: u64,
     /// Frames already filled in the block being rendered.
@@ -320,28 +331,18 @@ impl<'e> Player<'e> {
     ) -> Result<Player<'e>, PlayerError> {
         let layout = Layout::new(&options.data);
         let pace = Pace(Some(options.clock_rate));
-        let output = match open_output(&options.output, pace) {
-            Ok(o) => o,
-            Err(AudioError::NoDevice { reason }) => {
-                // Keep the schedule, play log and reports going: an admin sees the
-                // problem in the logs and status instead of a dead player.
-                events(&PlayEvent::Problem {
-                    message: format!("no sound device ({reason}): playing to null until restarted"),
-                });
-                tracing::error!(reason = %reason, "no sound device: playing to null");
-                open_output(&OutputSpec::Null, pace)?
-            }
-            Err(e) => return Err(e.into()),
-        };
+        // An output that does not open keeps the schedule, play log and reports going
+        // (the run loop reports it and retries), instead of a dead player.
+        let output = SupervisedOutput::open(&options.output, pace, Instant::now());
+        let origin = options
+            .clock_start
+            .unwrap_or_else(|| Utc::now() + chrono::Duration::milliseconds(options.clock_correction_ms));
         let run_id = hex::encode(crate::random_bytes::<8>());
-        let log = PlayLog::open(&layout.state_db(), &run_id)?;
+        let log = PlayLog::open(&layout.state_db(), &run_id, origin)?;
         let history = match log.history(&options.shop)? {
             Some(h) => h,
             None => History::new(u64::from_le_bytes(crate::random_bytes::<8>())),
         };
-        let origin = options
-            .clock_start
-            .unwrap_or_else(|| Utc::now() + chrono::Duration::milliseconds(options.clock_correction_ms));
         Ok(Player {
             options,
             commands,
@@ -351,6 +352,8 @@ impl<'e> Player<'e> {
             history,
             manifest: None,
             output,
+            output_state: OutputState::NotStarted,
+            playing_row: None,
             origin,
             frames: 0,
             block_offset: 0,
@@ -383,8 +386,13 @@ impl<'e> Player<'e> {
                     Err(TryRecvError::Empty) => break,
                 }
             }
+            if !self.watch_output() {
+                self.idle(frames_in(IDLE_STEP));
+                continue;
+            }
             let Some(manifest) = self.manifest.clone() else {
-                self.idle(frames_in(IDLE_STEP))?;
+                self.set_output_state(OutputState::NotStarted);
+                self.idle(frames_in(IDLE_STEP));
                 continue;
             };
             let schedule = match ShopSchedule::new(&manifest, &self.options.shop) {
@@ -408,11 +416,18 @@ impl<'e> Player<'e> {
             }
             block.fill(0.0);
             let sounding = self.fill(&mut block, &schedule);
+            self.publish_now_playing();
             if sounding {
                 self.closed_announced = false;
-                self.output.write(&block)?;
+                self.set_output_state(OutputState::Playing);
+                self.output.write(&block, Instant::now());
                 self.frames += BLOCK_FRAMES as u64;
             } else {
+                self.set_output_state(if open {
+                    OutputState::NotStarted
+                } else {
+                    OutputState::IdleClosed
+                });
                 let step = schedule
                     .next_event_after(now)
                     .and_then(|t| (t - now).to_std().ok())
@@ -423,7 +438,7 @@ impl<'e> Player<'e> {
                     tracing::info!(shop = %self.options.shop, reopens = ?reopens, "closed: output released");
                     self.emit(PlayEvent::Closed { at: now, reopens });
                 }
-                self.idle(frames_in(step))?;
+                self.idle(frames_in(step));
             }
             if self.frames - self.last_progress >= frames_in(PROGRESS_EVERY) {
                 self.save_progress();
@@ -431,10 +446,108 @@ impl<'e> Player<'e> {
         }
     }
 
-    fn idle(&mut self, frames: u64) -> Result<(), PlayerError> {
-        self.output.idle(frames)?;
+    fn idle(&mut self, frames: u64) {
+        self.output.idle(frames, Instant::now());
         self.frames += frames;
-        Ok(())
+    }
+
+    /// Retries a down output, reports what changed; false while there is no sound.
+    /// Without sound nothing is played (nor logged as played): the decks end
+    /// `interrupted`, the clock runs on, and what is due when it is back plays then.
+    fn watch_output(&mut self) -> bool {
+        self.output.retry(Instant::now());
+        if let Some(change) = self.output.take_change() {
+            let at = self.now();
+            let (kind, detail) = match &change {
+                Change::Lost(down) => (
+                    EventKind::OutputLost,
+                    format!("no sound from {}: {}", self.options.output, down.reason()),
+                ),
+                Change::Back => (
+                    EventKind::OutputBack,
+                    format!("sound from {} again", self.options.output),
+                ),
+            };
+            self.record_event(at, event(kind, detail.clone()));
+            if let Change::Lost(_) = change {
+                self.problem(format!("{detail}; retrying"));
+            }
+        }
+        let state = match self.output.down() {
+            None => return true,
+            Some(Down::NoDevice(_)) => OutputState::NoDevice,
+            Some(Down::Failed(_)) => OutputState::Error,
+        };
+        self.set_output_state(state);
+        self.end_all();
+        false
+    }
+
+    /// Appends a player event to the outbox and asks for a report.
+    fn record_event(&mut self, at: DateTime<Utc>, entry: EventEntry) {
+        if let Err(e) = self.log.event(at, entry) {
+            tracing::warn!(error = %e, "cannot record a player event");
+        }
+        self.options.live.report_soon();
+    }
+
+    fn set_output_state(&mut self, state: OutputState) {
+        if self.output_state != state {
+            self.output_state = state;
+            self.options.live.update(|s| s.output = state);
+            self.options.live.report_soon();
+        }
+    }
+
+    /// Tells the live state what plays on top (a message over the music), once per change.
+    fn publish_now_playing(&mut self) {
+        let top = self.message.as_ref().or(self.music.as_ref());
+        let row = top.map(|d| format!("{}:{}", d.row, d.media));
+        if row == self.playing_row {
+            return;
+        }
+        self.playing_row = row;
+        let now_playing = top.map(|d| d.now_playing.clone());
+        self.options.live.update(|s| s.now_playing = now_playing);
+        self.options.live.report_soon();
+    }
+
+    /// Opens a media file for a new play; a file whose size is not the declared one
+    /// is damaged on this disk and fails like one that does not decode.
+    fn open_track(&self, media: &MediaId) -> Result<Track, AudioError> {
+        let path = self.layout.media_path(media);
+        let declared = self
+            .manifest
+            .as_ref()
+            .and_then(|m| m.media_entry(media))
+            .map(|e| e.size);
+        let found = std::fs::metadata(&path).map(|m| m.len());
+        match (declared, found) {
+            (Some(declared), Ok(found)) if declared != found => Err(AudioError::Open {
+                path,
+                source: std::io::Error::other(format!(
+                    "it has {found} bytes where the manifest declares {declared}: damaged on this disk"
+                )),
+            }),
+            _ => Track::open(&path),
+        }
+    }
+
+    /// After a file failed to play: rehashes it, and when it is damaged (removed by
+    /// the check) says so and asks for a sync, which downloads it again.
+    fn check_damage(&mut self, media: &MediaId) {
+        match self.layout.check_media(media) {
+            Ok(None) => {}
+            // Already reported when it was removed: the sync asked for then brings it back.
+            Ok(Some(damaged)) if damaged.missing => self.options.live.sync_now(),
+            Ok(Some(damaged)) => {
+                let at = self.now();
+                self.record_event(at, media_damaged(&damaged.id, &damaged.reason));
+                self.options.live.sync_now();
+                self.problem(damaged.reason);
+            }
+            Err(e) => self.problem(format!("cannot check media {}: {e}", media.short())),
+        }
     }
 
     fn emit(&mut self, event: PlayEvent) {
@@ -629,6 +742,9 @@ impl<'e> Player<'e> {
             self.message.take()
         };
         let Some(deck) = deck else { return };
+        if deck.track.ended_early() {
+            self.check_damage(&deck.media);
+        }
         match (outcome, deck.fading) {
             (Outcome::Interrupted, Some(Fate::Pause)) => {
                 self.end_row(&deck, Outcome::Interrupted);
@@ -754,7 +870,7 @@ impl<'e> Player<'e> {
                 let pos = d.position_ms();
                 (Ok(d.track), pos, Some(d.row))
             }
-            None => (Track::open(&self.layout.media_path(&media)), 0, None),
+            None => (self.open_track(&media), 0, None),
         };
         let start = PlayStart {
             media,
@@ -783,11 +899,12 @@ impl<'e> Player<'e> {
                     self.problem(e.to_string());
                 }
                 self.problem(format!("skipped {title}: {e}"));
+                self.check_damage(&media);
                 return None;
             }
         };
         if let Some(old) = &resumed_from {
-            if let Err(e) = self.log.mark_resumed(old) {
+            if let Err(e) = self.log.mark_resumed(old, at) {
                 self.problem(e.to_string());
             }
         }
@@ -800,6 +917,7 @@ impl<'e> Player<'e> {
                 |tz| at.with_timezone(&tz).format("%a %H:%M:%S").to_string(),
             );
         tracing::debug!(media = %media, kind, source = %source, position_ms, "play");
+        let title_for_report = title.clone();
         self.emit(PlayEvent::Started {
             at,
             local,
@@ -815,6 +933,12 @@ impl<'e> Player<'e> {
             role,
             row,
             media,
+            now_playing: NowPlaying {
+                media: media.to_string(),
+                title: title_for_report,
+                kind: kind.to_string(),
+                started_at: rfc3339(at),
+            },
             gain,
             ramp: Ramp::steady(1.0),
             fading: None,
@@ -855,13 +979,20 @@ impl<'e> Player<'e> {
         self.message.is_some()
     }
 
-    fn shut_down(&mut self) -> Result<(), PlayerError> {
+    /// Ends every deck, playing or paused, `interrupted`, and says nothing plays.
+    fn end_all(&mut self) {
         for deck in [self.music.take(), self.message.take()].into_iter().flatten() {
             self.end_row(&deck, Outcome::Interrupted);
         }
         if let Some(p) = self.paused.take() {
             self.end_row(&p.deck, Outcome::Interrupted);
         }
+        self.pending = None;
+        self.publish_now_playing();
+    }
+
+    fn shut_down(&mut self) -> Result<(), PlayerError> {
+        self.end_all();
         self.output.finish()?;
         Ok(())
     }

@@ -47,6 +47,12 @@ pub struct Status {
     pub last_sync: Option<LastSync>,
     /// What the player is playing now (from the play log).
     pub now_playing: Option<PlayRow>,
+    /// Supervision entries (plays, events) waiting for the server's acknowledgement.
+    pub outbox_waiting: u64,
+    /// When the last report went through (RFC 3339), and why the last one failed
+    /// when it did.
+    pub last_report_at: Option<String>,
+    pub last_report_error: Option<String>,
 }
 
 /// Local state, read without locking or creating anything.
@@ -59,6 +65,8 @@ pub fn status(config: &Config) -> Result<Status, StatusError> {
 pub fn status_at(config: &Config, local: DateTime<Utc>) -> Result<Status, StatusError> {
     let layout = Layout::new(&config.data);
     let snap = State::read_only_snapshot(&layout.state_db())?;
+    // Like the play log, the outbox is reported but never fails `status`.
+    let outbox = crate::outbox::summary(&layout.state_db()).unwrap_or_default();
     let active = layout.current_version()?;
     let manifest = match active {
         Some(v) => Some(layout.load_manifest(v)?),
@@ -96,6 +104,9 @@ pub fn status_at(config: &Config, local: DateTime<Utc>) -> Result<Status, Status
         last_sync: snap.last_sync,
         // The play log is the player's; status reports it but never fails on it.
         now_playing: crate::play_log::now_playing(&layout.state_db()).unwrap_or_default(),
+        outbox_waiting: outbox.waiting,
+        last_report_at: outbox.last_report_at,
+        last_report_error: outbox.last_report_error,
     })
 }
 
@@ -130,6 +141,9 @@ mod tests {
             "clock_offset_ms",
             "clock_warning",
             "config_warning",
+            "outbox_waiting",
+            "last_report_at",
+            "last_report_error",
         ] {
             assert!(json.get(field).is_some(), "missing {field}: {json}");
         }

@@ -7,12 +7,13 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use skycast_schema::protocol::{version_file_path, HEAD_PATH, MANIFEST_FILE, SIGNATURE_FILE};
-use skycast_schema::{check_installable, verify, Limits, Manifest, Refusal, VerifyError};
+use skycast_schema::{check_installable, verify, Limits, Manifest, Refusal, Verified, VerifyError};
 
 use crate::client::{Client, ClientError, MAX_MANIFEST_BYTES, MAX_SIGNATURE_BYTES};
 use crate::clock::judge_clock;
 use crate::config::Config;
-use crate::download::{self, DownloadError};
+use crate::download::{self, DownloadError, Progress};
+use crate::live::FetchProgress;
 use crate::local_store::{Layout, Pruned, StoreError};
 use crate::state::{LastSync, State, StateError};
 
@@ -42,6 +43,27 @@ pub enum SyncError {
 }
 
 impl SyncError {
+    /// True when something offered failed its signature, hash, size or version
+    /// check: a possible attack, reported as `verify_failed`.
+    pub fn is_verify_failure(&self) -> bool {
+        matches!(
+            self,
+            SyncError::Verify { .. }
+                | SyncError::Replay { .. }
+                | SyncError::VersionMismatch { .. }
+                | SyncError::Download(DownloadError::HashMismatch { .. } | DownloadError::TooLong { .. })
+        )
+    }
+
+    /// True when the server could not be reached (see [`ClientError::is_network`]).
+    pub fn is_network(&self) -> bool {
+        match self {
+            SyncError::Client(e) | SyncError::Download(DownloadError::Http(e)) => e.is_network(),
+            SyncError::Download(DownloadError::Cut { .. } | DownloadError::TooSlow { .. }) => true,
+            _ => false,
+        }
+    }
+
     /// True when the server offered a version the puller will not install because it
     /// expired: the shop keeps playing its current version but is stale.
     pub fn is_stale(&self) -> bool {
@@ -104,10 +126,21 @@ pub async fn sync_with(
     client: &Client,
     now: &impl Fn() -> DateTime<Utc>,
 ) -> Result<SyncReport, SyncError> {
+    sync_with_progress(config, client, now, &FetchProgress::default()).await
+}
+
+/// [`sync_with`], telling `progress` how far the downloads are.
+pub async fn sync_with_progress(
+    config: &Config,
+    client: &Client,
+    now: &impl Fn() -> DateTime<Utc>,
+    progress: &FetchProgress,
+) -> Result<SyncReport, SyncError> {
     let layout = Layout::new(&config.data);
     // Another puller on the same directory is not an error of this one: not recorded.
     let lock = layout.open_locked()?;
-    let result = sync_locked(config, client, &layout, now).await;
+    let result = sync_locked(config, client, &layout, now, progress).await;
+    progress.end();
     if let Err(err) = &result {
         let recorded = State::open(&layout.state_db()).and_then(|mut s| {
             s.record_error(&err.to_string(), now())?;
@@ -139,6 +172,7 @@ async fn sync_locked(
     client: &Client,
     layout: &Layout,
     now: &impl Fn() -> DateTime<Utc>,
+    progress: &FetchProgress,
 ) -> Result<SyncReport, SyncError> {
     let started = Instant::now();
     let mut state = State::open(&layout.state_db())?;
@@ -165,7 +199,13 @@ async fn sync_locked(
 
     if offered == active.unwrap_or(0) {
         let stale_reason = match active {
-            Some(v) => expiry_note(&layout.load_manifest(v)?, clock.now),
+            Some(v) => {
+                let manifest = layout.load_manifest(v)?;
+                if manifest.media.iter().any(|e| !layout.has_media(&e.id, e.size)) {
+                    repair(config, client, layout, v, progress).await?;
+                }
+                expiry_note(&manifest, clock.now)
+            }
             None => None,
         };
         state.record_success(&LastSync {
@@ -239,14 +279,7 @@ async fn sync_locked(
         "manifest verified"
     );
 
-    let stats = download::download_missing(
-        client,
-        layout,
-        &verified,
-        config.parallel_downloads,
-        config.min_throughput,
-    )
-    .await?;
+    let stats = download_reporting(config, client, layout, &verified, progress).await?;
     layout.install(&verified)?;
     state.record_published_at(verified.published_at.0)?;
     state.record_success(&LastSync {
@@ -295,6 +328,49 @@ async fn sync_locked(
         stale_reason: None,
         duration,
     })
+}
+
+/// [`download::download_missing`] with its progress told to `progress`.
+async fn download_reporting(
+    config: &Config,
+    client: &Client,
+    layout: &Layout,
+    manifest: &Verified<Manifest>,
+    progress: &FetchProgress,
+) -> Result<download::DownloadStats, SyncError> {
+    let on_progress = |p: Progress| match p {
+        Progress::Total(total) => progress.begin(manifest.version(), total),
+        Progress::Landed(bytes) => progress.add(bytes),
+    };
+    Ok(download::download_missing(
+        client,
+        layout,
+        manifest,
+        config.parallel_downloads,
+        config.min_throughput,
+        &on_progress,
+    )
+    .await?)
+}
+
+/// Downloads again the media of the active version that went missing (a damaged
+/// file the player or `verify_media` removed); `current` stays as it is.
+async fn repair(
+    config: &Config,
+    client: &Client,
+    layout: &Layout,
+    version: u64,
+    progress: &FetchProgress,
+) -> Result<(), SyncError> {
+    let verified = layout.load_verified(version, &config.trusted())?;
+    let stats = download_reporting(config, client, layout, &verified, progress).await?;
+    tracing::info!(
+        version,
+        downloaded_media = stats.media,
+        size_bytes = stats.bytes,
+        "media of the active version downloaded again"
+    );
+    Ok(())
 }
 
 #[cfg(test)]
@@ -351,6 +427,24 @@ mod tests {
         assert!(st.last_error.is_none());
         assert!(st.last_success_at.is_some());
         assert!(st.clock_offset_ms.is_some());
+    }
+
+    #[tokio::test]
+    async fn a_media_file_removed_after_install_is_downloaded_again_at_the_same_version() {
+        let (server, _dir, config) = server_and_config().await;
+        let (a, b) = (media(1, 10_000), media(2, 3_000));
+        server.publish(1, &[&a, &b], FUTURE);
+        sync_once(&config, Utc::now).await.unwrap();
+        let path = layout(&config).media_path(&MediaId::of(&b));
+        std::fs::remove_file(&path).unwrap();
+        let progress = FetchProgress::default();
+        let client = Client::new(&config).unwrap();
+        let report = sync_with_progress(&config, &client, &Utc::now, &progress)
+            .await
+            .unwrap();
+        assert_eq!(report.outcome, SyncOutcome::UpToDate);
+        assert_eq!(std::fs::read(&path).unwrap(), b);
+        assert_eq!(progress.get(), None, "no download under way after the sync");
     }
 
     #[tokio::test]

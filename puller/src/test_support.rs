@@ -25,7 +25,7 @@ use tokio::sync::Notify;
 
 use crate::client::Client;
 use crate::config::{Config, Overrides};
-use crate::transport::{FetchRequest, FetchResponse, Transport, TransportError};
+use crate::transport::{FetchRequest, FetchResponse, PostRequest, Transport, TransportError};
 
 pub const TOKEN: &str = "test-token";
 
@@ -80,6 +80,12 @@ struct Inner {
     media_requests: usize,
     /// Long-polls of head being held right now.
     long_polls_waiting: usize,
+    /// Report bodies received, in order.
+    reports: Vec<serde_json::Value>,
+    /// Highest entry seq kept, per outbox.
+    acked: HashMap<String, u64>,
+    /// Commands every report answer carries (re-sent: the player must not run one twice).
+    commands: Vec<serde_json::Value>,
 }
 
 #[derive(Clone)]
@@ -111,6 +117,9 @@ impl TestServer {
                 ranges: Vec::new(),
                 media_requests: 0,
                 long_polls_waiting: 0,
+                reports: Vec::new(),
+                acked: HashMap::new(),
+                commands: Vec::new(),
             })),
             moved: Arc::new(Notify::new()),
         };
@@ -121,6 +130,7 @@ impl TestServer {
                 get(serve_version_file),
             )
             .route(&format!("{MEDIA_PREFIX}/{{id}}"), get(serve_media))
+            .route("/v1/players/{id}/report", axum::routing::post(serve_report))
             .with_state(shared.clone());
         // Bound before the task starts, so requests never race the server's start.
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -173,6 +183,18 @@ impl TestServer {
 
     pub fn media_requests(&self) -> usize {
         self.with(|i| i.media_requests)
+    }
+
+    /// Report bodies received so far.
+    pub fn reports(&self) -> Vec<serde_json::Value> {
+        self.with(|i| i.reports.clone())
+    }
+
+    /// Commands (raw JSON) every report answer carries from now on; head says
+    /// `commands_pending` while there are any, and a waiting long-poll returns.
+    pub fn set_commands(&self, commands: Vec<serde_json::Value>) {
+        self.with(|i| i.commands = commands);
+        self.shared.moved.notify_waiters();
     }
 
     pub fn long_polls_waiting(&self) -> usize {
@@ -233,7 +255,12 @@ pub struct MemoryTransport {
     requests: Mutex<Vec<FetchRequest>>,
     server_date: Mutex<Option<DateTime<Utc>>>,
     trickle: Mutex<Option<Trickle>>,
+    post_handler: Mutex<Option<PostHandler>>,
+    posts: Mutex<Vec<(String, Vec<u8>)>>,
 }
+
+/// Answers a `POST` (path, body) with a status and a body.
+pub type PostHandler = Box<dyn Fn(&str, &[u8]) -> (StatusCode, Vec<u8>) + Send + Sync>;
 
 /// A media server gone slow: each media body sends its first `fast_bytes` at once,
 /// then `bytes` every `every`.
@@ -280,6 +307,19 @@ impl MemoryTransport {
     /// The `Date` every answer carries from now on (`None`: no `Date`).
     pub fn set_server_date(&self, date: Option<DateTime<Utc>>) {
         *self.server_date.lock().unwrap() = date;
+    }
+
+    /// Answers every `POST` with `handler` from now on (without one: 404).
+    pub fn set_post_handler(
+        &self,
+        handler: impl Fn(&str, &[u8]) -> (StatusCode, Vec<u8>) + Send + Sync + 'static,
+    ) {
+        *self.post_handler.lock().unwrap() = Some(Box::new(handler));
+    }
+
+    /// Every `POST` so far: path and body.
+    pub fn posts(&self) -> Vec<(String, Vec<u8>)> {
+        self.posts.lock().unwrap().clone()
     }
 
     /// Media bodies trickle from now on (`None`: at full speed again).
@@ -348,6 +388,36 @@ impl Transport for MemoryTransport {
             })
         })
     }
+
+    fn post(&self, request: PostRequest) -> BoxFuture<'_, Result<FetchResponse, TransportError>> {
+        let path = request
+            .url
+            .strip_prefix(MEMORY_SERVER)
+            .unwrap_or(&request.url)
+            .to_string();
+        self.posts
+            .lock()
+            .unwrap()
+            .push((path.clone(), request.body.to_vec()));
+        let (status, body) = match &*self.post_handler.lock().unwrap() {
+            Some(handler) => handler(&path, &request.body),
+            None => (StatusCode::NOT_FOUND, br#"{"error": "not found"}"#.to_vec()),
+        };
+        let server_date = *self.server_date.lock().unwrap();
+        Box::pin(async move { Ok(answer(status, server_date, body)) })
+    }
+}
+
+fn answer(status: StatusCode, server_date: Option<DateTime<Utc>>, body: Vec<u8>) -> FetchResponse {
+    let chunks: Vec<Result<Bytes, TransportError>> =
+        body.chunks(8192).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
+    FetchResponse {
+        status,
+        content_length: Some(body.len() as u64),
+        range_start: None,
+        server_date,
+        body: futures_util::stream::iter(chunks).boxed(),
+    }
 }
 
 fn head_json(version: u64) -> serde_json::Value {
@@ -383,7 +453,11 @@ async fn serve_head(
         let deadline = tokio::time::Instant::now() + Duration::from_secs(wait.min(60));
         loop {
             let notified = s.moved.notified();
-            if s.inner.lock().unwrap().head > after {
+            let ready = {
+                let inner = s.inner.lock().unwrap();
+                inner.head > after || !inner.commands.is_empty()
+            };
+            if ready {
                 break;
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
@@ -391,8 +465,37 @@ async fn serve_head(
             }
         }
     }
-    let v = s.inner.lock().unwrap().head;
-    axum::Json(head_json(v)).into_response()
+    let (v, pending) = {
+        let inner = s.inner.lock().unwrap();
+        (inner.head, !inner.commands.is_empty())
+    };
+    let mut head = head_json(v);
+    head["commands_pending"] = pending.into();
+    axum::Json(head).into_response()
+}
+
+/// Keeps the report and acknowledges its highest entry, with the pending commands.
+async fn serve_report(AxState(s): AxState<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    if !authorized(&headers) {
+        return json_error(StatusCode::UNAUTHORIZED, "bad token");
+    }
+    let Ok(report) = serde_json::from_slice::<serde_json::Value>(&body) else {
+        return json_error(StatusCode::BAD_REQUEST, "not JSON");
+    };
+    let mut inner = s.inner.lock().unwrap();
+    let outbox = report["outbox"].as_str().unwrap_or_default().to_string();
+    let top = report["entries"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["seq"].as_u64())
+        .max()
+        .unwrap_or(0);
+    let acked = inner.acked.entry(outbox).or_default();
+    *acked = (*acked).max(top);
+    let answer = serde_json::json!({ "acked": *acked, "commands": inner.commands });
+    inner.reports.push(report);
+    axum::Json(answer).into_response()
 }
 
 /// Counts a held long-poll until dropped, also when the client goes away mid-wait

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
 use futures_util::stream::{BoxStream, StreamExt};
-use reqwest::header::{HeaderMap, AUTHORIZATION, CONTENT_RANGE, DATE, RANGE};
+use reqwest::header::{HeaderMap, AUTHORIZATION, CONTENT_RANGE, CONTENT_TYPE, DATE, RANGE};
 use reqwest::StatusCode;
 
 use crate::config::{Config, Token, TransportPolicy};
@@ -42,6 +42,15 @@ impl FetchRequest {
             timeout: Some(timeout),
         }
     }
+}
+
+/// One `POST` of a JSON body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostRequest {
+    pub url: String,
+    pub body: Bytes,
+    /// Time allowed for the whole answer, body included.
+    pub timeout: Duration,
 }
 
 /// An answer whose body is still to be read.
@@ -78,6 +87,8 @@ impl std::fmt::Debug for FetchResponse {
 /// any transport (HTTPS today, mirrors or memory tomorrow) behind one type.
 pub trait Transport: Send + Sync {
     fn fetch(&self, request: FetchRequest) -> BoxFuture<'_, Result<FetchResponse, TransportError>>;
+    /// Sends `request.body` as `application/json` and answers like [`Transport::fetch`].
+    fn post(&self, request: PostRequest) -> BoxFuture<'_, Result<FetchResponse, TransportError>>;
 }
 
 /// Any error a transport's body stream breaks off with.
@@ -162,21 +173,36 @@ impl HttpsTransport {
     }
 
     async fn get(&self, request: FetchRequest) -> Result<FetchResponse, TransportError> {
-        let mut req = self
-            .http
-            .get(&request.url)
-            .header(AUTHORIZATION, format!("Bearer {}", self.token.expose()));
+        let mut req = self.http.get(&request.url);
         if request.from_byte > 0 {
             req = req.header(RANGE, format!("bytes={}-", request.from_byte));
         }
         if let Some(t) = request.timeout {
             req = req.timeout(t);
         }
-        let resp = req.send().await.map_err(|e| TransportError::Request {
-            url: request.url.clone(),
-            detail: describe(&e),
-        })?;
-        let url = request.url;
+        self.send(req, request.url).await
+    }
+
+    async fn post_json(&self, request: PostRequest) -> Result<FetchResponse, TransportError> {
+        let req = self
+            .http
+            .post(&request.url)
+            .header(CONTENT_TYPE, "application/json")
+            .timeout(request.timeout)
+            .body(request.body);
+        self.send(req, request.url).await
+    }
+
+    /// Sends with the bearer token and wraps the answer.
+    async fn send(&self, req: reqwest::RequestBuilder, url: String) -> Result<FetchResponse, TransportError> {
+        let resp = req
+            .header(AUTHORIZATION, format!("Bearer {}", self.token.expose()))
+            .send()
+            .await
+            .map_err(|e| TransportError::Request {
+                url: url.clone(),
+                detail: describe(&e),
+            })?;
         Ok(FetchResponse {
             status: resp.status(),
             content_length: resp.content_length(),
@@ -198,6 +224,10 @@ impl HttpsTransport {
 impl Transport for HttpsTransport {
     fn fetch(&self, request: FetchRequest) -> BoxFuture<'_, Result<FetchResponse, TransportError>> {
         Box::pin(self.get(request))
+    }
+
+    fn post(&self, request: PostRequest) -> BoxFuture<'_, Result<FetchResponse, TransportError>> {
+        Box::pin(self.post_json(request))
     }
 }
 

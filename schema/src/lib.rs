@@ -24,6 +24,7 @@ pub mod manifest;
 pub mod media_kind;
 pub mod message_key;
 pub mod names;
+pub mod planned;
 pub mod planning;
 pub mod playback;
 pub mod protocol;

@@ -154,6 +154,11 @@ const AREAS: &[(&str, &[&str])] = &[
     ("/publish", &["marketing", "commercial", "admin"]),
     ("/history", &["admin", "auditor"]),
     ("/media", &["marketing", "commercial", "admin", "auditor"]),
+    // Supervision: the write routes first (the first match wins), admin only.
+    ("/fleet/sync", &["admin"]),
+    ("/fleet/alerts/acknowledge", &["admin"]),
+    ("/fleet", &["admin", "auditor"]),
+    ("/api/fleet", &["admin", "auditor"]),
 ];
 
 fn allowed(path: &str) -> &'static [&'static str] {
@@ -191,6 +196,10 @@ const ROUTES: &[&str] = &[
     "/history",
     "/history/diff?from=1&to=1",
     "/history/1",
+    "/fleet",
+    "/fleet/sync",
+    "/admin/webhooks",
+    "/api/fleet",
 ];
 
 /// The routes the page modules declare (`.route("/path", ...)` in

@@ -12,6 +12,7 @@
 //! queue on the mutex rather than on SQLite's busy timeout, which is left for
 //! other processes (the CLI).
 
+mod alerts;
 mod drafts;
 mod fleet;
 mod library;
@@ -33,12 +34,21 @@ use rusqlite::{Connection, OpenFlags};
 
 use crate::passwords::PasswordError;
 
+pub use alerts::{
+    AlertOpening, AlertPlayerFacts, AlertRow, AlertTransition, IntegrityEvent, NewAlert, PlayFact,
+};
 pub use drafts::SavedDraft;
+pub use fleet::{
+    Applied, CommandView, LogEvent, PlayRecord, PlayerStatus, Purged, ReportedEntry, RowFilter, StatusUpdate,
+};
 pub use library::LibraryMedia;
 pub use players::{Actor, Player, PlayerAction, PlayerEvent, RegisteredPlayer, Via};
 pub use requests::PublishRequest;
 pub use sessions::{LoginAttempts, RecentAttempts};
 pub use users::{check_username, Role, User};
+#[cfg(test)]
+pub(crate) use webhooks::test_alert;
+pub use webhooks::{Webhook, WebhookSecret, WebhookTarget};
 
 /// How long a statement waits for another process's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -160,6 +170,8 @@ BEGIN UPDATE player_generation SET n = n + 1; END;
     fleet::MIGRATION,
     // Webhooks and their delivery cursors.
     webhooks::MIGRATION,
+    // Alerts and their transitions (the webhook outbox reads those).
+    alerts::MIGRATION,
 ];
 
 /// What the database refused, or a failure of the file itself (which names it).

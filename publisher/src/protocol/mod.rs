@@ -5,6 +5,7 @@
 mod head;
 mod players;
 mod range;
+mod report;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,10 +14,12 @@ use axum::extract::{Extension, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
+use chrono::Utc;
 use serde::Deserialize;
 use skycast_schema::protocol::{version_file_path, HEAD_PATH, MEDIA_PREFIX, VERSIONS_PREFIX};
+use skycast_schema::report::report_path;
 use skycast_schema::MediaId;
 use tokio::sync::watch;
 
@@ -74,6 +77,7 @@ pub(crate) fn router(state: Arc<ProtocolState>) -> Router {
             get(version_file),
         )
         .route(&format!("{MEDIA_PREFIX}/{{id}}"), get(media))
+        .route(&report_path("{id}"), post(report::report))
         .layer(middleware::from_fn_with_state(state.clone(), require_player))
         .with_state(state)
 }
@@ -116,13 +120,13 @@ async fn require_player(State(state): State<Arc<ProtocolState>>, mut req: Reques
         return players::refused();
     };
     let generation = state.player_generation();
-    let admitted = players::Admitted::new(token, generation);
-    match state.still_admitted(&admitted).await {
-        Ok(true) => {
+    match state.player_of(&token).await {
+        Ok(Some(player)) => {
+            let admitted = players::Admitted::new(token, generation, player);
             req.extensions_mut().insert(admitted);
             next.run(req).await
         }
-        Ok(false) => players::refused(),
+        Ok(None) => players::refused(),
         Err(e) => e.into_response(),
     }
 }
@@ -141,13 +145,19 @@ async fn head(
     // A plain poll is never behind a publish from another process.
     state.head.refresh().await?;
     let mut rx = state.head.subscribe();
-    if let (Some(after), Some(wait)) = (q.after, q.wait) {
+    let player = admitted.player().id.clone();
+    // Subscribed before the check: a command queued in between still wakes it.
+    let mut commands = state.fleet.command_signal(&player);
+    let mut pending = state.fleet.has_pending_commands(&player, Utc::now()).await?;
+    if let (Some(after), Some(wait), false) = (q.after, q.wait, pending) {
         let wait = Duration::from_secs(wait.min(MAX_WAIT_SECS));
         let mut stop = state.shutdown.clone();
-        // A token cut off while this waits is answered 401 at once, not at the end.
+        // A token cut off while this waits is answered 401 at once, not at the end;
+        // a command queued for this player answers at once.
         tokio::select! {
             _ = tokio::time::timeout(wait, rx.wait_for(|h| h.version > after)) => {}
             _ = stop.wait_for(|s| *s) => {}
+            _ = commands.changed() => {}
             cut_off = state.revoked(&admitted) => {
                 cut_off?;
                 return Ok(players::refused());
@@ -156,8 +166,10 @@ async fn head(
         if state.revoked_since(&admitted).await? {
             return Ok(players::refused());
         }
+        pending = state.fleet.has_pending_commands(&player, Utc::now()).await?;
     }
-    let current = rx.borrow().clone();
+    let mut current = rx.borrow().clone();
+    current.commands_pending = pending;
     Ok(Json(current).into_response())
 }
 

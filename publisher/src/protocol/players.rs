@@ -17,6 +17,7 @@ use axum::response::{IntoResponse, Response};
 use tokio::sync::watch;
 
 use super::{blocking, ProtocolState};
+use crate::db::Player;
 use crate::error::{PublisherError, Result};
 
 /// The token a request was let in with, and the player-set generation it was
@@ -25,11 +26,21 @@ use crate::error::{PublisherError, Result};
 pub(super) struct Admitted {
     token: String,
     generation: u64,
+    /// The player the token belonged to when it was let in.
+    player: Player,
 }
 
 impl Admitted {
-    pub(super) fn new(token: String, generation: u64) -> Admitted {
-        Admitted { token, generation }
+    pub(super) fn new(token: String, generation: u64, player: Player) -> Admitted {
+        Admitted {
+            token,
+            generation,
+            player,
+        }
+    }
+
+    pub(super) fn player(&self) -> &Player {
+        &self.player
     }
 }
 
@@ -45,8 +56,13 @@ pub(super) fn refused() -> Response {
 impl ProtocolState {
     /// Whether `admitted`'s token still belongs to an enabled player.
     pub(super) async fn still_admitted(self: &Arc<Self>, admitted: &Admitted) -> Result<bool> {
-        let (state, token) = (self.clone(), admitted.token.clone());
-        blocking(move || Ok(state.db.player_by_token(&token)?.is_some())).await
+        Ok(self.player_of(&admitted.token).await?.is_some())
+    }
+
+    /// The enabled player whose token this is.
+    pub(super) async fn player_of(self: &Arc<Self>, token: &str) -> Result<Option<Player>> {
+        let (state, token) = (self.clone(), token.to_string());
+        blocking(move || Ok(state.db.player_by_token(&token)?)).await
     }
 
     /// Waits until `admitted`'s token is cut off (disabled, re-keyed or removed),

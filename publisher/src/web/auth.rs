@@ -87,6 +87,12 @@ pub const POLICY: &[(&str, Access)] = &[
     ("/shops", Access::Roles(&[Marketing, Admin])),
     ("/publish", Access::Roles(&[Marketing, Commercial, Admin])),
     ("/history", Access::Roles(&[Admin, Auditor])),
+    // Supervision: admins and auditors read; only admins send commands or
+    // acknowledge (these write routes come first: the first match wins).
+    ("/fleet/sync", Access::Roles(&[Admin])),
+    ("/fleet/alerts/acknowledge", Access::Roles(&[Admin])),
+    ("/fleet", Access::Roles(&[Admin, Auditor])),
+    ("/api/fleet", Access::Roles(&[Admin, Auditor])),
     ("/media", Access::Roles(&[Marketing, Commercial, Admin, Auditor])),
 ];
 
@@ -262,6 +268,14 @@ mod tests {
             ("/audit/bundle", Access::Roles(&[Auditor])),
             ("/history/diff", Access::Roles(&[Admin, Auditor])),
             ("/commercial/play-now", Access::Roles(&[Commercial])),
+            ("/fleet", Access::Roles(&[Admin, Auditor])),
+            ("/fleet/players/main-1", Access::Roles(&[Admin, Auditor])),
+            ("/fleet/sync", Access::Roles(&[Admin])),
+            ("/fleet/alerts", Access::Roles(&[Admin, Auditor])),
+            ("/fleet/alerts/acknowledge", Access::Roles(&[Admin])),
+            ("/api/fleet", Access::Roles(&[Admin, Auditor])),
+            ("/api/fleet/players/main-1", Access::Roles(&[Admin, Auditor])),
+            ("/fleetx", Access::AnyUser),
         ];
         for (path, want) in cases {
             assert_eq!(access(path), *want, "{path}");

@@ -6,6 +6,7 @@
 mod admin;
 mod ads;
 pub mod auth;
+mod fleet;
 mod form;
 mod history;
 mod media;
@@ -16,6 +17,7 @@ mod publishing;
 mod shops;
 mod upload;
 mod urgent;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -230,8 +232,13 @@ fn nav(role: Option<Role>, path: &str) -> Vec<NavItem> {
             ("/publish", "nav.publish"),
             ("/admin/reviews", "nav.reviews"),
             ("/history", "nav.history"),
+            ("/fleet", "nav.fleet"),
         ],
-        Some(Role::Auditor) => &[("/audit", "nav.audit"), ("/history", "nav.history")],
+        Some(Role::Auditor) => &[
+            ("/audit", "nav.audit"),
+            ("/history", "nav.history"),
+            ("/fleet", "nav.fleet"),
+        ],
     };
     let best = items
         .iter()

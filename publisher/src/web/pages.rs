@@ -18,4 +18,6 @@ pub(super) fn routes() -> Router<Arc<WebState>> {
         .merge(super::publishing::routes())
         .merge(super::admin::routes())
         .merge(super::history::routes())
+        .merge(super::fleet::routes())
+        .merge(super::webhooks::routes())
 }

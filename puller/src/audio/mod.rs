@@ -14,10 +14,12 @@ mod pacer;
 mod render;
 mod resample;
 mod speaker;
+mod supervised;
 mod track;
 mod wav;
 
 pub use render::{render_files, RenderStats, RENDER_FADE_IN};
+pub use supervised::{Backoff, Change, Down, SupervisedOutput};
 pub use track::Track;
 
 pub const SAMPLE_RATE: u32 = 44_100;

@@ -120,7 +120,7 @@ impl Track {
     /// three bad packets in a row, ends the track at the fourth and reports
     /// neither; this catches the second case, unless the damage lies within
     /// symphonia's read-ahead (tens of KiB) of the end.
-    fn ended_early(&self) -> bool {
+    pub fn ended_early(&self) -> bool {
         self.finished && !self.at_eof.load(Ordering::Relaxed)
     }
 

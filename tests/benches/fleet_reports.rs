@@ -1,0 +1,280 @@
+//! Supervision at fleet scale (issue 11): 10,000 registered players report to
+//! the real `skycast-publisher serve` binary (release build, its own process so
+//! its CPU is its own) over HTTPS on loopback, each report carrying a few plays.
+//! Prints the ingest rate, the server's CPU per report, the latency, the bytes
+//! of a typical report, and the dashboard and `/api/fleet` times at 10,000
+//! players; the peer, measured in the same run over the same connections and
+//! tokens, is `GET /v1/head` (token check and a small JSON answer, no write).
+//! Fails when a target of the issue is missed: ≥ 2,000 reports/s, and a 95th
+//! percentile under 100 ms for the dashboard and `/api/fleet`.
+//!
+//! Needs `target/release/skycast-publisher`: `scripts/test.sh` builds it first
+//! (`cargo build --release -p skycast-publisher`).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::{stream, StreamExt};
+use skycast_publisher::DataDir;
+use skycast_schema::report::{report_path, Entry, EntryBody, NowPlaying, OutputState, PlayEntry, Report};
+use skycast_tests::example;
+use skycast_tests::serve_process::{init_with_marketing, publisher_cli, ServeProcess};
+use skycast_tests::web::WebClient;
+
+const PLAYERS: usize = 10_000;
+/// Reports each player sends in the ingest phase.
+const ROUNDS: usize = 2;
+const PLAYS_PER_REPORT: usize = 3;
+/// Requests in flight at once (a fleet's reports arrive spread out; this many
+/// concurrent connections keep the server busy without measuring the handshake).
+const IN_FLIGHT: usize = 32;
+const PAGE_ROUNDS: usize = 30;
+const TARGET_REPORTS_PER_SEC: f64 = 2_000.0;
+const TARGET_PAGE_P95_MS: f64 = 100.0;
+const SHOPS: [&str; 3] = ["main", "lille", "nantes"];
+
+struct Player {
+    id: String,
+    token: String,
+}
+
+/// Registers `PLAYERS` players through the library (the CLI would start 10,000
+/// processes): the same `enrol::add_player` the CLI calls.
+fn register(data_dir: &Path) -> Vec<Player> {
+    let data = DataDir::open(data_dir).unwrap();
+    let db = data.db().unwrap();
+    (0..PLAYERS)
+        .map(|i| {
+            let id = format!("bench-{i:05}");
+            let shop = SHOPS[i % SHOPS.len()];
+            let config = skycast_publisher::enrol::add_player(
+                &data,
+                &db,
+                &id,
+                shop,
+                "https://127.0.0.1:1",
+                None,
+                None,
+            )
+            .unwrap();
+            let doc: toml::Table = config.parse().unwrap();
+            let token = doc["token"].as_str().unwrap().to_string();
+            Player { id, token }
+        })
+        .collect()
+}
+
+/// Report `round` of player `i`: now playing, and `PLAYS_PER_REPORT` plays.
+fn report(i: usize, round: usize) -> Report {
+    let at = "2026-12-05T10:00:00Z".to_string();
+    let entries = (0..PLAYS_PER_REPORT)
+        .map(|k| {
+            let seq = (round * PLAYS_PER_REPORT + k + 1) as u64;
+            Entry {
+                seq,
+                at: at.clone(),
+                body: EntryBody::Play(PlayEntry {
+                    play_id: format!("run1-{seq}"),
+                    media: "0".repeat(64),
+                    title: format!("Track {seq}"),
+                    kind: "music".into(),
+                    source: "day".into(),
+                    version: 1,
+                    started_at: at.clone(),
+                    ended_at: Some(at.clone()),
+                    outcome: "complete".into(),
+                }),
+            }
+        })
+        .collect();
+    Report {
+        outbox: format!("outbox-{i}"),
+        active_version: Some(1),
+        fetching: None,
+        now_playing: Some(NowPlaying {
+            media: "0".repeat(64),
+            title: "Track".into(),
+            kind: "music".into(),
+            started_at: at,
+        }),
+        output: OutputState::Playing,
+        last_error: None,
+        clock_offset_ms: Some(12),
+        free_disk_bytes: Some(8_000_000_000),
+        agent_version: "0.1.0".into(),
+        uptime_secs: 3_600,
+        entries,
+    }
+}
+
+/// User + system CPU seconds of process `pid` so far.
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which may hold spaces) start after ") ".
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    // /proc counts in USER_HZ, which Linux fixes at 100 whatever the kernel's HZ.
+    ticks / 100.0
+}
+
+struct Phase {
+    per_sec: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    cpu_ms_per_request: f64,
+}
+
+fn percentile(sorted: &[Duration], p: usize) -> f64 {
+    sorted[(sorted.len() * p / 100).min(sorted.len() - 1)].as_secs_f64() * 1000.0
+}
+
+/// Sends `requests` (player index, request builder) `IN_FLIGHT` at a time.
+async fn drive(serve: &ServeProcess, requests: Vec<reqwest::RequestBuilder>) -> Phase {
+    let n = requests.len();
+    let cpu0 = cpu_secs(serve.pid());
+    let t0 = Instant::now();
+    let mut times: Vec<Duration> = stream::iter(requests)
+        .map(|req| async move {
+            let t = Instant::now();
+            let resp = req.send().await.expect("request");
+            let status = resp.status();
+            let body = resp.bytes().await.expect("body");
+            assert!(
+                status.is_success(),
+                "HTTP {status}: {}",
+                String::from_utf8_lossy(&body)
+            );
+            t.elapsed()
+        })
+        .buffer_unordered(IN_FLIGHT)
+        .collect()
+        .await;
+    let wall = t0.elapsed().as_secs_f64();
+    let cpu = cpu_secs(serve.pid()) - cpu0;
+    times.sort();
+    Phase {
+        per_sec: n as f64 / wall,
+        p50_ms: percentile(&times, 50),
+        p99_ms: percentile(&times, 99),
+        cpu_ms_per_request: cpu * 1000.0 / n as f64,
+    }
+}
+
+async fn page_p95(web: &mut WebClient, path: &str) -> (f64, f64, usize) {
+    let mut times = Vec::with_capacity(PAGE_ROUNDS);
+    let mut size = 0;
+    for _ in 0..PAGE_ROUNDS + 3 {
+        let t = Instant::now();
+        let page = web.get(path).await;
+        times.push(t.elapsed());
+        assert!(page.status.is_success(), "{path}: HTTP {}", page.status);
+        size = page.body.len();
+    }
+    // The first three warm the caches.
+    let mut times = times.split_off(3);
+    times.sort();
+    (percentile(&times, 50), percentile(&times, 95), size)
+}
+
+#[tokio::main]
+async fn main() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = init_with_marketing(dir.path());
+    let data_arg = data.to_str().unwrap();
+    publisher_cli(
+        &[
+            "publish",
+            "--data",
+            data_arg,
+            "--planning",
+            example("planning.yaml").to_str().unwrap(),
+        ],
+        &[],
+    );
+    let t = Instant::now();
+    let players = Arc::new(register(&data));
+    println!(
+        "registered {PLAYERS} players in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    let serve = ServeProcess::start(&data, &["--offline-after", "600"]).await;
+    let client = serve
+        .client_builder()
+        .pool_max_idle_per_host(IN_FLIGHT)
+        .build()
+        .unwrap();
+    let url = serve.url();
+
+    let typical = serde_json::to_vec(&report(0, 0)).unwrap();
+    println!(
+        "a typical report ({PLAYS_PER_REPORT} plays, now playing, status): {} bytes of JSON",
+        typical.len()
+    );
+
+    // Peer: every player polls head once, over the same pool.
+    let heads = players
+        .iter()
+        .map(|p| client.get(format!("{url}/v1/head")).bearer_auth(&p.token))
+        .collect();
+    let head = drive(&serve, heads).await;
+
+    let reports = (0..ROUNDS)
+        .flat_map(|round| players.iter().enumerate().map(move |(i, p)| (round, i, p)))
+        .map(|(round, i, p)| {
+            client
+                .post(format!("{url}{}", report_path(&p.id)))
+                .bearer_auth(&p.token)
+                .json(&report(i, round))
+        })
+        .collect();
+    let ingest = drive(&serve, reports).await;
+
+    println!(
+        "{:<34} {:>10} {:>9} {:>9} {:>14}",
+        "phase", "req/s", "p50 ms", "p99 ms", "server CPU ms"
+    );
+    for (name, p) in [
+        ("GET /v1/head (peer)", &head),
+        ("POST report (3 plays each)", &ingest),
+    ] {
+        println!(
+            "{:<34} {:>10.0} {:>9.1} {:>9.1} {:>14.3}",
+            name, p.per_sec, p.p50_ms, p.p99_ms, p.cpu_ms_per_request
+        );
+    }
+    println!(
+        "report ingest: {:.0} reports/s = {:.2} × the head rate; {:.0} plays/s",
+        ingest.per_sec,
+        ingest.per_sec / head.per_sec,
+        ingest.per_sec * PLAYS_PER_REPORT as f64
+    );
+
+    let mut web = WebClient::new(&url, &serve.ca_path());
+    let landed = web.login("admin", "admin-password").await;
+    assert!(landed.status.is_success(), "admin sign-in: {}", landed.status);
+    let mut over = Vec::new();
+    if ingest.per_sec < TARGET_REPORTS_PER_SEC {
+        over.push(format!(
+            "ingest {:.0} reports/s under the {TARGET_REPORTS_PER_SEC} target",
+            ingest.per_sec
+        ));
+    }
+    println!("{:<22} {:>9} {:>9} {:>12}", "page", "p50 ms", "p95 ms", "bytes");
+    for path in ["/api/fleet", "/fleet"] {
+        let (p50, p95, size) = page_p95(&mut web, path).await;
+        println!("{path:<22} {p50:>9.1} {p95:>9.1} {size:>12}");
+        if p95 > TARGET_PAGE_P95_MS {
+            over.push(format!("{path}: p95 {p95:.1} ms over {TARGET_PAGE_P95_MS} ms"));
+        }
+    }
+    let (peak_kib, _) = serve.memory_kib();
+    println!("serve peak memory: {} MiB", peak_kib / 1024);
+    if over.is_empty() {
+        println!("every target met at {PLAYERS} players");
+    } else {
+        eprintln!("targets missed: {over:?}");
+        std::process::exit(1);
+    }
+}

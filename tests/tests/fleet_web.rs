@@ -1,0 +1,501 @@
+//! The supervision pages over real HTTPS (issue 11): `/fleet`, `/fleet/players/<id>`,
+//! `/fleet/alerts` and `/api/fleet` per role (admins write, auditors read
+//! without buttons, marketing and sales refused), the filters without script,
+//! "Sync now" queuing a command shown requested then done, malformed fields
+//! refused in words, the webhooks admin page (secret shown once), exports, and
+//! `/metrics` of the real binary accepted by `promtool check metrics`.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use skycast_schema::report::{
+    report_path, Entry, EntryBody, EventEntry, EventKind, NowPlaying, OutputState, Report, ReportAnswer,
+};
+use skycast_tests::serve_process::{https_client, publisher_cli, ServeProcess};
+use skycast_tests::web::{WebClient, TEST_PASSWORD};
+use skycast_tests::PublisherFixture;
+
+fn token_of(config: &Path) -> String {
+    let table: toml::Table = std::fs::read_to_string(config).unwrap().parse().unwrap();
+    table["token"].as_str().unwrap().to_string()
+}
+
+fn status(title: &str, entries: Vec<Entry>) -> Report {
+    Report {
+        outbox: "box".into(),
+        active_version: None,
+        now_playing: Some(NowPlaying {
+            media: "b".repeat(64),
+            title: title.into(),
+            kind: "music".into(),
+            started_at: "2026-12-01T10:00:00Z".into(),
+        }),
+        output: OutputState::Playing,
+        clock_offset_ms: Some(-120),
+        free_disk_bytes: Some(5_000_000_000),
+        agent_version: "fleet_web test".into(),
+        uptime_secs: 60,
+        entries,
+        ..Report::default()
+    }
+}
+
+/// The fixture with users of every role, players `main-1` (shop main) and
+/// `lille-1` (shop lille), and `main-1`'s token.
+struct Setup {
+    fx: PublisherFixture,
+    token: String,
+    client: reqwest::Client,
+}
+
+impl Setup {
+    async fn start() -> Setup {
+        let fx = PublisherFixture::start().await;
+        fx.add_role_users();
+        let url = fx.url();
+        let main = fx.add_player("main-1", "main", &url);
+        fx.add_player("lille-1", "lille", &url);
+        let client = https_client(&fx.data.ca_cert_path()).build().unwrap();
+        Setup {
+            token: token_of(&main.config),
+            fx,
+            client,
+        }
+    }
+
+    async fn report(&self, report: &Report) -> ReportAnswer {
+        let resp = self
+            .client
+            .post(format!("{}{}", self.fx.url(), report_path("main-1")))
+            .bearer_auth(&self.token)
+            .json(report)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "{}", resp.text().await.unwrap());
+        resp.json().await.unwrap()
+    }
+
+    /// A GET of a JSON route with `web`'s session: the status and the JSON.
+    async fn api(&self, web: &WebClient, path: &str) -> (StatusCode, serde_json::Value) {
+        let resp = web
+            .client()
+            .get(format!("{}{path}", self.fx.url()))
+            .send()
+            .await
+            .unwrap();
+        let code = resp.status();
+        (code, resp.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    async fn signed_in(&self, user: &str) -> WebClient {
+        let mut web = self.fx.web_client();
+        let password = if user == "admin" {
+            "admin-password"
+        } else {
+            TEST_PASSWORD
+        };
+        let page = web.login(user, password).await;
+        assert_eq!(page.status, StatusCode::OK, "{user} signs in: {}", page.body);
+        web
+    }
+}
+
+/// The `<tr ...>` opening tag of `player`'s row on a page.
+fn row_tag<'a>(body: &'a str, player: &str) -> &'a str {
+    let at = body
+        .find(&format!("data-test=\"fleet-row\" data-player=\"{player}\""))
+        .unwrap_or_else(|| panic!("no row for {player}"));
+    let end = body[at..].find('>').unwrap();
+    &body[at..at + end]
+}
+
+/// The whole row of `player`.
+fn row_html<'a>(body: &'a str, player: &str) -> &'a str {
+    let at = body
+        .find(&format!("data-test=\"fleet-row\" data-player=\"{player}\""))
+        .unwrap_or_else(|| panic!("no row for {player}"));
+    let end = body[at..].find("</tr>").unwrap();
+    &body[at..at + end]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_player_page_and_api_per_role_with_filters_that_work_without_script() {
+    let setup = Setup::start().await;
+    setup.report(&status("Morning <song>", vec![])).await;
+
+    let mut admin = setup.signed_in("admin").await;
+    let page = admin.get("/fleet").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(
+        row_tag(&page.body, "main-1").contains("data-state=\"up\""),
+        "{}",
+        row_tag(&page.body, "main-1")
+    );
+    assert!(row_tag(&page.body, "lille-1").contains("data-state=\"ko\""));
+    let main = row_html(&page.body, "main-1");
+    assert!(main.contains("Morning &lt;song&gt;"), "escaped title: {main}");
+    assert!(main.contains("-120 ms") && main.contains("5.0 GB"), "{main}");
+    assert!(main.contains("data-test=\"sync-now\""), "admins get the button");
+    assert!(page.body.contains("data-test=\"sync-all\""));
+    assert!(page.body.contains("/static/fleet.js"));
+
+    // Filters are query parameters the page applies itself.
+    let ko = admin.get("/fleet?ko=1").await;
+    assert!(
+        row_tag(&ko.body, "main-1").ends_with(" hidden"),
+        "{}",
+        row_tag(&ko.body, "main-1")
+    );
+    assert!(!row_tag(&ko.body, "lille-1").ends_with(" hidden"));
+    let lille = admin.get("/fleet?shop=lille").await;
+    assert!(row_tag(&lille.body, "main-1").ends_with(" hidden"));
+    assert!(!row_tag(&lille.body, "lille-1").ends_with(" hidden"));
+    let bad = admin.get("/fleet?out_of_sync=perhaps").await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(
+        bad.body.contains("filter `out_of_sync` takes 1 (on) or nothing"),
+        "{}",
+        bad.body
+    );
+
+    let (code, view) = setup.api(&admin, "/api/fleet").await;
+    assert_eq!(code, StatusCode::OK);
+    let ids: Vec<&str> = view["players"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 2, "{view}");
+    assert!(ids.contains(&"main-1") && ids.contains(&"lille-1"));
+
+    let player = admin.get("/fleet/players/main-1").await;
+    assert_eq!(player.status, StatusCode::OK, "{}", player.body);
+    assert!(player.body.contains("id=\"player-commands\"") && player.body.contains("id=\"player-plays\""));
+    let ghost = admin.get("/fleet/players/ghost").await;
+    assert_eq!(ghost.status, StatusCode::NOT_FOUND);
+    let alerts = admin.get("/fleet/alerts").await;
+    assert_eq!(alerts.status, StatusCode::OK, "{}", alerts.body);
+
+    // The auditor reads everything, without buttons, and cannot post.
+    let mut auditor = setup.signed_in("auditor").await;
+    let page = auditor.get("/fleet").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(row_tag(&page.body, "main-1").contains("data-state=\"up\""));
+    assert!(!page.body.contains("data-test=\"sync-now\"") && !page.body.contains("data-test=\"sync-all\""));
+    assert_eq!(auditor.get("/fleet/players/main-1").await.status, StatusCode::OK);
+    assert_eq!(auditor.get("/fleet/alerts").await.status, StatusCode::OK);
+    assert_eq!(setup.api(&auditor, "/api/fleet").await.0, StatusCode::OK);
+    for (path, fields) in [
+        ("/fleet/sync", vec![("player", "main-1")]),
+        ("/fleet/sync", vec![("all", "1")]),
+        ("/fleet/alerts/acknowledge", vec![("alert", "1")]),
+    ] {
+        let refused = auditor.post(path, &fields).await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN, "auditor POST {path}");
+    }
+
+    for user in ["marketing", "commercial"] {
+        let mut web = setup.signed_in(user).await;
+        for path in [
+            "/fleet",
+            "/fleet/players/main-1",
+            "/fleet/alerts",
+            "/fleet/export",
+            "/api/fleet",
+        ] {
+            assert_eq!(
+                web.get(path).await.status,
+                StatusCode::FORBIDDEN,
+                "{user} GET {path}"
+            );
+        }
+        assert_eq!(
+            web.post("/fleet/sync", &[("all", "1")]).await.status,
+            StatusCode::FORBIDDEN
+        );
+    }
+    let commands = setup
+        .fx
+        .data
+        .db()
+        .unwrap()
+        .commands(None, 10, chrono::Utc::now())
+        .unwrap();
+    assert!(commands.is_empty(), "refused posts queued nothing: {commands:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_now_queues_a_command_shown_requested_then_done_and_bad_fields_are_refused_in_words() {
+    let setup = Setup::start().await;
+    setup.report(&status("Song", vec![])).await;
+    let mut admin = setup.signed_in("admin").await;
+    admin.get("/fleet").await;
+
+    let done = admin.post("/fleet/sync", &[("player", "main-1")]).await;
+    assert_eq!((done.status, done.path.as_str()), (StatusCode::OK, "/fleet"));
+    assert!(
+        done.flash().unwrap().contains("Sync requested for main-1"),
+        "{:?}",
+        done.flash()
+    );
+    let main = row_html(&done.body, "main-1");
+    assert!(main.contains("Sync now: requested"), "{main}");
+
+    // The player gets it with its next report, does it, and says so.
+    let answer = setup.report(&status("Song", vec![])).await;
+    assert_eq!(answer.commands.len(), 1, "{answer:?}");
+    let command = answer.commands[0].id.clone();
+    let done_event = Entry {
+        seq: 1,
+        at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        body: EntryBody::Event(EventEntry {
+            kind: EventKind::CommandDone,
+            detail: "synced".into(),
+            version: None,
+            media: None,
+            command_id: Some(command.clone()),
+        }),
+    };
+    setup.report(&status("Song", vec![done_event])).await;
+    let page = admin.get("/fleet").await;
+    assert!(
+        row_html(&page.body, "main-1").contains("Sync now: done"),
+        "{}",
+        row_html(&page.body, "main-1")
+    );
+    let player = admin.get("/fleet/players/main-1").await;
+    assert!(
+        player
+            .body
+            .contains(&format!("data-command=\"{command}\" data-state=\"done\"")),
+        "{}",
+        player.body
+    );
+    let (_, commands) = setup.api(&admin, "/api/fleet/commands").await;
+    assert_eq!(commands[0]["state"], "done", "{commands}");
+
+    // Sync all queues one per enabled player, and goes back to the dashboard.
+    let all = admin.post("/fleet/sync", &[("all", "1")]).await;
+    assert!(
+        all.flash().unwrap().contains("Sync requested for 2 player(s)"),
+        "{:?}",
+        all.flash()
+    );
+    let back = admin
+        .post("/fleet/sync", &[("player", "main-1"), ("back", "player")])
+        .await;
+    assert_eq!(back.path, "/fleet/players/main-1");
+
+    for (fields, words) in [
+        (vec![], "say which player to sync"),
+        (vec![("player", "main-1"), ("all", "1")], "not both"),
+        (vec![("all", "yes")], "`all` takes 1"),
+        (
+            vec![("player", "main-1"), ("command", "rm -rf /")],
+            "is not allowed",
+        ),
+        (vec![("player", "ghost")], "ghost"),
+    ] {
+        let refused = admin.post("/fleet/sync", &fields).await;
+        let flash = refused.flash().unwrap_or_default();
+        assert!(flash.contains(words), "{fields:?}: {flash:?} {}", refused.status);
+    }
+    let refused = admin.post("/fleet/alerts/acknowledge", &[("alert", "x")]).await;
+    assert!(
+        refused
+            .flash()
+            .unwrap_or_default()
+            .contains("must be the number of an alert"),
+        "{} {}",
+        refused.status,
+        refused.body
+    );
+    let refused = admin.post("/fleet/alerts/acknowledge", &[("alert", "999")]).await;
+    assert!(
+        refused.flash().unwrap_or_default().contains("alert 999"),
+        "{:?}",
+        refused.flash()
+    );
+
+    // Exports: download links by date range and shop.
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    let (code, csv) = admin
+        .get_bytes(&format!(
+            "/fleet/export?what=events&from={today}&to={today}&shop=main&format=csv"
+        ))
+        .await;
+    assert_eq!(code, StatusCode::OK);
+    let csv = String::from_utf8(csv).unwrap();
+    assert!(csv.lines().count() >= 2 && csv.contains("command_done"), "{csv}");
+    let bad = admin
+        .get("/fleet/export?what=plays&from=yesterday&to=2026-01-01")
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.body.contains("is not a date"), "{}", bad.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_webhooks_page_adds_shows_the_secret_once_and_removes() {
+    let setup = Setup::start().await;
+    let mut admin = setup.signed_in("admin").await;
+    admin.get("/admin/webhooks").await;
+    let added = admin
+        .post(
+            "/admin/webhooks",
+            &[("url", "https://hooks.example.com/skycast?token=x")],
+        )
+        .await;
+    let flash = added.flash().unwrap();
+    let secret = flash
+        .split_whitespace()
+        .find(|w| w.starts_with("skw_"))
+        .unwrap_or_else(|| panic!("{flash}"));
+    assert!(added.body.contains("hooks.example.com"));
+    let again = admin.get("/admin/webhooks").await;
+    assert!(!again.body.contains(secret), "the secret is shown once");
+    let refused = admin
+        .post("/admin/webhooks", &[("url", "http://hooks.example.com/x")])
+        .await;
+    assert!(refused
+        .flash()
+        .unwrap()
+        .contains("plain http is allowed only to a loopback address"));
+    let refused = admin.post("/admin/webhooks", &[("url", "")]).await;
+    assert!(
+        refused
+            .flash()
+            .unwrap_or_default()
+            .contains("give the URL of the receiver"),
+        "{} {}",
+        refused.status,
+        refused.body
+    );
+    let id = setup.fx.data.db().unwrap().webhooks().unwrap()[0].id;
+    let removed = admin.post(&format!("/admin/webhooks/{id}/remove"), &[]).await;
+    assert!(
+        removed.flash().unwrap().contains("removed"),
+        "{:?}",
+        removed.flash()
+    );
+    assert!(setup.fx.data.db().unwrap().webhooks().unwrap().is_empty());
+    let mut auditor = setup.signed_in("auditor").await;
+    assert_eq!(auditor.get("/admin/webhooks").await.status, StatusCode::FORBIDDEN);
+}
+
+/// The address in serve's `serving metrics addr=...` line.
+async fn metrics_addr(serve: &ServeProcess) -> std::net::SocketAddr {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let found = serve
+            .plain_log()
+            .lines()
+            .filter(|l| l.contains("serving metrics"))
+            .flat_map(str::split_whitespace)
+            .find_map(|w| w.strip_prefix("addr=")?.parse().ok());
+        if let Some(addr) = found {
+            return addr;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no metrics line: {}",
+            serve.plain_log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_on_their_own_listener_pass_promtool_and_count_players_and_requests() {
+    let promtool = Path::new("/usr/bin/promtool");
+    assert!(
+        promtool.exists(),
+        "promtool is missing: `bash scripts/install-deps.sh` installs Debian's prometheus package"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let data = skycast_tests::serve_process::init_with_marketing(dir.path());
+    let data_arg = data.to_str().unwrap();
+    let config = publisher_cli(
+        &[
+            "player", "add", "--data", data_arg, "--id", "main-1", "--shop", "main",
+        ],
+        &[],
+    );
+    let token = config.parse::<toml::Table>().unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    publisher_cli(
+        &[
+            "player", "add", "--data", data_arg, "--id", "lille-1", "--shop", "lille",
+        ],
+        &[],
+    );
+    let serve = ServeProcess::start(&data, &["--metrics-listen", "127.0.0.1:0"]).await;
+    let client = serve.client_builder().build().unwrap();
+    let resp = client
+        .post(format!("{}{}", serve.url(), report_path("main-1")))
+        .bearer_auth(&token)
+        .json(&status("Song", vec![]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    client.get(format!("{}/login", serve.url())).send().await.unwrap();
+
+    let addr = metrics_addr(&serve).await;
+    let resp = reqwest::get(format!("http://{addr}/metrics")).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(resp.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain; version=0.0.4"));
+    let text = resp.text().await.unwrap();
+    for line in [
+        "skycast_players{state=\"up\"} 1",
+        "skycast_players{state=\"ko\"} 1",
+        "skycast_players{state=\"disabled\"} 0",
+        "skycast_head_version 0",
+        "skycast_alerts_open{kind=\"unreachable\"}",
+        "skycast_player_in_sync{player=\"main-1\"}",
+        "skycast_player_last_report_timestamp_seconds{player=\"main-1\"}",
+        "skycast_http_request_duration_seconds_count{group=\"web\"}",
+        "skycast_reports_total",
+        "skycast_plays_total",
+    ] {
+        assert!(text.lines().any(|l| l.starts_with(line)), "{line} in:\n{text}");
+    }
+    let mut check = std::process::Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    check.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = check.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "promtool check metrics:\n{said}\n{text}"
+    );
+    eprintln!(
+        "promtool check metrics accepts {} lines of /metrics",
+        text.lines().count()
+    );
+
+    // Not on the main listener.
+    let main = client
+        .get(format!("{}/metrics", serve.url()))
+        .send()
+        .await
+        .unwrap();
+    assert!(!main.text().await.unwrap().contains("skycast_players"));
+}
