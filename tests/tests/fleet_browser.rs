@@ -1,7 +1,9 @@
 //! The dashboard in headless Debian Chromium (issue 11, "done when" 8): a row
-//! changes without a reload when the player reports something new (now
-//! playing, then its output), in French, written by `static/fleet.js` from
-//! `/api/fleet`; and "Sync now" from the page shows the command requested.
+//! and the summary change without a reload when the player reports something
+//! new (now playing, then its output), in French, written by `static/fleet.js`
+//! from `/api/fleet/page`; a player added while the page is open shows the
+//! "rows changed" notice; the page is no wider than a phone's screen; and
+//! "Sync now" from the page shows the command requested.
 
 use std::time::{Duration, Instant};
 
@@ -93,6 +95,8 @@ async fn the_dashboard_row_follows_the_player_live_without_a_reload_in_french() 
         b.text(&format!("{row} [data-field=now_playing]")).await,
         "Chanson du matin"
     );
+    assert_eq!(b.text("#fleet-summary [data-summary=up]").await, "1");
+    assert_eq!(b.text("#fleet-summary [data-summary=not_playing]").await, "0");
     script(&b, "window.__skycastOld = true; return null;").await;
 
     report(status("Chanson du soir", OutputState::NoDevice)).await;
@@ -103,6 +107,7 @@ async fn the_dashboard_row_follows_the_player_live_without_a_reload_in_french() 
         "Pas de périphérique audio",
     )
     .await;
+    wait_text(&b, "#fleet-summary [data-summary=not_playing]", "1").await;
     let same_page = script(&b, "return window.__skycastOld === true;").await;
     assert_eq!(same_page, Value::Bool(true), "the row changed without a reload");
     let updates = script(
@@ -114,6 +119,31 @@ async fn the_dashboard_row_follows_the_player_live_without_a_reload_in_french() 
     let seen = b.text(&format!("{row} [data-field=last_seen]")).await;
     assert!(seen.starts_with("il y a "), "{seen}");
     b.screenshot("fleet-dashboard-fr").await;
+
+    // A new player (KO, so first on the page): the script says the rows changed.
+    assert!(!b.exists("#fleet-new:not([hidden])").await);
+    fx.add_player("lille-1", "lille", &url);
+    wait_text(&b, "#fleet-summary [data-summary=ko]", "1").await;
+    b.wait_for("#fleet-new:not([hidden])").await;
+    assert!(
+        !b.exists("tr[data-player=\"lille-1\"]").await,
+        "the rows stay until a reload"
+    );
+
+    // On a phone the page is no wider than the screen (the table scrolls in its box).
+    b.set_window_size(390, 844).await;
+    let fits = script(
+        &b,
+        "return [document.documentElement.scrollWidth, window.innerWidth];",
+    )
+    .await;
+    let (page_w, screen_w) = (fits[0].as_u64().unwrap(), fits[1].as_u64().unwrap());
+    assert!(
+        page_w <= screen_w,
+        "the page is {page_w} px wide on a {screen_w} px screen"
+    );
+    b.screenshot("fleet-dashboard-phone-fr").await;
+    b.set_window_size(1280, 900).await;
 
     // "Sync now" is a plain form: the page comes back with the command requested.
     b.click(&format!("{row} [data-test=sync-now]")).await;

@@ -1,6 +1,8 @@
 //! The supervision pages over real HTTPS (issue 11): `/fleet`, `/fleet/players/<id>`,
-//! `/fleet/alerts` and `/api/fleet` per role (admins write, auditors read
-//! without buttons, marketing and sales refused), the filters without script,
+//! `/fleet/alerts`, `/api/fleet` and `/api/fleet/page` per role (admins write,
+//! auditors read without buttons, marketing and sales refused), the filters
+//! without script, 250 players paged problems first with the summary counting
+//! the whole fleet and the paged JSON matching the page,
 //! "Sync now" queuing a command shown requested then done, malformed fields
 //! refused in words, the webhooks admin page (secret shown once), exports, and
 //! `/metrics` of the real binary accepted by `promtool check metrics`.
@@ -111,6 +113,24 @@ fn row_tag<'a>(body: &'a str, player: &str) -> &'a str {
     &body[at..at + end]
 }
 
+/// The players of a dashboard page's rows, in order.
+fn row_ids(body: &str) -> Vec<String> {
+    body.split("data-test=\"fleet-row\" data-player=\"")
+        .skip(1)
+        .map(|rest| rest[..rest.find('"').unwrap()].to_string())
+        .collect()
+}
+
+/// The ids of the players of `/api/fleet` or `/api/fleet/page`, in order.
+fn player_ids(json: &serde_json::Value) -> Vec<&str> {
+    json["players"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap())
+        .collect()
+}
+
 /// The whole row of `player`.
 fn row_html<'a>(body: &'a str, player: &str) -> &'a str {
     let at = body
@@ -141,17 +161,12 @@ async fn dashboard_player_page_and_api_per_role_with_filters_that_work_without_s
     assert!(page.body.contains("data-test=\"sync-all\""));
     assert!(page.body.contains("/static/fleet.js"));
 
-    // Filters are query parameters the page applies itself.
+    // Filters are query parameters: the server sends only the rows that pass.
     let ko = admin.get("/fleet?ko=1").await;
-    assert!(
-        row_tag(&ko.body, "main-1").ends_with(" hidden"),
-        "{}",
-        row_tag(&ko.body, "main-1")
-    );
-    assert!(!row_tag(&ko.body, "lille-1").ends_with(" hidden"));
+    assert_eq!(row_ids(&ko.body), ["lille-1"], "{}", ko.body);
     let lille = admin.get("/fleet?shop=lille").await;
-    assert!(row_tag(&lille.body, "main-1").ends_with(" hidden"));
-    assert!(!row_tag(&lille.body, "lille-1").ends_with(" hidden"));
+    assert_eq!(row_ids(&lille.body), ["lille-1"]);
+    assert_eq!(row_ids(&page.body), ["lille-1", "main-1"], "KO first");
     let bad = admin.get("/fleet?out_of_sync=perhaps").await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
     assert!(
@@ -162,12 +177,7 @@ async fn dashboard_player_page_and_api_per_role_with_filters_that_work_without_s
 
     let (code, view) = setup.api(&admin, "/api/fleet").await;
     assert_eq!(code, StatusCode::OK);
-    let ids: Vec<&str> = view["players"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["id"].as_str().unwrap())
-        .collect();
+    let ids = player_ids(&view);
     assert_eq!(ids.len(), 2, "{view}");
     assert!(ids.contains(&"main-1") && ids.contains(&"lille-1"));
 
@@ -188,6 +198,7 @@ async fn dashboard_player_page_and_api_per_role_with_filters_that_work_without_s
     assert_eq!(auditor.get("/fleet/players/main-1").await.status, StatusCode::OK);
     assert_eq!(auditor.get("/fleet/alerts").await.status, StatusCode::OK);
     assert_eq!(setup.api(&auditor, "/api/fleet").await.0, StatusCode::OK);
+    assert_eq!(setup.api(&auditor, "/api/fleet/page").await.0, StatusCode::OK);
     for (path, fields) in [
         ("/fleet/sync", vec![("player", "main-1")]),
         ("/fleet/sync", vec![("all", "1")]),
@@ -205,6 +216,7 @@ async fn dashboard_player_page_and_api_per_role_with_filters_that_work_without_s
             "/fleet/alerts",
             "/fleet/export",
             "/api/fleet",
+            "/api/fleet/page",
         ] {
             assert_eq!(
                 web.get(path).await.status,
@@ -335,6 +347,324 @@ async fn sync_now_queues_a_command_shown_requested_then_done_and_bad_fields_are_
         .await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
     assert!(bad.body.contains("is not a date"), "{}", bad.body);
+}
+
+const FLEET: usize = 250;
+
+/// Player `i` of the 250: `p-000`..., shops east (even) and west (odd).
+fn fleet_player(i: usize) -> (String, &'static str) {
+    (format!("p-{i:03}"), ["east", "west"][i % 2])
+}
+
+/// What player `i` of the 250 does: every 5th never reports (KO, out of
+/// sync); the next reports no sound device (silent while open); 1 in 10 is
+/// disabled; the others play.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Ko,
+    Silent,
+    Disabled,
+    Playing,
+}
+
+fn kind_of(i: usize) -> Kind {
+    match (i % 5, i % 10) {
+        (0, _) => Kind::Ko,
+        (1, _) => Kind::Silent,
+        (_, 2) => Kind::Disabled,
+        _ => Kind::Playing,
+    }
+}
+
+/// The summary `/api/fleet`'s players give, counted here independently.
+fn summary_of(players: &[serde_json::Value]) -> serde_json::Value {
+    let (mut up, mut ko, mut behind, mut silent, mut disabled, mut alerts) = (0, 0, 0, 0, 0, 0);
+    for p in players {
+        alerts += p["open_alerts"].as_array().unwrap().len();
+        if p["disabled"] == true {
+            disabled += 1;
+            continue;
+        }
+        if p["up"] == true {
+            up += 1;
+        } else {
+            ko += 1;
+        }
+        behind += usize::from(p["in_sync"] == false);
+        silent += usize::from(p["activity"] == "not_playing");
+    }
+    serde_json::json!({
+        "players": players.len(), "up": up, "ko": ko, "out_of_sync": behind,
+        "not_playing": silent, "disabled": disabled, "open_alerts": alerts,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_fifty_players_are_paged_problems_first_filtered_on_the_server_and_counted_whole() {
+    let fx = PublisherFixture::start().await;
+    fx.add_role_users();
+    let url = fx.url();
+    let db = fx.data.db().unwrap();
+    let client = https_client(&fx.data.ca_cert_path()).build().unwrap();
+    let started = Instant::now();
+    let mut tokens = Vec::new();
+    for i in 0..FLEET {
+        let (id, shop) = fleet_player(i);
+        let config =
+            skycast_publisher::enrol::add_player(&fx.data, &db, &id, shop, &url, None, None).unwrap();
+        let token = config.parse::<toml::Table>().unwrap()["token"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        tokens.push(token);
+    }
+    let by = skycast_publisher::db::Actor {
+        name: "test",
+        via: skycast_publisher::db::Via::Cli,
+        at: chrono::Utc::now(),
+    };
+    for i in (0..FLEET).filter(|i| kind_of(*i) == Kind::Disabled) {
+        db.set_player_disabled(&fleet_player(i).0, true, by).unwrap();
+    }
+    let reports = (0..FLEET).filter(|i| matches!(kind_of(*i), Kind::Silent | Kind::Playing));
+    let sent: Vec<_> = reports
+        .map(|i| {
+            let (id, _) = fleet_player(i);
+            let mut report = status("Song", vec![]);
+            if kind_of(i) == Kind::Silent {
+                report.output = OutputState::NoDevice;
+            }
+            client
+                .post(format!("{url}{}", report_path(&id)))
+                .bearer_auth(&tokens[i])
+                .json(&report)
+                .send()
+        })
+        .collect();
+    for resp in futures_util::future::join_all(sent).await {
+        assert_eq!(resp.unwrap().status(), StatusCode::OK);
+    }
+    eprintln!("250 players registered, 175 reported, in {:?}", started.elapsed());
+
+    let mut admin = fx.web_client();
+    admin.login("admin", "admin-password").await;
+    let first = admin.get("/fleet").await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.body);
+    let ids = row_ids(&first.body);
+    assert_eq!(ids.len(), 100, "a page is at most 100 rows");
+    // KO first, by shop (east, then west) and id.
+    let mut ko: Vec<(&str, String)> = (0..FLEET)
+        .filter(|i| kind_of(*i) == Kind::Ko)
+        .map(|i| (fleet_player(i).1, fleet_player(i).0))
+        .collect();
+    ko.sort();
+    let ko: Vec<String> = ko.into_iter().map(|(_, id)| id).collect();
+    assert_eq!(ids[..50], ko[..], "the 50 KO players first");
+    // Then the silent ones (open alerts or not playing, the next ranks).
+    let mut silent: Vec<String> = (0..FLEET)
+        .filter(|i| kind_of(*i) == Kind::Silent)
+        .map(|i| fleet_player(i).0)
+        .collect();
+    let mut next: Vec<String> = ids[50..].to_vec();
+    silent.sort();
+    next.sort();
+    assert_eq!(next, silent);
+    for id in &ids[..50] {
+        assert!(
+            row_tag(&first.body, id).contains("data-state=\"ko\""),
+            "{}",
+            row_tag(&first.body, id)
+        );
+    }
+    assert!(
+        first.body.contains("data-summary=\"players\">250<"),
+        "summary of the whole fleet"
+    );
+    assert!(first.body.contains("data-summary=\"ko\">50<"));
+    assert!(first.body.contains("data-summary=\"disabled\">25<"));
+    assert!(first.body.contains("data-summary=\"up\">175<"));
+    assert!(first.body.contains("data-summary=\"out_of_sync\">50<"));
+    assert!(first.body.contains("data-summary=\"not_playing\">50<"));
+    assert!(first.body.contains("Page 1 of 3"), "page links");
+    assert!(first.body.contains("href=\"/fleet?page=2\" rel=\"next\""));
+    assert!(first.body.contains("href=\"/fleet?page=3\" rel=\"last\""));
+    assert!(!first.body.contains("rel=\"prev\""));
+    assert!(first.body.contains("data-query=\"page=1\""));
+
+    // Page 3: the last 50, the rest by shop and id.
+    let third = admin.get("/fleet?page=3").await;
+    let mut rest: Vec<(&str, String)> = (0..FLEET)
+        .filter(|i| matches!(kind_of(*i), Kind::Playing | Kind::Disabled))
+        .map(|i| (fleet_player(i).1, fleet_player(i).0))
+        .collect();
+    rest.sort();
+    let rest: Vec<String> = rest.into_iter().map(|(_, id)| id).collect();
+    assert_eq!(row_ids(&third.body), rest[100..], "page 3 has the last 50 rows");
+    assert!(third.body.contains("Players 201 to 250 of 250"), "{}", third.body);
+    assert!(third.body.contains("href=\"/fleet?page=2\" rel=\"prev\""));
+    assert_eq!(
+        row_ids(&admin.get("/fleet?page=99").await.body),
+        rest[100..],
+        "past the end: the last page"
+    );
+    let second = admin.get("/fleet?page=2").await;
+    let mut all: Vec<String> = [ids, row_ids(&second.body), row_ids(&third.body)].concat();
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), FLEET, "the three pages show every player once");
+
+    // Filters select on the server, combine with each other and with pages,
+    // and the page links keep them.
+    let ko_page = admin.get("/fleet?ko=1").await;
+    assert_eq!(row_ids(&ko_page.body), ko);
+    assert!(
+        !ko_page.body.contains("id=\"fleet-pages\""),
+        "one page: no page links"
+    );
+    assert!(
+        ko_page.body.contains("data-summary=\"players\">250<"),
+        "the summary stays the whole fleet's"
+    );
+    let east_ko = admin.get("/fleet?ko=1&shop=east").await;
+    assert_eq!(row_ids(&east_ko.body), ko[..25]);
+    let behind = admin.get("/fleet?out_of_sync=1&shop=west").await;
+    assert_eq!(row_ids(&behind.body), ko[25..]);
+    let west1 = admin.get("/fleet?shop=west").await;
+    assert_eq!(row_ids(&west1.body).len(), 100);
+    assert!(
+        west1
+            .body
+            .contains("href=\"/fleet?shop=west&amp;page=2\" rel=\"next\""),
+        "{}",
+        west1.body
+    );
+    let west2 = admin.get("/fleet?shop=west&page=2").await;
+    let west2_ids = row_ids(&west2.body);
+    assert_eq!(west2_ids.len(), 25, "125 players in the west");
+    assert!(west2_ids
+        .iter()
+        .all(|id| fleet_player(id[2..].parse().unwrap()).1 == "west"));
+    assert!(west2
+        .body
+        .contains("href=\"/fleet?shop=west&amp;page=1\" rel=\"prev\""));
+    let nobody = admin.get("/fleet?shop=nowhere").await;
+    assert!(row_ids(&nobody.body).is_empty());
+    assert!(
+        nobody.body.contains("id=\"fleet-empty\">"),
+        "the empty notice shows"
+    );
+    for bad in ["/fleet?page=0", "/fleet?page=two&ko=1"] {
+        let refused = admin.get(bad).await;
+        assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{bad}");
+        assert!(
+            refused.body.contains("`page` takes a page number"),
+            "{}",
+            refused.body
+        );
+    }
+
+    // The JSON: /api/fleet is still the whole fleet; the paged form is the page.
+    let api = admin.client().clone();
+    let get = |path: &'static str| {
+        let client = api.clone();
+        let url = url.clone();
+        async move {
+            let resp = client.get(format!("{url}{path}")).send().await.unwrap();
+            let code = resp.status();
+            (code, resp.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let (code, whole) = get("/api/fleet").await;
+    assert_eq!(code, StatusCode::OK);
+    let players = whole["players"].as_array().unwrap();
+    assert_eq!(players.len(), FLEET, "/api/fleet has every player");
+    assert!(
+        whole.get("summary").is_none() && whole["head_version"] == 0,
+        "the same shape as before"
+    );
+    let (code, page) = get("/api/fleet/page?shop=west&page=2").await;
+    assert_eq!(code, StatusCode::OK, "{page}");
+    assert_eq!(
+        (page["page"].as_u64(), page["pages"].as_u64()),
+        (Some(2), Some(2))
+    );
+    assert_eq!(
+        (page["matching"].as_u64(), page["per_page"].as_u64()),
+        (Some(125), Some(100))
+    );
+    assert_eq!(page["filters"]["shop"], "west");
+    assert_eq!(
+        player_ids(&page),
+        west2_ids,
+        "the paged JSON is the page's rows, in order"
+    );
+    let first_player = &page["players"][0];
+    let same = players.iter().find(|p| p["id"] == first_player["id"]).unwrap();
+    assert_eq!(first_player["shop"], same["shop"], "players as in /api/fleet");
+    assert_eq!(
+        page["players"][0].as_object().unwrap().len(),
+        same.as_object().unwrap().len()
+    );
+    // The counts, against /api/fleet's players (alerts may open meanwhile: retried).
+    let mut tries = 0;
+    loop {
+        let (_, page) = get("/api/fleet/page").await;
+        let (_, whole) = get("/api/fleet").await;
+        let want = summary_of(whole["players"].as_array().unwrap());
+        if page["summary"] == want {
+            assert_eq!(page["players"].as_array().unwrap().len(), 100);
+            assert_eq!(page["pages"], 3);
+            for (k, v) in [
+                ("players", 250),
+                ("up", 175),
+                ("ko", 50),
+                ("disabled", 25),
+                ("not_playing", 50),
+            ] {
+                assert_eq!(page["summary"][k], v, "{k}: {}", page["summary"]);
+            }
+            break;
+        }
+        tries += 1;
+        assert!(tries < 5, "summary {} is not {want}", page["summary"]);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let (code, refused) = get("/api/fleet/page?ko=maybe").await;
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{refused}");
+
+    // Sync now from page 2 of the west comes back to that page.
+    let back = admin
+        .post(
+            "/fleet/sync",
+            &[
+                ("player", west2_ids[0].as_str()),
+                ("back", "fleet"),
+                ("view", "shop=west&page=2"),
+            ],
+        )
+        .await;
+    assert_eq!(back.status, StatusCode::OK);
+    assert!(
+        back.body.contains("Page 2 of 2") && back.body.contains("data-query=\"shop=west&amp;page=2\""),
+        "{}",
+        back.body
+    );
+    assert!(row_html(&back.body, &west2_ids[0]).contains("Sync now: requested"));
+    let (_, page) = get("/api/fleet/page?shop=west&page=2").await;
+    assert_eq!(page["commands"][0]["player_id"], west2_ids[0].as_str(), "{page}");
+    assert_eq!(page["commands"].as_array().unwrap().len(), 1);
+
+    // Auditors read it too; other roles do not.
+    let mut auditor = fx.web_client();
+    auditor.login("auditor", TEST_PASSWORD).await;
+    let resp = auditor
+        .client()
+        .get(format!("{url}/api/fleet/page?ko=1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(row_ids(&auditor.get("/fleet?ko=1").await.body), ko);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,8 +1,11 @@
 // Skycast supervision pages: live updates without reload. Every 2 s it reads
-// /api/fleet (or one player's /api/fleet/players/<id>) and /api/fleet/commands,
-// and rewrites the row cells marked data-field, in the page's language (the
-// texts come from the table's data-texts). The page works without it: the
-// filters and buttons are plain forms.
+// the dashboard's own page as JSON, /api/fleet/page?<the table's data-query>
+// (at most 100 players, with the summary and their latest commands), or one
+// player's /api/fleet/players/<id>; it rewrites the summary counts and the row
+// cells marked data-field, in the page's language (the texts come from the
+// table's data-texts), and shows a notice when the rows the page should show
+// changed. The page works without it: filters, page links and buttons are
+// plain links and forms.
 "use strict";
 
 (() => {
@@ -11,9 +14,7 @@
   const texts = JSON.parse(table.dataset.texts || "{}");
   const lang = document.documentElement.lang;
   const onePlayer = table.dataset.player || "";
-  const params = new URLSearchParams(window.location.search);
-  const on = (v) => v === "1" || v === "on" || v === "true";
-  const filters = { ko: on(params.get("ko")), outOfSync: on(params.get("out_of_sync")), shop: params.get("shop") || "" };
+  const query = table.dataset.query || "";
   const t = (key) => (key in texts ? texts[key] : key);
   const EVERY_MS = 2000;
 
@@ -35,10 +36,6 @@
     return t("fleet.sync.behind").replace("{n}", p.behind_by).replace("{since}", p.behind_since ? clockTime(p.behind_since) : "");
   };
   const commandText = (c) => `${t("fleet.command." + c.kind)}: ${t("fleet.command_state." + c.state)} ${clockTime(c.done_at || c.requested_at)}`;
-  const keeps = (p) =>
-    (!filters.ko || (!p.up && !p.disabled)) &&
-    (!filters.outOfSync || (!p.in_sync && !p.disabled)) &&
-    (!filters.shop || p.shop === filters.shop);
 
   const setText = (row, field, value) => {
     const cell = row.querySelector(`[data-field="${field}"]`);
@@ -75,7 +72,13 @@
       }
     }
     if (command) setText(row, "command", commandText(command));
-    row.hidden = !onePlayer && !keeps(p);
+  }
+
+  function updateSummary(summary) {
+    for (const cell of document.querySelectorAll("#fleet-summary [data-summary]")) {
+      const n = summary[cell.dataset.summary];
+      if (n !== undefined && cell.textContent !== String(n)) cell.textContent = String(n);
+    }
   }
 
   function updateCommands(commands) {
@@ -117,26 +120,23 @@
         commands = detail.commands;
         updateCommands(commands);
       } else {
-        const [view, recent] = await Promise.all([json("/api/fleet"), json("/api/fleet/commands")]);
-        players = view.players;
-        commands = recent;
+        const page = await json(`/api/fleet/page?${query}`);
+        players = page.players;
+        commands = page.commands;
+        updateSummary(page.summary);
         const head = document.getElementById("head-version");
-        if (head) head.textContent = `v${view.head_version}`;
+        if (head) head.textContent = `v${page.head_version}`;
       }
-      const rows = new Map(Array.from(table.tBodies[0].rows).map((r) => [r.dataset.player, r]));
-      let shown = 0;
+      const shownRows = Array.from(table.tBodies[0].rows);
+      const rows = new Map(shownRows.map((r) => [r.dataset.player, r]));
       for (const p of players) {
         const row = rows.get(p.id);
-        if (!row) continue;
-        rows.delete(p.id);
-        updateRow(row, p, commands.find((c) => c.player_id === p.id));
-        if (!row.hidden) shown += 1;
+        if (row) updateRow(row, p, commands.find((c) => c.player_id === p.id));
       }
-      const changed = rows.size > 0 || players.some((p) => !table.querySelector(`tr[data-player="${CSS.escape(p.id)}"]`));
+      // The server's order is the page's: another order or set asks for a reload.
+      const changed = shownRows.map((r) => r.dataset.player).join("\n") !== players.map((p) => p.id).join("\n");
       const notice = document.getElementById("fleet-new");
       if (notice) notice.hidden = !changed;
-      const empty = document.getElementById("fleet-empty");
-      if (empty) empty.hidden = shown > 0;
       const updated = document.getElementById("fleet-updated");
       if (updated) updated.textContent = `${t("fleet.updated")} ${new Date().toLocaleTimeString(lang)}`;
       table.dataset.updates = String(Number(table.dataset.updates || 0) + 1);

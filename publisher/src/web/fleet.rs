@@ -1,14 +1,18 @@
 //! Supervision pages for admins (and read-only for auditors): the dashboard
-//! (`/fleet`, one row per player, filters that work without script, live
-//! updates by `static/fleet.js` polling `/api/fleet`), a player's page with its
-//! recent plays, events and commands, the alerts with their history, exports of
-//! plays and events, and the admin's "Sync now" and "Acknowledge". Which role
-//! may do what is `auth::POLICY`'s: the write routes are admin-only there.
+//! (`/fleet`: counts over the whole fleet, then one page of at most
+//! [`PAGE_ROWS`] rows, problems first, with filters and page links that work
+//! without script; live updates by `static/fleet.js` polling the same page as
+//! JSON at `/api/fleet/page`), a player's page with its recent plays, events and
+//! commands, the alerts with their history, exports of plays and events, and
+//! the admin's "Sync now" and "Acknowledge". `/api/fleet` is the whole fleet
+//! (`fleet --json`'s JSON). Which role may do what is `auth::POLICY`'s: the
+//! write routes are admin-only there.
 
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use axum::extract::{Path, RawQuery, State};
-use axum::http::header;
+use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
@@ -23,14 +27,18 @@ use super::{Ctx, WebState};
 use crate::db::{AlertRow, CommandView, RowFilter};
 use crate::error::{PublisherError, Result};
 use crate::fleet::export::{self, ExportFormat};
-use crate::fleet::{FleetView, PlayerView};
+use crate::fleet::{Activity, FleetView, PlayerView};
 
 /// The admin's command route (`auth::POLICY` lets only admins post it).
 pub const SYNC_PATH: &str = "/fleet/sync";
 /// The admin's acknowledgement route (admin-only in `auth::POLICY`).
 pub const ACKNOWLEDGE_PATH: &str = "/fleet/alerts/acknowledge";
-/// Commands shown on the dashboard (each player's latest among them).
+/// Commands `/api/fleet/commands` lists (the latest ones).
 const DASHBOARD_COMMANDS: u32 = 500;
+/// Rows on one page of the dashboard (and of `/api/fleet/page`).
+pub const PAGE_ROWS: usize = 100;
+/// Bytes of JSON per player in `/api/fleet`, to size its buffer once.
+const JSON_BYTES_PER_PLAYER: usize = 640;
 /// Rows of alert history shown.
 const ALERT_HISTORY: usize = 200;
 
@@ -43,6 +51,7 @@ pub(super) fn routes() -> Router<Arc<WebState>> {
         .route(SYNC_PATH, post(sync))
         .route(ACKNOWLEDGE_PATH, post(acknowledge))
         .route("/api/fleet", get(api_fleet))
+        .route("/api/fleet/page", get(api_fleet_page))
         .route("/api/fleet/commands", get(api_commands))
         .route("/api/fleet/players/{id}", get(api_player))
 }
@@ -77,13 +86,33 @@ fn flag(fields: &Fields, name: &str) -> Result<bool> {
 }
 
 impl Filters {
+    #[cfg(test)]
     fn parse(query: Option<&str>) -> Result<Filters> {
-        let fields = Fields::parse(query.unwrap_or("").as_bytes());
+        Filters::of(&Fields::parse(query.unwrap_or("").as_bytes()))
+    }
+
+    fn of(fields: &Fields) -> Result<Filters> {
         Ok(Filters {
-            ko: flag(&fields, "ko")?,
-            out_of_sync: flag(&fields, "out_of_sync")?,
+            ko: flag(fields, "ko")?,
+            out_of_sync: flag(fields, "out_of_sync")?,
             shop: fields.get("shop"),
         })
+    }
+
+    /// The query string of page `page` with these filters: `ko=1&shop=main&page=2`.
+    pub fn query(&self, page: usize) -> String {
+        let mut q = url::form_urlencoded::Serializer::new(String::new());
+        if self.ko {
+            q.append_pair("ko", "1");
+        }
+        if self.out_of_sync {
+            q.append_pair("out_of_sync", "1");
+        }
+        if !self.shop.is_empty() {
+            q.append_pair("shop", &self.shop);
+        }
+        q.append_pair("page", &page.to_string());
+        q.finish()
     }
 
     /// Whether `p` passes every filter set.
@@ -94,8 +123,168 @@ impl Filters {
     }
 }
 
+/// Which page of the dashboard a query asks for: filters and page number (from 1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Wanted {
+    filters: Filters,
+    page: usize,
+}
+
+impl Wanted {
+    fn parse(query: Option<&str>) -> Result<Wanted> {
+        let fields = Fields::parse(query.unwrap_or("").as_bytes());
+        let page = match fields.get("page").as_str() {
+            "" => 1,
+            text => text.parse::<usize>().ok().filter(|n| *n >= 1).ok_or_else(|| {
+                bad(format!(
+                    "`page` takes a page number (1, 2, ...), not `{}`",
+                    shown(text)
+                ))
+            })?,
+        };
+        Ok(Wanted {
+            filters: Filters::of(&fields)?,
+            page,
+        })
+    }
+}
+
+/// Counts over the whole fleet, whatever the filters: the dashboard's summary.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    pub players: usize,
+    /// Enabled and reporting.
+    pub up: usize,
+    /// Enabled and silent past `offline_after`.
+    pub ko: usize,
+    /// Enabled and not on the head version.
+    pub out_of_sync: usize,
+    /// Enabled, reporting, the shop open, and no sound going out.
+    pub not_playing: usize,
+    pub disabled: usize,
+    /// Open alerts (not players with alerts).
+    pub open_alerts: usize,
+}
+
+impl Summary {
+    pub fn of(players: &[PlayerView]) -> Summary {
+        let mut s = Summary {
+            players: players.len(),
+            ..Summary::default()
+        };
+        for p in players {
+            s.open_alerts += p.open_alerts.len();
+            if p.disabled {
+                s.disabled += 1;
+                continue;
+            }
+            if p.up {
+                s.up += 1;
+            } else {
+                s.ko += 1;
+            }
+            s.out_of_sync += usize::from(!p.in_sync);
+            s.not_playing += usize::from(p.activity == Activity::NotPlaying);
+        }
+        s
+    }
+}
+
+/// Problems first: KO, then open alerts, then out of sync, then not playing
+/// (while open), then the rest.
+fn rank(p: &PlayerView) -> u8 {
+    if !p.disabled && !p.up {
+        0
+    } else if !p.open_alerts.is_empty() {
+        1
+    } else if !p.disabled && !p.in_sync {
+        2
+    } else if !p.disabled && p.activity == Activity::NotPlaying {
+        3
+    } else {
+        4
+    }
+}
+
+/// One page of the dashboard: the counts over the fleet, and the players that
+/// pass the filters, problems first, by shop and id within each rank.
+#[derive(Debug)]
+struct Selection<'a> {
+    summary: Summary,
+    /// Players that pass the filters, on every page.
+    matching: usize,
+    /// The page shown: the one asked for, or the last one when it asked past it.
+    page: usize,
+    /// At least 1.
+    pages: usize,
+    players: Vec<&'a PlayerView>,
+}
+
+fn select<'a>(view: &'a FleetView, filters: &Filters, page: usize) -> Selection<'a> {
+    let mut kept: Vec<(u8, &PlayerView)> = view
+        .players
+        .iter()
+        .filter(|p| filters.keeps(p))
+        .map(|p| (rank(p), p))
+        .collect();
+    let matching = kept.len();
+    let pages = matching.div_ceil(PAGE_ROWS).max(1);
+    let page = page.clamp(1, pages);
+    kept.sort_unstable_by(|(ra, a), (rb, b)| (ra, &a.shop, &a.id).cmp(&(rb, &b.shop, &b.id)));
+    let players = kept
+        .into_iter()
+        .skip((page - 1) * PAGE_ROWS)
+        .take(PAGE_ROWS)
+        .map(|(_, p)| p)
+        .collect();
+    Selection {
+        summary: Summary::of(&view.players),
+        matching,
+        page,
+        pages,
+        players,
+    }
+}
+
+/// The page links of the dashboard, each the query string of `/fleet?...`
+/// keeping the filters (the template writes the path: its escaping would
+/// spell a `/` in a value as `&#x2f;`).
+#[derive(Debug, Serialize)]
+struct Pager {
+    page: usize,
+    pages: usize,
+    matching: usize,
+    /// Row numbers shown, from 1 (0 and 0 when none matches).
+    first_row: usize,
+    last_row: usize,
+    first: Option<String>,
+    prev: Option<String>,
+    next: Option<String>,
+    last: Option<String>,
+}
+
+fn pager(filters: &Filters, s: &Selection<'_>) -> Pager {
+    let href = |page: usize| filters.query(page);
+    let first_row = if s.players.is_empty() {
+        0
+    } else {
+        (s.page - 1) * PAGE_ROWS + 1
+    };
+    Pager {
+        page: s.page,
+        pages: s.pages,
+        matching: s.matching,
+        first_row,
+        last_row: (first_row + s.players.len()).saturating_sub(1),
+        first: (s.page > 1).then(|| href(1)),
+        prev: (s.page > 1).then(|| href(s.page - 1)),
+        next: (s.page < s.pages).then(|| href(s.page + 1)),
+        last: (s.page < s.pages).then(|| href(s.pages)),
+    }
+}
+
 /// One dashboard row in the page's language. `static/fleet.js` writes the same
-/// cells from `/api/fleet` with the texts the page hands it.
+/// cells from `/api/fleet/page` with the texts the page hands it.
 #[derive(Debug, Serialize)]
 struct Row {
     id: String,
@@ -113,7 +302,6 @@ struct Row {
     disk: String,
     alerts: Vec<String>,
     command: String,
-    hidden: bool,
 }
 
 fn state_of(p: &PlayerView) -> &'static str {
@@ -178,7 +366,7 @@ fn command_text(lang: Lang, c: &CommandView) -> String {
     format!("{kind}: {state} {}", clock_time(when))
 }
 
-fn row(lang: Lang, p: &PlayerView, filters: &Filters, command: Option<&CommandView>) -> Row {
+fn row(lang: Lang, p: &PlayerView, command: Option<&CommandView>) -> Row {
     let sync_text = if p.disabled || p.active_version.is_none() {
         text(lang, "fleet.sync.unknown")
     } else if p.in_sync {
@@ -220,7 +408,6 @@ fn row(lang: Lang, p: &PlayerView, filters: &Filters, command: Option<&CommandVi
             .map(|a| alert_text(lang, &a.text_en, &a.text_fr))
             .collect(),
         command: command.map(|c| command_text(lang, c)).unwrap_or_default(),
-        hidden: !filters.keeps(p),
     }
 }
 
@@ -260,53 +447,89 @@ fn script_texts(lang: Lang) -> serde_json::Value {
     serde_json::Value::Object(map)
 }
 
-fn shops_of(view: &FleetView) -> Vec<String> {
-    let mut shops: Vec<String> = view.players.iter().map(|p| p.shop.clone()).collect();
-    shops.sort();
-    shops.dedup();
-    shops
+fn shops_of(view: &FleetView) -> Vec<&str> {
+    let shops: BTreeSet<&str> = view.players.iter().map(|p| p.shop.as_str()).collect();
+    shops.into_iter().collect()
 }
 
-/// Each player's latest command, from the newest-first list.
-fn latest_command<'a>(commands: &'a [CommandView], player: &str) -> Option<&'a CommandView> {
-    commands.iter().find(|c| c.player_id == player)
+/// The latest command of each player on a page (at most [`PAGE_ROWS`] indexed
+/// look-ups), by player id.
+async fn latest_commands(
+    state: &Arc<WebState>,
+    players: &[&PlayerView],
+    now: DateTime<Utc>,
+) -> Result<HashMap<String, CommandView>> {
+    let ids: Vec<String> = players.iter().map(|p| p.id.clone()).collect();
+    state
+        .with_db(move |db| {
+            let mut latest = HashMap::with_capacity(ids.len());
+            for id in ids {
+                if let Some(c) = db.commands(Some(&id), 1, now)?.into_iter().next() {
+                    latest.insert(id, c);
+                }
+            }
+            Ok(latest)
+        })
+        .await
+}
+
+/// One dashboard page, loaded for a handler to answer with.
+struct Shown<'a> {
+    wanted: &'a Wanted,
+    view: &'a FleetView,
+    selection: Selection<'a>,
+    /// The latest command of each player on the page.
+    commands: HashMap<String, CommandView>,
+}
+
+/// Loads the dashboard page that `query` asks for at `now` and hands it to `answer`.
+async fn on_page<R>(
+    state: &Arc<WebState>,
+    query: Option<&str>,
+    now: DateTime<Utc>,
+    answer: impl FnOnce(Shown<'_>) -> R,
+) -> Result<R> {
+    let wanted = Wanted::parse(query)?;
+    let view = state.fleet.view(now).await?;
+    let selection = select(&view, &wanted.filters, wanted.page);
+    let commands = latest_commands(state, &selection.players, now).await?;
+    Ok(answer(Shown {
+        wanted: &wanted,
+        view: &view,
+        selection,
+        commands,
+    }))
 }
 
 async fn dashboard(State(state): State<Arc<WebState>>, ctx: Ctx, RawQuery(query): RawQuery) -> Response {
-    let found = async {
-        let filters = Filters::parse(query.as_deref())?;
-        let now = state.now();
-        let view = state.fleet.view(now).await?;
-        let commands = state.fleet.commands(None, DASHBOARD_COMMANDS, now).await?;
-        Ok::<_, PublisherError>((filters, view, commands))
-    }
+    let now = state.now();
+    let shown = on_page(&state, query.as_deref(), now, |s| {
+        let (wanted, view, selection) = (s.wanted, s.view, s.selection);
+        let rows: Vec<Row> = selection
+            .players
+            .iter()
+            .map(|p| row(ctx.lang, p, s.commands.get(&p.id)))
+            .collect();
+        state.page(
+            &ctx,
+            "fleet_dashboard.html",
+            context! {
+                rows,
+                summary => selection.summary,
+                pager => pager(&wanted.filters, &selection),
+                query => wanted.filters.query(selection.page),
+                shops => shops_of(view),
+                filters => wanted.filters,
+                head_version => view.head_version,
+                offline_after_secs => view.offline_after_secs,
+                can_command => may(&ctx, SYNC_PATH),
+                texts => script_texts(ctx.lang).to_string(),
+                today => now.format("%Y-%m-%d").to_string(),
+            },
+        )
+    })
     .await;
-    let (filters, view, commands) = match found {
-        Ok(found) => found,
-        Err(e) => return state.error_page(&ctx, &e),
-    };
-    let rows: Vec<Row> = view
-        .players
-        .iter()
-        .map(|p| row(ctx.lang, p, &filters, latest_command(&commands, &p.id)))
-        .collect();
-    let shown_rows = rows.iter().filter(|r| !r.hidden).count();
-    let today = state.now().format("%Y-%m-%d").to_string();
-    state.page(
-        &ctx,
-        "fleet_dashboard.html",
-        context! {
-            rows,
-            shown_rows,
-            shops => shops_of(&view),
-            filters,
-            head_version => view.head_version,
-            offline_after_secs => view.offline_after_secs,
-            can_command => may(&ctx, SYNC_PATH),
-            texts => script_texts(ctx.lang).to_string(),
-            today,
-        },
-    )
+    shown.unwrap_or_else(|e| state.error_page(&ctx, &e))
 }
 
 async fn player_page(State(state): State<Arc<WebState>>, ctx: Ctx, Path(id): Path<String>) -> Response {
@@ -316,7 +539,7 @@ async fn player_page(State(state): State<Arc<WebState>>, ctx: Ctx, Path(id): Pat
         Err(e) => return state.error_page(&ctx, &e),
     };
     let lang = ctx.lang;
-    let player = row(lang, &detail.player, &Filters::default(), detail.commands.first());
+    let player = row(lang, &detail.player, detail.commands.first());
     let commands: Vec<_> = detail
         .commands
         .iter()
@@ -394,14 +617,21 @@ async fn alerts_page(State(state): State<Arc<WebState>>, ctx: Ctx) -> Response {
     }
 }
 
-/// Where a form sends the user back: only the pages named here.
+/// Where a form sends the user back: only the pages named here; the dashboard
+/// at the page and filters of its `view` field (re-read, then written anew).
 fn back_to(fields: &Fields, player: Option<&str>) -> String {
     match (fields.get("back").as_str(), player) {
         ("player", Some(id)) => format!(
             "/fleet/players/{}",
             url::form_urlencoded::byte_serialize(id.as_bytes()).collect::<String>()
         ),
-        _ => "/fleet".to_string(),
+        _ => match fields.get("view") {
+            view if view.is_empty() => "/fleet".to_string(),
+            view => Wanted::parse(Some(&view)).map_or_else(
+                |_| "/fleet".to_string(),
+                |w| format!("/fleet?{}", w.filters.query(w.page)),
+            ),
+        },
     }
 }
 
@@ -538,11 +768,70 @@ fn api_error(e: &PublisherError) -> Response {
     e.to_json()
 }
 
+/// `value` as JSON, written once into a buffer of `capacity` bytes to start with.
+fn json_bytes<T: Serialize>(value: &T, capacity: usize) -> Response {
+    let mut out = Vec::with_capacity(capacity);
+    match serde_json::to_writer(&mut out, value) {
+        Ok(()) => (
+            [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+            out,
+        )
+            .into_response(),
+        Err(e) => api_error(&PublisherError::Internal(format!("fleet JSON: {e}"))),
+    }
+}
+
+/// The whole fleet, as `fleet --json` prints it.
 async fn api_fleet(State(state): State<Arc<WebState>>) -> Response {
     match state.fleet.view(state.now()).await {
-        Ok(view) => Json(view).into_response(),
+        Ok(view) => json_bytes(&view, 256 + view.players.len() * JSON_BYTES_PER_PLAYER),
         Err(e) => api_error(&e),
     }
+}
+
+/// `GET /api/fleet/page?page=N&ko=1&out_of_sync=1&shop=S`: what the dashboard
+/// page of the same query shows, for `static/fleet.js`.
+#[derive(Debug, Serialize)]
+struct FleetPage<'a> {
+    generated_at: &'a str,
+    head_version: u64,
+    offline_after_secs: u64,
+    summary: Summary,
+    filters: &'a Filters,
+    page: usize,
+    pages: usize,
+    per_page: usize,
+    matching: usize,
+    /// At most [`PAGE_ROWS`], problems first, as in `/api/fleet`.
+    players: Vec<&'a PlayerView>,
+    /// The latest command of each player on the page, if any.
+    commands: Vec<&'a CommandView>,
+}
+
+async fn api_fleet_page(State(state): State<Arc<WebState>>, RawQuery(query): RawQuery) -> Response {
+    let shown = on_page(&state, query.as_deref(), state.now(), |s| {
+        let (wanted, view, selection) = (s.wanted, s.view, s.selection);
+        let page = FleetPage {
+            generated_at: &view.generated_at,
+            head_version: view.head_version,
+            offline_after_secs: view.offline_after_secs,
+            summary: selection.summary,
+            filters: &wanted.filters,
+            page: selection.page,
+            pages: selection.pages,
+            per_page: PAGE_ROWS,
+            matching: selection.matching,
+            commands: selection
+                .players
+                .iter()
+                .filter_map(|p| s.commands.get(&p.id))
+                .collect(),
+            players: selection.players,
+        };
+        json_bytes(&page, 1024 + PAGE_ROWS * JSON_BYTES_PER_PLAYER)
+    })
+    .await;
+    shown.unwrap_or_else(|e| api_error(&e))
 }
 
 async fn api_commands(State(state): State<Arc<WebState>>) -> Response {
@@ -608,14 +897,14 @@ mod tests {
     #[test]
     fn a_row_says_each_cell_in_the_page_language() {
         let p = player("main-1", "main", true, false);
-        let en = row(Lang::En, &p, &Filters::default(), None);
+        let en = row(Lang::En, &p, None);
         assert_eq!(en.state, "up");
         assert_eq!(en.sync_text, "2 version(s) behind since 10:02 UTC");
         assert_eq!(en.now_playing, "Morning <tune>");
         assert_eq!(en.last_seen, "1 min ago");
         assert_eq!((en.clock.as_str(), en.disk.as_str()), ("-1.5 s", "12.3 GB"));
         assert_eq!(en.alerts, ["unreachable"]);
-        let fr = row(Lang::Fr, &p, &Filters::default(), None);
+        let fr = row(Lang::Fr, &p, None);
         assert_eq!(fr.alerts, ["injoignable"]);
         assert_ne!(fr.sync_text, en.sync_text);
     }
@@ -640,6 +929,117 @@ mod tests {
         assert_eq!(kept(&parse("shop=main&out_of_sync=1")), ["c"]);
         let err = Filters::parse(Some("ko=maybe")).unwrap_err().to_string();
         assert!(err.contains("filter `ko` takes 1"), "{err}");
+    }
+
+    fn fleet(players: Vec<PlayerView>) -> FleetView {
+        FleetView {
+            generated_at: "2026-12-01T10:05:00Z".into(),
+            head_version: 3,
+            offline_after_secs: 30,
+            players,
+        }
+    }
+
+    /// `n` players of each kind: KO, with an alert, behind, silent, fine,
+    /// disabled; over shops `a` and `b`.
+    fn mixed(n: usize) -> Vec<PlayerView> {
+        let mut out = Vec::new();
+        for i in 0..n {
+            let shop = if i % 2 == 0 { "b" } else { "a" };
+            let mut ko = player(&format!("ko-{i:03}"), shop, false, true);
+            ko.open_alerts.clear();
+            let alert = player(&format!("alert-{i:03}"), shop, true, true);
+            let mut behind = player(&format!("behind-{i:03}"), shop, true, false);
+            behind.open_alerts.clear();
+            let mut silent = player(&format!("silent-{i:03}"), shop, true, true);
+            silent.open_alerts.clear();
+            silent.activity = Activity::NotPlaying;
+            let mut fine = player(&format!("fine-{i:03}"), shop, true, true);
+            fine.open_alerts.clear();
+            let mut off = player(&format!("off-{i:03}"), shop, false, false);
+            off.open_alerts.clear();
+            off.disabled = true;
+            out.extend([fine, off, silent, behind, alert, ko]);
+        }
+        out
+    }
+
+    #[test]
+    fn a_page_shows_problems_first_by_shop_and_id_and_counts_the_whole_fleet() {
+        let view = fleet(mixed(40));
+        let all = select(&view, &Filters::default(), 1);
+        assert_eq!(
+            all.summary,
+            Summary {
+                players: 240,
+                up: 160,
+                ko: 40,
+                out_of_sync: 40,
+                not_playing: 40,
+                disabled: 40,
+                open_alerts: 40,
+            }
+        );
+        assert_eq!((all.matching, all.page, all.pages), (240, 1, 3));
+        assert_eq!(all.players.len(), PAGE_ROWS);
+        let ids: Vec<&str> = all.players.iter().map(|p| p.id.as_str()).collect();
+        // KO first, shop a (odd numbers) before shop b, then alerts, then behind.
+        assert_eq!(&ids[..3], ["ko-001", "ko-003", "ko-005"]);
+        assert_eq!(ids[20], "ko-000");
+        assert_eq!(&ids[40..42], ["alert-001", "alert-003"]);
+        assert_eq!(&ids[80..82], ["behind-001", "behind-003"]);
+        let ranks: Vec<u8> = all.players.iter().map(|p| rank(p)).collect();
+        assert!(ranks.windows(2).all(|w| w[0] <= w[1]), "{ranks:?}");
+        let second = select(&view, &Filters::default(), 2);
+        assert_eq!(
+            second.players[0].id, "behind-000",
+            "page 2 goes on where page 1 stopped"
+        );
+        let last = select(&view, &Filters::default(), 3);
+        assert_eq!(last.players.len(), 40);
+        assert_eq!(last.players[0].id, "fine-000");
+        assert!(last.players.iter().all(|p| rank(p) == 4));
+        // Past the last page: the last page.
+        assert_eq!(select(&view, &Filters::default(), 99).page, 3);
+
+        let ko_a = Filters::parse(Some("ko=1&shop=a")).unwrap();
+        let s = select(&view, &ko_a, 1);
+        assert_eq!((s.matching, s.pages, s.players.len()), (20, 1, 20));
+        assert!(s.players.iter().all(|p| p.shop == "a" && !p.up));
+        assert_eq!(s.summary, all.summary, "the counts stay the whole fleet's");
+        let none = select(&view, &Filters::parse(Some("shop=nowhere")).unwrap(), 1);
+        assert_eq!((none.matching, none.page, none.pages), (0, 1, 1));
+
+        let links = pager(&ko_a, &select(&view, &Filters::parse(Some("shop=a")).unwrap(), 2));
+        assert_eq!((links.first_row, links.last_row, links.matching), (101, 120, 120));
+        assert_eq!(links.prev.as_deref(), Some("ko=1&shop=a&page=1"));
+        assert_eq!(links.next, None);
+    }
+
+    #[test]
+    fn the_page_number_and_the_way_back_keep_the_filters() {
+        let w = Wanted::parse(Some("page=3&out_of_sync=1&shop=Le+Mans")).unwrap();
+        assert_eq!(w.page, 3);
+        assert_eq!(w.filters.query(w.page), "out_of_sync=1&shop=Le+Mans&page=3");
+        assert_eq!(Wanted::parse(None).unwrap().page, 1);
+        for bad in ["page=0", "page=-1", "page=two"] {
+            let err = Wanted::parse(Some(bad)).unwrap_err().to_string();
+            assert!(err.contains("`page` takes a page number"), "{bad}: {err}");
+        }
+        let back = |pairs: &[(&str, &str)]| {
+            let fields = Fields::new(
+                pairs
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            );
+            back_to(&fields, Some("main-1"))
+        };
+        assert_eq!(back(&[("view", "ko=1&page=2")]), "/fleet?ko=1&page=2");
+        assert_eq!(back(&[("view", "page=nope")]), "/fleet");
+        assert_eq!(back(&[("view", "https://evil.example/")]), "/fleet?page=1");
+        assert_eq!(back(&[]), "/fleet");
+        assert_eq!(back(&[("back", "player")]), "/fleet/players/main-1");
     }
 
     #[test]
