@@ -2,7 +2,7 @@
 # The one command for the demo: a publisher and three shop players (main, lille,
 # nantes) on this machine, over real HTTPS on loopback.
 #
-#   bash scripts/demo.sh [--keep-running] [--release]
+#   bash scripts/demo.sh [--keep-running] [--release] [--speaker]
 #
 # 1. init a publisher data directory (prints the generated admin password unless
 #    SKYCAST_ADMIN_PASSWORD is set), 2. serve it on a free 127.0.0.1 port,
@@ -11,7 +11,10 @@
 # 5. publish planning-v2.yaml (one more track) and show that each player
 # downloaded only that track, 6. show history, diff 1 2 and verify, 7. sign in
 # to the web UI as sales and play an ad now in shop main (version 3), 8. show
-# what each shop plays (the players follow the planning from their local copy).
+# what each shop plays (the players follow the planning from their local copy),
+# 9. supervision: the fleet dashboard with the three shops, a webhook to a tiny
+# local receiver (scripts/webhook-receiver.py), kill -9 of lille's player: KO and
+# the "unreachable" alert and its signed webhook; restart: the alert resolved.
 #
 # Options:
 #   --keep-running   leave publisher and pullers running until Ctrl-C
@@ -25,7 +28,7 @@
 #   SKYCAST_ADMIN_PASSWORD passed through to `skycast-publisher init`
 #   SKYCAST_DEMO_PASSWORD  password of the web UI users marketing, commercial and
 #                          auditor (default skycast-demo)
-#   SKYCAST_DEMO_TIMEOUT   seconds to wait for each sync (default 60)
+#   SKYCAST_DEMO_TIMEOUT   seconds to wait for each sync, alert or resolve (default 60)
 #   SKYCAST_SKIP_APT=1     passed on to install-deps.sh
 #   SKYCAST_DEMO_CLOCK     the instant the players' clocks start at (default
 #                          2026-12-05T10:29:40+01:00: a Saturday in the Christmas
@@ -60,6 +63,10 @@ SHOPS=(main lille nantes)
 TIMEOUT="${SKYCAST_DEMO_TIMEOUT:-60}"
 CLOCK="${SKYCAST_DEMO_CLOCK:-2026-12-05T10:29:40+01:00}"
 MARKER=".skycast-demo"
+# Supervision, quick for the demo: each puller reports every 2 s (the default is
+# 10) and the publisher calls a player KO after 6 s without a report (default 30).
+REPORT_INTERVAL=2
+OFFLINE_AFTER=6
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 die() {
@@ -169,9 +176,12 @@ done
 
 # ---------------------------------------------------------------- 2. serve
 say "2. Serve the store over HTTPS"
-PORT="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')"
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'; }
+PORT="$(free_port)"
 URL="https://127.0.0.1:$PORT"
-"$PUB" serve --data "$D/publisher" --listen "127.0.0.1:$PORT" >"$D/logs/publisher.log" 2>&1 &
+METRICS_PORT="$(free_port)"
+"$PUB" serve --data "$D/publisher" --listen "127.0.0.1:$PORT" \
+    --offline-after "$OFFLINE_AFTER" --metrics-listen "127.0.0.1:$METRICS_PORT" >"$D/logs/publisher.log" 2>&1 &
 PUB_PID=$!
 PIDS+=("$PUB_PID")
 t0="$(now)"
@@ -187,22 +197,30 @@ while :; do
     sleep 0.2
 done
 echo "publisher up at $URL (pid $PUB_PID, ${code} on /v1/head without a token, $(elapsed "$t0")s)"
+echo "a player is KO after ${OFFLINE_AFTER}s without a report (--offline-after); Prometheus metrics at http://127.0.0.1:$METRICS_PORT/metrics"
 
 # ---------------------------------------------------------------- 3. players
 say "3. Register one player per shop and start the pullers"
 declare -A PULL_PID=()
+# start_puller SHOP: starts the shop's puller in the background (appending to its
+# log) and records its pid; step 9 restarts a killed one with it, the same way.
+start_puller() {
+    local shop="$1" id="$1-1" output=null clock=() pid
+    [[ $SPEAKER -eq 1 && "$shop" == main ]] && output=speaker
+    [[ "$CLOCK" != system ]] && clock=(--clock-start "$CLOCK")
+    "$PULL" run --config "$D/players/$id.toml" --output "$output" "${clock[@]}" >>"$D/logs/$id.log" 2>&1 &
+    pid=$!
+    PIDS+=("$pid")
+    PULL_PID[$shop]=$pid
+    echo "player $id (shop $shop): output $output, config $D/players/$id.toml, pid $pid, log $D/logs/$id.log"
+}
 for shop in "${SHOPS[@]}"; do
     id="$shop-1"
     "$PUB" player add --data "$D/publisher" --id "$id" --shop "$shop" \
         --server-url "$URL" --player-data "$D/players/$id" >"$D/players/$id.toml"
-    output=null
-    [[ $SPEAKER -eq 1 && "$shop" == main ]] && output=speaker
-    clock=()
-    [[ "$CLOCK" != system ]] && clock=(--clock-start "$CLOCK")
-    "$PULL" run --config "$D/players/$id.toml" --output "$output" "${clock[@]}" >"$D/logs/$id.log" 2>&1 &
-    PIDS+=("$!")
-    PULL_PID[$shop]=$!
-    echo "player $id (shop $shop): output $output, config $D/players/$id.toml, pid $!, log $D/logs/$id.log"
+    # The config `player add` wrote has no [table], so a key appended is top-level.
+    printf 'report_interval_secs = %s\n' "$REPORT_INTERVAL" >>"$D/players/$id.toml"
+    start_puller "$shop"
 done
 
 status_json() { "$PULL" status --config "$D/players/$1.toml" 2>/dev/null || true; }
@@ -338,9 +356,216 @@ echo
 echo "play log of main-1 (state.sqlite), now playing:"
 jget "$(status_json main-1)" .now_playing.title
 
-# ---------------------------------------------------------------- 9. end
+# ---------------------------------------------------------------- 9. supervision
+say "9. Supervision: the fleet, one shop falls silent (kill -9), its alert and webhook, then back"
+# past_deadline T0: true once more than $TIMEOUT seconds have passed since T0.
+past_deadline() { awk -v a="$1" -v b="$(now)" -v t="$TIMEOUT" 'BEGIN { exit !(b - a > t) }'; }
+# tabs: a tab-separated table aligned in columns (as is without `column`).
+tabs() { if command -v column >/dev/null 2>&1; then column -t -s $'\t'; else cat; fi; }
+# fleet_table: `fleet` with its table aligned under its first line (the head version).
+fleet_table() { fleet_cmd | { IFS= read -r line && echo "$line" && tabs; }; }
+fleet_cmd() { "$PUB" fleet --data "$D/publisher" --offline-after "$OFFLINE_AFTER" "$@"; }
+fleet_json() { fleet_cmd --json 2>/dev/null || true; }
+alerts_json() { "$PUB" alerts --data "$D/publisher" --json "$@" 2>/dev/null || true; }
+# pyj CODE [ARG...]: runs Python CODE with the JSON on stdin as `d` (None when it
+# does not parse) and the ARGs as sys.argv[2:]; CODE prints what the caller
+# wants. For the few questions jget cannot ask.
+pyj() {
+    python3 -c '
+import json, sys
+try:
+    d = json.loads(sys.stdin.read())
+except ValueError:
+    d = None
+exec(sys.argv[1])
+' "$@"
+}
+# fleet_ok: every shop UP, in sync and playing a track, or with a reason not to
+# that waiting will not fix (its shop closed, its sound device missing or failed:
+# --speaker on a machine without one); prints a line per such player.
+fleet_ok() {
+    fleet_json | pyj '
+ps = (d or {}).get("players") or []
+def settled(p):
+    return p.get("now_playing") or p["activity"] == "closed" or p["output"] in ("no_device", "error")
+if len(ps) != int(sys.argv[2]) or not all(p["up"] and p["in_sync"] and settled(p) for p in ps):
+    sys.exit(1)
+for p in ps:
+    if not p.get("now_playing"):
+        print("note: %s plays nothing (%s, output %s%s)" % (p["id"], p["activity"], p["output"],
+              ": " + p["last_error"] if p.get("last_error") else ""))' "${#SHOPS[@]}"
+}
+# player_up ID: prints true or false (empty when the fleet cannot be read).
+player_up() {
+    fleet_json | pyj '
+for p in (d or {}).get("players") or []:
+    if p["id"] == sys.argv[2]:
+        print("true" if p["up"] else "false")' "$1"
+}
+# open_alert KIND PLAYER: the id of that open alert, empty when there is none.
+open_alert() {
+    alerts_json | pyj '
+ids = [a["id"] for a in d or [] if a["kind"] == sys.argv[2] and a["player_id"] == sys.argv[3]]
+print(ids[0] if ids else "")' "$1" "$2"
+}
+# resolved_alert ID: prints the resolve time of alert ID once it is resolved.
+resolved_alert() {
+    alerts_json --all | pyj '
+for a in d or []:
+    if a["id"] == int(sys.argv[2]) and a.get("resolved_at"):
+        print(a["resolved_at"])' "$1"
+}
+HOOK_LOG="$D/logs/webhooks.log"
+# hook_got EVENT KIND PLAYER: true once the receiver logged that delivery; dies if
+# its signature did not check out.
+hook_got() {
+    local line
+    line="$(grep -F " $1 kind=$2 player=$3 " "$HOOK_LOG" | head -n 1 || true)"
+    [[ -n "$line" ]] || return 1
+    [[ "$line" == *" signature=valid" ]] || die "the receiver got $1 for $3 with a bad signature: $line"
+}
+
+# The receiver: plain HTTP on loopback (the only place http webhooks may go).
+# It reads the secret from this file, written below and never printed.
+SECRET_FILE="$D/webhook.secret"
+(umask 077 && : >"$SECRET_FILE")
+SKYCAST_WEBHOOK_SECRET_FILE="$SECRET_FILE" python3 "$ROOT/scripts/webhook-receiver.py" \
+    --port-file "$D/logs/webhook-receiver.port" 127.0.0.1 0 >"$HOOK_LOG" 2>&1 &
+RECV_PID=$!
+PIDS+=("$RECV_PID")
+t0="$(now)"
+until [[ -s "$D/logs/webhook-receiver.port" ]]; do
+    alive "$RECV_PID" "$HOOK_LOG"
+    past_deadline "$t0" && die "the webhook receiver did not start within ${TIMEOUT}s (log: $HOOK_LOG)"
+    sleep 0.1
+done
+HOOK_URL="http://127.0.0.1:$(cat "$D/logs/webhook-receiver.port")/skycast"
+echo "webhook receiver (scripts/webhook-receiver.py) at $HOOK_URL, pid $RECV_PID, log $HOOK_LOG"
+echo
+echo "\$ skycast-publisher webhook add --url $HOOK_URL"
+add_out="$("$PUB" webhook add --data "$D/publisher" --url "$HOOK_URL" 2>"$D/logs/webhook-add.err")" ||
+    { cat "$D/logs/webhook-add.err" >&2; die "webhook add failed"; }
+hook_secret="$(sed -n 's/^secret (shown once, store it now): //p' <<<"$add_out")"
+[[ "$hook_secret" == skw_* ]] || die "webhook add printed no skw_ secret"
+printf '%s\n' "$hook_secret" >"$SECRET_FILE"
+echo "${add_out//"$hook_secret"/skw_… (not shown here: handed to the receiver in $SECRET_FILE)}"
+unset hook_secret add_out
+grep -v 'INFO' "$D/logs/webhook-add.err" || true
+"$PUB" webhook list --data "$D/publisher"
+
+t0="$(now)"
+until notes="$(fleet_ok)"; do
+    alive "$PUB_PID" "$D/logs/publisher.log"
+    if past_deadline "$t0"; then
+        fleet_table >&2 || true
+        die "the fleet did not show all ${#SHOPS[@]} shops UP, in sync and playing within ${TIMEOUT}s"
+    fi
+    sleep 0.2
+done
+echo
+echo "\$ skycast-publisher fleet --offline-after $OFFLINE_AFTER    (every player reports every ${REPORT_INTERVAL}s)"
+fleet_table
+[[ -z "$notes" ]] || echo "$notes"
+echo
+echo "\$ curl -s http://127.0.0.1:$METRICS_PORT/metrics | grep '^skycast_players'"
+curl -s --max-time 5 "http://127.0.0.1:$METRICS_PORT/metrics" | grep '^skycast_players' || echo "(no skycast_players series)"
+
+VICTIM=lille
+VID="$VICTIM-1"
+echo
+echo "kill -9 of the puller of shop $VICTIM (pid ${PULL_PID[$VICTIM]}) ..."
+t_kill="$(now)"
+kill -KILL "${PULL_PID[$VICTIM]}"
+wait "${PULL_PID[$VICTIM]}" 2>/dev/null || true
+keep=()
+for pid in "${PIDS[@]}"; do [[ "$pid" == "${PULL_PID[$VICTIM]}" ]] || keep+=("$pid"); done
+PIDS=("${keep[@]}")
+ko_secs="" alert_id="" alert_secs="" hook_secs=""
+until [[ -n "$ko_secs" && -n "$alert_id" && -n "$hook_secs" ]]; do
+    alive "$PUB_PID" "$D/logs/publisher.log"
+    alive "$RECV_PID" "$HOOK_LOG"
+    [[ -z "$ko_secs" && "$(player_up "$VID")" == false ]] && ko_secs="$(elapsed "$t_kill")"
+    if [[ -z "$alert_id" ]]; then
+        alert_id="$(open_alert unreachable "$VID")"
+        [[ -n "$alert_id" ]] && alert_secs="$(elapsed "$t_kill")"
+    fi
+    [[ -z "$hook_secs" ]] && hook_got alert.opened unreachable "$VID" && hook_secs="$(elapsed "$t_kill")"
+    if past_deadline "$t_kill"; then
+        fleet_table >&2 || true
+        die "${TIMEOUT}s after kill -9 of $VID: KO after ${ko_secs:-never}s, unreachable alert ${alert_id:+#$alert_id }after ${alert_secs:-never}s, webhook after ${hook_secs:-never}s (logs in $D/logs/)"
+    fi
+    sleep 0.2
+done
+echo "$VID KO after ${ko_secs}s, unreachable alert #$alert_id open after ${alert_secs}s, its webhook received after ${hook_secs}s"
+echo "(a player is KO after ${OFFLINE_AFTER}s without a report; it reported every ${REPORT_INTERVAL}s)"
+echo
+echo "\$ skycast-publisher fleet --offline-after $OFFLINE_AFTER"
+fleet_table
+echo
+echo "\$ skycast-publisher alerts"
+"$PUB" alerts --data "$D/publisher" | tabs
+echo
+echo "\$ curl -s http://127.0.0.1:$METRICS_PORT/metrics | grep -E '^skycast_(players|alerts_open\\{kind=\"unreachable\")'"
+curl -s --max-time 5 "http://127.0.0.1:$METRICS_PORT/metrics" | grep -E '^skycast_(players|alerts_open\{kind="unreachable")' ||
+    echo "(no such series)"
+echo
+echo "the receiver got ($HOOK_LOG):"
+grep -A1 -F " player=$VID " "$HOOK_LOG" | grep -v '^--$'
+
+echo
+echo "restarting the puller of shop $VICTIM as before ..."
+t_back="$(now)"
+start_puller "$VICTIM"
+up_secs="" resolved_at="" resolve_secs="" hook_secs=""
+until [[ -n "$up_secs" && -n "$resolve_secs" && -n "$hook_secs" ]]; do
+    alive "$PUB_PID" "$D/logs/publisher.log"
+    alive "$RECV_PID" "$HOOK_LOG"
+    alive "${PULL_PID[$VICTIM]}" "$D/logs/$VID.log"
+    [[ -z "$up_secs" && "$(player_up "$VID")" == true ]] && up_secs="$(elapsed "$t_back")"
+    if [[ -z "$resolve_secs" ]]; then
+        resolved_at="$(resolved_alert "$alert_id")"
+        [[ -n "$resolved_at" ]] && resolve_secs="$(elapsed "$t_back")"
+    fi
+    [[ -z "$hook_secs" ]] && hook_got alert.resolved unreachable "$VID" && hook_secs="$(elapsed "$t_back")"
+    if past_deadline "$t_back"; then
+        fleet_table >&2 || true
+        die "${TIMEOUT}s after restarting $VID: UP after ${up_secs:-never}s, alert #$alert_id resolved after ${resolve_secs:-never}s, resolved webhook after ${hook_secs:-never}s (logs in $D/logs/)"
+    fi
+    sleep 0.2
+done
+echo "$VID UP again ${up_secs}s after the restart; alert #$alert_id resolved after ${resolve_secs}s (10 s hold-down after its first report), its webhook received after ${hook_secs}s"
+echo
+echo "\$ skycast-publisher alerts --all"
+"$PUB" alerts --data "$D/publisher" --all | tabs
+echo
+echo "the receiver got, in all ($HOOK_LOG):"
+cat "$HOOK_LOG"
+opened="$(grep -cF " alert.opened kind=unreachable player=$VID " "$HOOK_LOG" || true)"
+resolved="$(grep -cF " alert.resolved kind=unreachable player=$VID " "$HOOK_LOG" || true)"
+echo "for $VID: $opened alert.opened and $resolved alert.resolved (one of each is expected)"
+echo
+# The same as the auditor would see it (read-only; the admin's password is init's).
+JAR="$D/logs/web-cookies-auditor.txt"
+read -r code secs <<<"$(web_get /login)"
+code="$(curl -s --cacert "$CA" -b "$JAR" -c "$JAR" -o /dev/null -w '%{http_code}' \
+    --data-urlencode "username=auditor" --data-urlencode "password=$DEMO_PASSWORD" \
+    --data-urlencode "csrf=$(page_csrf)" "$URL/login")"
+[[ "$code" == 303 ]] || die "auditor sign-in answered HTTP $code (see $D/logs/publisher.log)"
+read -r code secs <<<"$(web_get /fleet)"
+rows="$(grep -c 'data-test="fleet-row"' "$D/logs/web-page.html" || true)"
+if [[ "$code" == 200 ]]; then
+    echo "GET /fleet as auditor: HTTP $code in ${secs}s, $rows player rows"
+else
+    echo "!! GET /fleet as auditor: HTTP $code in ${secs}s: the dashboard page does not render (see $D/logs/publisher.log)" >&2
+fi
+read -r code secs <<<"$(web_get /api/fleet)"
+echo "GET /api/fleet as auditor: HTTP $code in ${secs}s, $(pyj 'print(len((d or {}).get("players") or []))' <"$D/logs/web-page.html") players"
+echo
+echo "the dashboard: $URL/fleet (sign in as admin; auditor sees it read-only), JSON at $URL/api/fleet"
+
+# ---------------------------------------------------------------- end
 if [[ $KEEP_RUNNING -eq 1 ]]; then
-    say "Running: publisher at $URL, 3 pullers (Ctrl-C stops everything)"
+    say "Running: publisher at $URL, 3 pullers, the webhook receiver (Ctrl-C stops everything)"
     echo "CA certificate:  $CA"
     echo "logs:            $D/logs/"
     echo "player configs:  $D/players/*.toml"
@@ -348,6 +573,9 @@ if [[ $KEEP_RUNNING -eq 1 ]]; then
     echo "web UI:          $URL/ (your browser must trust $CA, or accept the warning)"
     echo "web UI users:    marketing, commercial, auditor (password $DEMO_PASSWORD)"
     echo "admin password:  \$SKYCAST_ADMIN_PASSWORD if you set it, else the one printed by init above ($D/logs/init.log)"
+    echo "dashboard:       $URL/fleet (admin; auditor read-only), JSON at $URL/api/fleet"
+    echo "metrics:         http://127.0.0.1:$METRICS_PORT/metrics"
+    echo "webhooks:        $HOOK_LOG (receiver pid $RECV_PID)"
     trap 'exit 0' INT # Ctrl-C is the normal way out here
     while :; do
         for pid in "${PIDS[@]}"; do
@@ -356,5 +584,5 @@ if [[ $KEEP_RUNNING -eq 1 ]]; then
         sleep 1
     done
 fi
-say "Demo finished: stopping the publisher and the pullers (run with --keep-running to keep them)"
+say "Demo finished: stopping the publisher, the pullers and the webhook receiver (run with --keep-running to keep them)"
 exit 0
