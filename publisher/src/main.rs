@@ -105,9 +105,9 @@ enum Command {
         /// Print the JSON of `GET /api/fleet` instead of a table
         #[arg(long)]
         json: bool,
-        /// Seconds without a report after which a player is KO
-        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
-        offline_after: u64,
+        /// Seconds without a report after which a player is KO [default: the last `serve`'s --offline-after, else 30]
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        offline_after: Option<u64>,
     },
     /// List the open alerts (`--all`: with the resolved ones), or acknowledge one (`alerts ack`)
     Alerts(AlertsArgs),
@@ -806,14 +806,18 @@ fn alerts(args: AlertsArgs, now: chrono::DateTime<chrono::Utc>) -> anyhow::Resul
 fn fleet_table(
     data: &std::path::Path,
     json: bool,
-    offline_after: u64,
+    offline_after: Option<u64>,
     now: chrono::DateTime<chrono::Utc>,
 ) -> anyhow::Result<()> {
-    let view = skycast_publisher::fleet::view_at(
-        &DataDir::open(data)?,
-        now,
-        std::time::Duration::from_secs(offline_after),
-    )?;
+    let data = DataDir::open(data)?;
+    let offline_after = match offline_after {
+        Some(secs) => secs,
+        None => data
+            .db()?
+            .serve_offline_after_secs()?
+            .unwrap_or(skycast_publisher::fleet::DEFAULT_OFFLINE_AFTER.as_secs()),
+    };
+    let view = skycast_publisher::fleet::view_at(&data, now, std::time::Duration::from_secs(offline_after))?;
     if json {
         println!("{}", serde_json::to_string_pretty(&view)?);
         return Ok(());

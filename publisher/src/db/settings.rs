@@ -9,6 +9,9 @@ use super::{Db, DbError};
 const REVIEW_REQUIRED: &str = "review_required";
 /// The commit of `main` whose media the library last imported.
 const LIBRARY_IMPORTED_HEAD: &str = "library_imported_head";
+/// `serve --offline-after` of the last `serve` started, in seconds: `fleet` on
+/// the command line judges UP/KO as the server does.
+const SERVE_OFFLINE_AFTER: &str = "serve_offline_after_secs";
 
 impl Db {
     /// Whether publishing from the draft needs an admin's approval (off until set).
@@ -27,6 +30,15 @@ impl Db {
 
     pub fn set_library_imported_head(&self, commit: &str) -> Result<(), DbError> {
         self.set_setting(LIBRARY_IMPORTED_HEAD, commit)
+    }
+
+    /// The `--offline-after` of the last `serve` started, if any.
+    pub fn serve_offline_after_secs(&self) -> Result<Option<u64>, DbError> {
+        Ok(self.setting(SERVE_OFFLINE_AFTER)?.and_then(|v| v.parse().ok()))
+    }
+
+    pub fn set_serve_offline_after_secs(&self, secs: u64) -> Result<(), DbError> {
+        self.set_setting(SERVE_OFFLINE_AFTER, &secs.to_string())
     }
 
     fn setting(&self, key: &str) -> Result<Option<String>, DbError> {
@@ -67,5 +79,8 @@ mod tests {
         assert_eq!(db.library_imported_head().unwrap().as_deref(), Some("def"));
         db.set_review_required(false).unwrap();
         assert!(!db.review_required().unwrap());
+        assert_eq!(db.serve_offline_after_secs().unwrap(), None);
+        db.set_serve_offline_after_secs(6).unwrap();
+        assert_eq!(db.serve_offline_after_secs().unwrap(), Some(6));
     }
 }

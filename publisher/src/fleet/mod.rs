@@ -221,6 +221,8 @@ impl Fleet {
     pub fn new(data: DataDir, head: watch::Receiver<Head>, offline_after: Duration) -> Result<Arc<Fleet>> {
         let db = data.db()?;
         let seen = db.commands_generation()?;
+        // The CLI's `fleet` then judges UP/KO with the same threshold.
+        db.set_serve_offline_after_secs(offline_after.as_secs())?;
         Ok(Arc::new(Fleet {
             data,
             db: Arc::new(db),

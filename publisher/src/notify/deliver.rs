@@ -56,6 +56,10 @@ struct Message<'a> {
     event: String,
     /// `<hook id>-<transition id>`: the same on every retry, so a receiver can drop repeats.
     delivery: String,
+    /// One line to forward as it is (a chat message): the alert's words, with
+    /// "Resolved:" in front when it is the resolve, so the two never read alike.
+    summary_en: String,
+    summary_fr: String,
     alert: AlertBody<'a>,
     sent_at: String,
 }
@@ -64,9 +68,19 @@ struct Message<'a> {
 /// signature covers exactly these bytes.
 pub fn message_body(hook_id: i64, t: &AlertTransition, sent_at: DateTime<Utc>) -> Vec<u8> {
     let a = &t.alert;
+    let (summary_en, summary_fr) = if t.transition == "resolved" {
+        (
+            format!("Resolved: {}", a.text_en),
+            format!("Résolu : {}", a.text_fr),
+        )
+    } else {
+        (format!("Alert: {}", a.text_en), format!("Alerte : {}", a.text_fr))
+    };
     let message = Message {
         event: format!("alert.{}", t.transition),
         delivery: format!("{hook_id}-{}", t.id),
+        summary_en,
+        summary_fr,
         alert: AlertBody {
             id: a.id,
             kind: a.kind.as_str(),
@@ -400,8 +414,8 @@ mod tests {
                 clear_since: None,
                 acknowledged_by: None,
                 acknowledged_at: None,
-                text_en: "The player \"main-1\" is back".into(),
-                text_fr: "Le lecteur est revenu".into(),
+                text_en: "The player \"main-1\" is silent".into(),
+                text_fr: "Le lecteur se tait".into(),
                 detail: "{}".into(),
             },
         };
@@ -412,10 +426,12 @@ mod tests {
             serde_json::json!({
                 "event": "alert.resolved",
                 "delivery": "2-7",
+                "summary_en": "Resolved: The player \"main-1\" is silent",
+                "summary_fr": "Résolu : Le lecteur se tait",
                 "alert": {
                     "id": 3, "kind": "unreachable", "player_id": "main-1", "shop": "main",
                     "opened_at": "2026-12-01T10:00:00Z", "resolved_at": "2026-12-01T10:05:00Z",
-                    "text_en": "The player \"main-1\" is back", "text_fr": "Le lecteur est revenu"
+                    "text_en": "The player \"main-1\" is silent", "text_fr": "Le lecteur se tait"
                 },
                 "sent_at": "2026-12-01T10:05:01.000Z"
             })

@@ -128,12 +128,13 @@ impl Track {
         self.finished = true;
         let secs = self.position().as_secs_f64();
         if self.ended_early() {
-            // The publisher refuses files with any undecodable packet and the
-            // puller checks their hashes, so this means damage on the shop's disk.
-            tracing::warn!(
+            // The publisher refuses files with any undecodable packet, so this
+            // hints at damage on the shop's disk; the player rehashes the file
+            // and reports `media_damaged` only when the hash says so.
+            tracing::info!(
                 path = %self.path.display(),
                 secs,
-                "track stopped before the end of its file: the file is damaged on this disk, check the disk"
+                "track stopped before the end of its file: checking its hash"
             );
         } else {
             tracing::debug!(path = %self.path.display(), secs, "track ended");
