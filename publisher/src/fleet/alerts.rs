@@ -274,7 +274,11 @@ fn unreachable(
 ) -> Option<Words> {
     let heard = p.last_report_at.or(p.registered_at)?;
     let counted_from = facts.listening_since.map_or(heard, |since| heard.max(since));
-    if now - counted_from <= delta(config.offline_after) {
+    // In whole seconds, as the dashboard judges UP (`fleet::player_view`): report
+    // times are kept to the second, so an exact comparison would open this alert
+    // up to a second early, while the player still shows UP.
+    let offline_secs = i64::try_from(config.offline_after.as_secs()).unwrap_or(i64::MAX);
+    if (now - counted_from).num_seconds() <= offline_secs {
         return None;
     }
     let (en, fr) = span(now - heard);

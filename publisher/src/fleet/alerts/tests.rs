@@ -688,6 +688,30 @@ fn a_disabled_player_never_alerts() {
     assert_eq!(evaluate(&f, now, &config), vec![]);
 }
 
+/// Report times are kept to the second: the alert judges the silence in whole
+/// seconds, as the dashboard's UP does, so it never opens while the row shows UP.
+#[test]
+fn unreachable_opens_in_whole_seconds_like_the_dashboard_goes_ko() {
+    let config = AlertConfig {
+        offline_after: Duration::from_secs(3),
+        ..AlertConfig::default()
+    };
+    let m = manifest();
+    let heard = at(NOW);
+    let mut p = healthy("main-1", "main", heard);
+    p.last_report_at = Some(heard);
+    for (after_ms, unreachable) in [(3_000, false), (3_500, false), (3_999, false), (4_000, true)] {
+        let now = heard + TimeDelta::milliseconds(after_ms);
+        let f = facts(&m, vec![p.clone()], vec![noon_ad_played()]);
+        let got = kinds(&evaluate(&f, now, &config));
+        assert_eq!(
+            got.contains(&AlertKind::Unreachable),
+            unreachable,
+            "{after_ms} ms"
+        );
+    }
+}
+
 #[test]
 fn after_a_restart_silence_counts_from_when_the_server_listens() {
     let config = AlertConfig::default();
