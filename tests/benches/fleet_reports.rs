@@ -267,6 +267,18 @@ async fn main() {
         ingest.per_sec * PLAYS_PER_REPORT as f64
     );
 
+    // What the fleet costs when nothing arrives: the alert sweep (every second,
+    // over every player), the command poll and the head follower.
+    const IDLE: Duration = Duration::from_secs(5);
+    let cpu0 = cpu_secs(serve.pid());
+    tokio::time::sleep(IDLE).await;
+    let idle = (cpu_secs(serve.pid()) - cpu0) / IDLE.as_secs_f64();
+    println!(
+        "serve idle with {} registered players: {:.1} % of one core",
+        PLAYERS + SILENT_PLAYERS,
+        idle * 100.0
+    );
+
     let mut web = WebClient::new(&url, &serve.ca_path());
     let landed = web.login("admin", "admin-password").await;
     assert!(landed.status.is_success(), "admin sign-in: {}", landed.status);

@@ -3,6 +3,7 @@
 //! tampering HTTPS proxy for fault injection.
 
 pub mod browser;
+pub mod fleet;
 pub mod play;
 pub mod proxy;
 pub mod recording;
@@ -115,13 +116,36 @@ impl PublisherFixture {
         let task = tokio::spawn(skycast_publisher::run(config, listener, async {
             let _ = stopped.await;
         }));
-        PublisherFixture {
+        let fixture = PublisherFixture {
             dir,
             data,
             addr,
             stop: Some(stop),
             task: Some(task),
-        }
+        };
+        fixture.wait_until_serving(transport).await;
+        fixture
+    }
+
+    /// One request answered: `run` has opened its state (and written what it
+    /// writes at start) before it accepts, so a test's "before" snapshot is
+    /// taken after that. The bound listener queues the request meanwhile.
+    async fn wait_until_serving(&self, transport: TransportMode) {
+        let (client, url) = match transport {
+            TransportMode::Https => (
+                serve_process::https_client(&self.data.root().join("tls/ca.pem"))
+                    .build()
+                    .unwrap(),
+                self.url(),
+            ),
+            TransportMode::InsecureHttp => (reqwest::Client::new(), self.plain_http_url()),
+        };
+        let resp = client
+            .get(format!("{url}/static/style.css"))
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_success(), "serve answered {}", resp.status());
     }
 
     pub fn url(&self) -> String {
@@ -153,33 +177,7 @@ impl PublisherFixture {
     /// points at `server_url` (the publisher, or a proxy in front of it).
     pub fn add_player(&self, id: &str, shop: &str, server_url: &str) -> Puller {
         let player_dir = self.dir.path().join("players").join(id);
-        std::fs::create_dir_all(&player_dir).unwrap();
-        let out = std::process::Command::new(bin("skycast-publisher"))
-            .args(["player", "add", "--data"])
-            .arg(self.data.root())
-            .args([
-                "--id",
-                id,
-                "--shop",
-                shop,
-                "--server-url",
-                server_url,
-                "--player-data",
-                "data",
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "player add: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let config = player_dir.join("puller.toml");
-        std::fs::write(&config, &out.stdout).unwrap();
-        Puller {
-            config,
-            data: player_dir.join("data"),
-        }
+        register_player(self.data.root(), &player_dir, id, shop, server_url)
     }
 
     /// Stops serving (the network is gone for the pullers) but keeps the files.
@@ -194,6 +192,45 @@ impl PublisherFixture {
 
     pub async fn stop(mut self) {
         self.stop_serving().await;
+    }
+}
+
+/// `skycast-publisher player add` on the publisher data directory `publisher`:
+/// writes the printed config to `player_dir/puller.toml` (its data in
+/// `player_dir/data`) pointing at `server_url`; fails the test unless it worked.
+pub fn register_player(
+    publisher: &Path,
+    player_dir: &Path,
+    id: &str,
+    shop: &str,
+    server_url: &str,
+) -> Puller {
+    std::fs::create_dir_all(player_dir).unwrap();
+    let out = std::process::Command::new(bin("skycast-publisher"))
+        .args(["player", "add", "--data"])
+        .arg(publisher)
+        .args([
+            "--id",
+            id,
+            "--shop",
+            shop,
+            "--server-url",
+            server_url,
+            "--player-data",
+            "data",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "player add: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let config = player_dir.join("puller.toml");
+    std::fs::write(&config, &out.stdout).unwrap();
+    Puller {
+        config,
+        data: player_dir.join("data"),
     }
 }
 

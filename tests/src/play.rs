@@ -42,19 +42,33 @@ impl PlayerRun {
     /// Starts the daemon recording to `wav`; `clock_start` is RFC 3339 (or the
     /// system clock when `None`), `rate` seconds of audio per wall second.
     pub fn start(puller: &Puller, wav: &Path, clock_start: Option<&str>, rate: f64) -> PlayerRun {
-        let stdout = wav.with_extension("out.txt");
+        let output = format!("wav:{}", wav.display());
+        PlayerRun::start_output(puller, &output, wav, clock_start, rate)
+    }
+
+    /// Starts the daemon with `--output <output>` (`null`, `wav:PATH`...); what it
+    /// prints goes beside `logs` (`<logs>.out.txt`, `<logs>.err.txt`), which is
+    /// also the recording [`PlayerRun::recorded_secs`] measures.
+    pub fn start_output(
+        puller: &Puller,
+        output: &str,
+        logs: &Path,
+        clock_start: Option<&str>,
+        rate: f64,
+    ) -> PlayerRun {
+        let stdout = logs.with_extension("out.txt");
         let mut cmd = puller.command("run");
-        cmd.arg("--output").arg(format!("wav:{}", wav.display()));
+        cmd.args(["--output", output]);
         if let Some(start) = clock_start {
             cmd.args(["--clock-start", start]);
         }
         cmd.args(["--clock-rate", &rate.to_string()]);
         cmd.stdout(std::fs::File::create(&stdout).unwrap());
-        cmd.stderr(std::fs::File::create(wav.with_extension("err.txt")).unwrap());
+        cmd.stderr(std::fs::File::create(logs.with_extension("err.txt")).unwrap());
         let child = cmd.spawn().expect("start skycast-puller run");
         PlayerRun {
             child,
-            wav: wav.to_path_buf(),
+            wav: logs.to_path_buf(),
             stdout,
             state_db: puller.data.join("state.sqlite"),
         }

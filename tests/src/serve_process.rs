@@ -97,16 +97,29 @@ pub struct ServeProcess {
 impl ServeProcess {
     /// `serve --data <data> --listen 127.0.0.1:0 <args>`.
     pub async fn start(data: &Path, args: &[&str]) -> ServeProcess {
-        Self::spawn(data, args, None).await
+        Self::spawn(data, "127.0.0.1:0", args, None).await
+    }
+
+    /// `serve --data <data> --listen <addr> <args>`: a restart on the address a
+    /// stopped serve had, which the pullers' configs name. Waits (bounded) until
+    /// the address can be bound again.
+    pub async fn start_on(data: &Path, addr: SocketAddr, args: &[&str]) -> ServeProcess {
+        let deadline = Instant::now() + START_TIMEOUT;
+        // The same bind serve does (tokio's, SO_REUSEADDR set on unix).
+        while let Err(e) = tokio::net::TcpListener::bind(addr).await {
+            assert!(Instant::now() < deadline, "{addr} stays taken: {e}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Self::spawn(data, &addr.to_string(), args, None).await
     }
 
     /// The same as a child of `sh` under `ulimit -n <open_files>` (`exec`, so the
     /// pid is serve's).
     pub async fn start_with_open_files(data: &Path, args: &[&str], open_files: u64) -> ServeProcess {
-        Self::spawn(data, args, Some(open_files)).await
+        Self::spawn(data, "127.0.0.1:0", args, Some(open_files)).await
     }
 
-    async fn spawn(data: &Path, args: &[&str], open_files: Option<u64>) -> ServeProcess {
+    async fn spawn(data: &Path, listen: &str, args: &[&str], open_files: Option<u64>) -> ServeProcess {
         let log = tempfile::Builder::new()
             .prefix("serve-")
             .suffix(".log")
@@ -126,7 +139,7 @@ impl ServeProcess {
             .arg("serve")
             .arg("--data")
             .arg(data)
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", listen])
             .args(args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())

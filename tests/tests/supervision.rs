@@ -430,7 +430,10 @@ async fn a_command_queued_by_the_cli_wakes_the_waiting_long_poll_and_is_delivere
 async fn fleet_json_shows_a_reporting_player_up_then_ko_after_offline_after() {
     let setup = Setup::start().await;
     let fleet = setup.fleet_json();
-    assert_eq!(fleet["offline_after_secs"], 2, "the threshold of the running serve");
+    assert_eq!(
+        fleet["offline_after_secs"], 2,
+        "the threshold of the running serve"
+    );
     assert_eq!(fleet["players"].as_array().unwrap().len(), 2);
     assert!(fleet["players"]
         .as_array()

@@ -7,122 +7,20 @@
 //! receiver answering 500 gets the same delivery again (backoff) and no
 //! duplicate once it answered 2xx.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
-use axum::Router;
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
 use skycast_schema::report::{report_path, OutputState, Report};
+use skycast_tests::fleet::{
+    add_webhook, assert_opened_then_resolved, delivery_of, event_of, hmac_hex, json_of, kind_of,
+    start_receiver, Received, Receiver,
+};
 use skycast_tests::serve_process::{publisher_cli, ServeProcess};
 
 /// How long an alert and its webhook may take: offline-after (2 s), the alert
 /// sweep, the hold-down before a resolve, the deliverer's tick.
 const DEADLINE: Duration = Duration::from_secs(90);
-
-/// One POST the receiver got, and what it answered.
-#[derive(Debug, Clone)]
-struct Received {
-    body: Vec<u8>,
-    signature: String,
-    answered: u16,
-}
-
-#[derive(Default)]
-struct Receiver {
-    got: Mutex<Vec<Received>>,
-    /// Answer 500 to this many requests first.
-    fail_first: Mutex<usize>,
-}
-
-async fn receive(State(rx): State<Arc<Receiver>>, headers: HeaderMap, body: Bytes) -> StatusCode {
-    let status = {
-        let mut left = rx.fail_first.lock().unwrap();
-        if *left > 0 {
-            *left -= 1;
-            StatusCode::INTERNAL_SERVER_ERROR
-        } else {
-            StatusCode::NO_CONTENT
-        }
-    };
-    let signature = headers
-        .get("x-skycast-signature")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
-    rx.got.lock().unwrap().push(Received {
-        body: body.to_vec(),
-        signature,
-        answered: status.as_u16(),
-    });
-    status
-}
-
-async fn start_receiver(fail_first: usize) -> (Arc<Receiver>, SocketAddr) {
-    let rx = Arc::new(Receiver::default());
-    *rx.fail_first.lock().unwrap() = fail_first;
-    let app = Router::new().route("/hook", post(receive)).with_state(rx.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (rx, addr)
-}
-
-impl Receiver {
-    fn got(&self) -> Vec<Received> {
-        self.got.lock().unwrap().clone()
-    }
-
-    /// Waits until `pred` holds for what was received, running `meanwhile`
-    /// between two looks.
-    async fn wait_while<F: std::future::Future<Output = ()>>(
-        &self,
-        what: &str,
-        pred: impl Fn(&[Received]) -> bool,
-        mut meanwhile: impl FnMut() -> F,
-    ) -> Vec<Received> {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            let got = self.got();
-            if pred(&got) {
-                return got;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{what}: received only {:#?}",
-                json_of(&got)
-            );
-            meanwhile().await;
-        }
-    }
-
-    async fn wait_for(&self, what: &str, pred: impl Fn(&[Received]) -> bool) -> Vec<Received> {
-        self.wait_while(what, pred, || tokio::time::sleep(Duration::from_millis(100)))
-            .await
-    }
-}
-
-fn json_of(got: &[Received]) -> Vec<serde_json::Value> {
-    got.iter()
-        .map(|r| serde_json::from_slice(&r.body).unwrap_or(serde_json::Value::Null))
-        .collect()
-}
-
-fn event_of(r: &Received) -> String {
-    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
-    v["event"].as_str().unwrap().to_string()
-}
-
-fn kind_of(r: &Received) -> String {
-    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
-    v["alert"]["kind"].as_str().unwrap_or("").to_string()
-}
 
 /// The messages about `main-1` being unreachable (other alerts may open too).
 fn unreachable(got: &[Received]) -> Vec<Received> {
@@ -132,40 +30,8 @@ fn unreachable(got: &[Received]) -> Vec<Received> {
         .collect()
 }
 
-fn delivery_of(r: &Received) -> String {
-    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
-    v["delivery"].as_str().unwrap().to_string()
-}
-
-fn hmac_hex(secret: &str, body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-    mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
-}
-
 fn data_arg(data: &Path) -> &str {
     data.to_str().unwrap()
-}
-
-/// `webhook add`: (id, secret) as printed.
-fn add_webhook(data: &Path, url: &str) -> (i64, String) {
-    let out = publisher_cli(&["webhook", "add", "--data", data_arg(data), "--url", url], &[]);
-    let id = out
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("webhook ")?
-                .split_whitespace()
-                .next()?
-                .parse()
-                .ok()
-        })
-        .unwrap_or_else(|| panic!("no id in {out}"));
-    let secret = out
-        .lines()
-        .find_map(|l| l.strip_prefix("secret (shown once, store it now): "))
-        .unwrap_or_else(|| panic!("no secret in {out}"))
-        .to_string();
-    (id, secret)
 }
 
 /// A data directory with player `main-1` (shop main) registered; its token.
@@ -250,7 +116,7 @@ async fn report_until_resolved(serve: &ServeProcess, token: &str, rx: &Receiver)
             .iter()
             .any(|r| r.answered < 300 && event_of(r) == "alert.resolved")
     };
-    rx.wait_while("alert.resolved", resolved, || async {
+    rx.wait_while("alert.resolved", DEADLINE, resolved, || async {
         report(serve, &client, token).await;
         tokio::time::sleep(Duration::from_millis(500)).await;
     })
@@ -274,7 +140,7 @@ async fn one_incident_sends_one_signed_opened_and_one_resolved_even_across_a_res
     let started = Instant::now();
     let mut serve = ServeProcess::start(&data, &["--offline-after", "2"]).await;
     let got = rx
-        .wait_for("alert.opened", |g| {
+        .wait_for("alert.opened", DEADLINE, |g| {
             unreachable(g).iter().any(|r| event_of(r) == "alert.opened")
         })
         .await;
@@ -311,16 +177,7 @@ async fn one_incident_sends_one_signed_opened_and_one_resolved_even_across_a_res
         "nothing after the resolve: {:#?}",
         json_of(&got_after)
     );
-    let events: Vec<String> = got_after.iter().map(event_of).collect();
-    assert_eq!(
-        events,
-        ["alert.opened", "alert.resolved"],
-        "{:#?}",
-        json_of(&got_after)
-    );
-    for r in &got_after {
-        assert_eq!(r.signature, hmac_hex(&secret, &r.body), "valid HMAC");
-    }
+    assert_opened_then_resolved(&got_after, &secret);
     let resolved: serde_json::Value = serde_json::from_slice(&got_after[1].body).unwrap();
     assert_eq!(resolved["alert"]["id"], body["alert"]["id"], "the same incident");
     assert!(resolved["alert"]["resolved_at"].is_string());
@@ -341,7 +198,9 @@ async fn a_receiver_answering_500_gets_the_same_delivery_again_and_no_duplicate_
     } = Hooked::start(2).await;
     let _serve = ServeProcess::start(&data, &["--offline-after", "2"]).await;
     let got = rx
-        .wait_for("a delivery answered 2xx", |g| g.iter().any(|r| r.answered < 300))
+        .wait_for("a delivery answered 2xx", DEADLINE, |g| {
+            g.iter().any(|r| r.answered < 300)
+        })
         .await;
     let statuses: Vec<u16> = got.iter().map(|r| r.answered).collect();
     assert_eq!(statuses, [500, 500, 204], "{:#?}", json_of(&got));
