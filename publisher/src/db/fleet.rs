@@ -102,6 +102,9 @@ CREATE TRIGGER commands_inserted AFTER INSERT ON commands
 BEGIN UPDATE commands_generation SET n = n + 1; END;
 ";
 
+/// Seconds after which a command handed out but not confirmed done is handed out again.
+pub const COMMAND_RESEND_SECS: i64 = 30;
+
 /// A player's latest report, as the server keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PlayerStatus {
@@ -695,27 +698,30 @@ impl Db {
     /// now marked `sent` (each is handed out once); pending ones past their
     /// expiry become `expired`.
     pub fn take_commands(&self, id: &str, now: DateTime<Utc>) -> Result<Vec<CommandView>, DbError> {
+        // A command handed out but not confirmed within this goes out again: the
+        // answer carrying it may have been lost, and the player runs an id once.
+        let resend_before = timestamp(now - chrono::Duration::seconds(COMMAND_RESEND_SECS));
         let now = timestamp(now);
         self.transaction(|tx| {
             tx.write(|c| {
                 c.execute(
                     "UPDATE commands SET state = 'expired'
-                     WHERE player_id = ?1 AND state = 'pending' AND expires_at <= ?2",
+                     WHERE player_id = ?1 AND state IN ('pending', 'sent') AND expires_at <= ?2",
                     params![id, now],
                 )
             })?;
+            const DUE: &str = "player_id = ?1 AND (state = 'pending' OR (state = 'sent' AND sent_at <= ?2))";
             let taken: Vec<Option<CommandView>> = tx.read(|c| {
                 c.prepare(&format!(
-                    "SELECT {COMMAND_COLUMNS} FROM commands
-                     WHERE player_id = ?1 AND state = 'pending' ORDER BY requested_at, id"
+                    "SELECT {COMMAND_COLUMNS} FROM commands WHERE {DUE} ORDER BY requested_at, id"
                 ))?
-                .query_map(params![id], command_row)?
+                .query_map(params![id, resend_before], command_row)?
                 .collect()
             })?;
             tx.write(|c| {
                 c.execute(
-                    "UPDATE commands SET state = 'sent', sent_at = ?2 WHERE player_id = ?1 AND state = 'pending'",
-                    params![id, now],
+                    &format!("UPDATE commands SET state = 'sent', sent_at = ?3 WHERE {DUE}"),
+                    params![id, resend_before, now],
                 )
             })?;
             Ok(taken

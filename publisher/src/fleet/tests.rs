@@ -137,6 +137,27 @@ fn a_new_outbox_starts_its_cursor_again_without_overwriting_old_plays() {
 }
 
 #[test]
+fn a_command_not_confirmed_within_30_s_goes_out_again_until_done_or_expired() {
+    let (_dir, db) = open();
+    let now = at("2026-12-01T10:00:00Z");
+    let id = queue_command(&db, Some("main-1"), CommandKind::VerifyMedia, "ann", now).unwrap()[0]
+        .0
+        .clone();
+    let main = player("main-1", "main");
+    let handed = |t: &str| -> Vec<String> {
+        let (answer, _) = ingest(&db, &main, 1, report("m", vec![]), at(t)).unwrap();
+        answer.commands.into_iter().map(|c| c.id).collect()
+    };
+    assert_eq!(handed("2026-12-01T10:00:00Z"), [id.clone()]);
+    // Within 30 s: not again. The answer was lost: after 30 s, the same id again.
+    assert!(handed("2026-12-01T10:00:29Z").is_empty());
+    assert_eq!(handed("2026-12-01T10:00:31Z"), [id.clone()]);
+    // Past its expiry it is never handed out, and no longer shows as sent.
+    assert!(handed("2026-12-01T10:11:00Z").is_empty());
+    assert_eq!(db.command(&id).unwrap().unwrap().state, "expired");
+}
+
+#[test]
 fn commands_are_handed_out_once_and_only_their_player_marks_them_done() {
     let (_dir, db) = open();
     let now = at("2026-12-01T10:00:00Z");
