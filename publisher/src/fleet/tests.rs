@@ -148,10 +148,10 @@ fn a_command_not_confirmed_within_30_s_goes_out_again_until_done_or_expired() {
         let (answer, _) = ingest(&db, &main, 1, report("m", vec![]), at(t)).unwrap();
         answer.commands.into_iter().map(|c| c.id).collect()
     };
-    assert_eq!(handed("2026-12-01T10:00:00Z"), [id.clone()]);
+    assert_eq!(handed("2026-12-01T10:00:00Z"), vec![id.clone()]);
     // Within 30 s: not again. The answer was lost: after 30 s, the same id again.
     assert!(handed("2026-12-01T10:00:29Z").is_empty());
-    assert_eq!(handed("2026-12-01T10:00:31Z"), [id.clone()]);
+    assert_eq!(handed("2026-12-01T10:00:31Z"), vec![id.clone()]);
     // Past its expiry it is never handed out, and no longer shows as sent.
     assert!(handed("2026-12-01T10:11:00Z").is_empty());
     assert_eq!(db.command(&id).unwrap().unwrap().state, "expired");
