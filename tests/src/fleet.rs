@@ -410,22 +410,9 @@ impl ShopPlayer {
         read_all(&db).unwrap_or_default()
     }
 
-    /// `skycast-puller status` as JSON, run to its end (it takes no lock and is
-    /// quick), so a wait's check can call it.
+    /// `skycast-puller status` as JSON, so a wait's check can call it.
     pub fn status(&self) -> serde_json::Value {
-        let out = std::process::Command::new(crate::bin("skycast-puller"))
-            .arg("status")
-            .arg("--config")
-            .arg(&self.puller.config)
-            .env("RUST_LOG", "warn")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "status failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
+        self.puller.status_blocking()
     }
 
     /// What the current run printed and logged.

@@ -241,6 +241,16 @@ pub struct Puller {
     pub data: PathBuf,
 }
 
+/// The JSON `skycast-puller status` printed; fails the test unless it exited 0.
+fn status_json(out: Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "status failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 impl Puller {
     pub fn command(&self, sub: &str) -> tokio::process::Command {
         let mut c = tokio::process::Command::new(bin("skycast-puller"));
@@ -268,13 +278,13 @@ impl Puller {
     }
 
     pub async fn status(&self) -> serde_json::Value {
-        let out = self.command("status").output().await.unwrap();
-        assert!(
-            out.status.success(),
-            "status failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
+        status_json(self.command("status").output().await.unwrap())
+    }
+
+    /// The same without awaiting (`status` takes no lock and is quick), so a
+    /// polled check that is a plain closure can call it.
+    pub fn status_blocking(&self) -> serde_json::Value {
+        status_json(self.command("status").into_std().output().unwrap())
     }
 
     /// The version `current` names, read straight from the file system.
