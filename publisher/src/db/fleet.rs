@@ -735,7 +735,9 @@ impl Db {
         })
     }
 
-    /// Whether commands wait for player `id` at `now` (pending, not expired).
+    /// Whether commands wait for player `id` at `now` (pending, not expired): the
+    /// database's truth that `Fleet`'s in-memory set follows, checked by tests.
+    #[cfg(test)]
     pub fn has_pending_commands(&self, id: &str, now: DateTime<Utc>) -> Result<bool, DbError> {
         self.read(|c| {
             c.query_row(

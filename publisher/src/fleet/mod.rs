@@ -13,7 +13,7 @@ pub mod alerts;
 pub mod export;
 mod retention;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -186,6 +186,12 @@ pub struct Fleet {
     wakers: Mutex<HashMap<String, watch::Sender<u64>>>,
     /// The database's command generation as last polled.
     commands_seen: Mutex<u64>,
+    /// Players with commands waiting, so `head` answers `commands_pending`
+    /// without a query: filled from the database at start and on each move of
+    /// the generation, added to when a command is queued here, emptied for a
+    /// player by its report. An expired command may leave a player listed until
+    /// its next report, which costs one early report.
+    pending: Mutex<HashSet<String>>,
 }
 
 /// A poisoned lock only means another thread panicked while holding it; the
@@ -221,6 +227,10 @@ impl Fleet {
     pub fn new(data: DataDir, head: watch::Receiver<Head>, offline_after: Duration) -> Result<Arc<Fleet>> {
         let db = data.db()?;
         let seen = db.commands_generation()?;
+        let pending = db
+            .players_with_pending_commands(Utc::now())?
+            .into_iter()
+            .collect();
         // The CLI's `fleet` then judges UP/KO with the same threshold.
         db.set_serve_offline_after_secs(offline_after.as_secs())?;
         Ok(Arc::new(Fleet {
@@ -231,6 +241,7 @@ impl Fleet {
             manifest: Arc::default(),
             wakers: Mutex::default(),
             commands_seen: Mutex::new(seen),
+            pending: Mutex::new(pending),
         }))
     }
 
@@ -281,6 +292,7 @@ impl Fleet {
         let (db, player, by) = (self.db.clone(), player.map(str::to_string), by.to_string());
         let queued = blocking(move || queue_command(&db, player.as_deref(), kind, &by, now)).await?;
         for (_, player) in &queued {
+            lock(&self.pending).insert(player.clone());
             self.wake(player);
         }
         Ok(queued.into_iter().map(|(id, _)| id).collect())
@@ -296,15 +308,17 @@ impl Fleet {
         report: Report,
         now: DateTime<Utc>,
     ) -> Result<(ReportAnswer, Applied)> {
-        let (db, player) = (self.db.clone(), player.clone());
+        let (db, reporter) = (self.db.clone(), player.clone());
         let head_version = self.head.borrow().version;
-        blocking(move || ingest(&db, &player, head_version, report, now)).await
+        let answered = blocking(move || ingest(&db, &reporter, head_version, report, now)).await?;
+        // The answer carries every pending command of this player.
+        lock(&self.pending).remove(&player.id);
+        Ok(answered)
     }
 
-    /// Whether commands wait for player `id` at `now`.
-    pub async fn has_pending_commands(&self, id: &str, now: DateTime<Utc>) -> Result<bool> {
-        let (db, id) = (self.db.clone(), id.to_string());
-        blocking(move || Ok(db.has_pending_commands(&id, now)?)).await
+    /// Whether commands wait for player `id` (see [`Fleet`]'s `pending`): no query.
+    pub fn has_pending_commands(&self, id: &str) -> bool {
+        lock(&self.pending).contains(id)
     }
 
     /// A channel that moves when a command is queued for player `id`: a waiting
@@ -344,6 +358,7 @@ impl Fleet {
                     self.wake(player);
                 }
                 if generation != seen {
+                    *lock(&self.pending) = players.into_iter().collect();
                     // Channels nobody waits on any more.
                     lock(&self.wakers).retain(|_, s| s.receiver_count() > 0);
                 }

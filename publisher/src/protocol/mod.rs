@@ -16,7 +16,6 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use chrono::Utc;
 use serde::Deserialize;
 use skycast_schema::protocol::{version_file_path, HEAD_PATH, MEDIA_PREFIX, VERSIONS_PREFIX};
 use skycast_schema::report::report_path;
@@ -148,7 +147,7 @@ async fn head(
     let player = admitted.player().id.clone();
     // Subscribed before the check: a command queued in between still wakes it.
     let mut commands = state.fleet.command_signal(&player);
-    let mut pending = state.fleet.has_pending_commands(&player, Utc::now()).await?;
+    let mut pending = state.fleet.has_pending_commands(&player);
     if let (Some(after), Some(wait), false) = (q.after, q.wait, pending) {
         let wait = Duration::from_secs(wait.min(MAX_WAIT_SECS));
         let mut stop = state.shutdown.clone();
@@ -166,7 +165,7 @@ async fn head(
         if state.revoked_since(&admitted).await? {
             return Ok(players::refused());
         }
-        pending = state.fleet.has_pending_commands(&player, Utc::now()).await?;
+        pending = state.fleet.has_pending_commands(&player);
     }
     let mut current = rx.borrow().clone();
     current.commands_pending = pending;
