@@ -24,10 +24,16 @@ pub enum TransportMode {
     InsecureHttp,
 }
 
+/// How often `main`'s ref files are checked for a version published by another
+/// process: a `stat` of three files, so a publish reaches waiting long-polls
+/// within this.
+const HEAD_STAMP_EVERY: Duration = Duration::from_millis(20);
+
 pub struct ServeConfig {
     pub data: DataDir,
     pub transport: TransportMode,
-    /// How often `main` is checked for a new version published by another process.
+    /// How often the database is checked for players and commands changed by
+    /// another process (a token cut off by the CLI also counts at its next request).
     pub head_check_interval: Duration,
     /// Largest media file the web UI accepts in an upload.
     pub max_upload_bytes: u64,
@@ -70,8 +76,7 @@ pub async fn run(
     let head = Arc::new(HeadTracker::open(data.clone()).await?);
     {
         let (head, stop) = (head.clone(), stop_rx.clone());
-        let every = config.head_check_interval;
-        tasks.spawn(async move { head.follow(every, stop).await });
+        tasks.spawn(async move { head.follow(HEAD_STAMP_EVERY, stop).await });
     }
     let fleet = Fleet::new(data.clone(), head.subscribe(), config.offline_after)?;
     {
@@ -87,7 +92,7 @@ pub async fn run(
     }
     let protocol = Arc::new(ProtocolState::new(
         data.clone(),
-        head,
+        head.clone(),
         fleet.clone(),
         stop_rx.clone(),
     )?);

@@ -17,6 +17,7 @@ pub mod notify;
 pub mod passwords;
 pub mod protocol;
 pub mod publish;
+pub mod stamp;
 pub mod store;
 pub mod tls;
 pub mod web;

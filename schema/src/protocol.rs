@@ -17,6 +17,15 @@ pub const MANIFEST_FILE: &str = "manifest.yaml";
 /// The detached signature of [`MANIFEST_FILE`].
 pub const SIGNATURE_FILE: &str = "manifest.yaml.sig";
 
+/// The key under which a mirror (an S3 bucket, a CDN, any static file server)
+/// holds the object the origin serves at protocol path `path`: the same path
+/// without its leading `/` (`v1/head`, `v1/versions/17/manifest.yaml`,
+/// `v1/media/<blake3>`). A player fetches `<mirror base URL>/<key>` with no
+/// token and verifies it exactly as it verifies the origin's answer.
+pub fn mirror_key(path: &str) -> &str {
+    path.strip_prefix('/').unwrap_or(path)
+}
+
 /// `/v1/head?after=N&wait=S`.
 pub fn head_wait_path(after: u64, wait_secs: u64) -> String {
     format!("{HEAD_PATH}?after={after}&wait={wait_secs}")
@@ -63,6 +72,11 @@ mod tests {
             "/v1/versions/17/manifest.yaml.sig"
         );
         assert_eq!(media_path(&"ab"), "/v1/media/ab");
+        assert_eq!(mirror_key(HEAD_PATH), "v1/head");
+        assert_eq!(
+            mirror_key(&version_file_path(17, MANIFEST_FILE)),
+            "v1/versions/17/manifest.yaml"
+        );
         assert!(HEAD_PATH.starts_with(PROTOCOL_PREFIX));
     }
 }

@@ -49,9 +49,12 @@ fn token_of(puller: &Puller) -> String {
     token_in(&std::fs::read_to_string(&puller.config).unwrap())
 }
 
+/// A client that speaks HTTP/1.1, as players do: a cut-off token's connection
+/// is closed with `Connection: close`, which HTTP/2 has no header for.
 fn https_client(fx: &PublisherFixture) -> reqwest::Client {
     let ca = reqwest::Certificate::from_pem(&std::fs::read(fx.data.ca_cert_path()).unwrap()).unwrap();
     reqwest::Client::builder()
+        .http1_only()
         .tls_built_in_root_certs(false)
         .add_root_certificate(ca)
         .build()

@@ -410,6 +410,11 @@ impl Db {
         }
     }
 
+    /// Whether this is the handle [`Db::transaction`] lends its closure.
+    fn in_transaction(&self) -> bool {
+        matches!(self.conns, Conns::InTransaction(_))
+    }
+
     /// Runs statements that write, on the writer (or inside the open transaction).
     /// Several statements that must commit together go in [`Db::transaction`].
     fn write<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, DbError> {

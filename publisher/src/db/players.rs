@@ -2,7 +2,11 @@
 //! the blake3 hash of its bearer token (the token itself is never stored), and
 //! `player_events`, who disabled, enabled, re-keyed or removed one, how and when.
 //! Every change of `players` also bumps `player_generation` (by trigger), which
-//! `serve` polls to re-check the tokens of waiting long-polls.
+//! `serve` polls to re-check the tokens of waiting long-polls, and replaces the
+//! signal file `players.changed` so that `serve` reloads its in-memory tokens
+//! before its next request.
+
+use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
 use rusqlite::{params, OptionalExtension, Row};
@@ -156,7 +160,10 @@ impl Db {
             )
         });
         match inserted {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                self.signal_players_changed();
+                Ok(())
+            }
             Err(e) if e.is_constraint_violation() => Err(DbError::PlayerExists(id.to_string())),
             Err(e) => Err(e),
         }
@@ -221,6 +228,11 @@ impl Db {
             })?;
             Ok(true)
         })
+        .inspect(|changed| {
+            if *changed {
+                self.signal_players_changed();
+            }
+        })
     }
 
     /// Replaces player `id`'s token with `token` (the old one gets 401 from then
@@ -242,6 +254,7 @@ impl Db {
             })?;
             Ok(player)
         })
+        .inspect(|_| self.signal_players_changed())
     }
 
     /// Forgets player `id` (its token gets 401 from then on; the id may be
@@ -255,6 +268,7 @@ impl Db {
             })?;
             Ok(player)
         })
+        .inspect(|_| self.signal_players_changed())
     }
 
     /// The latest `limit` changes of any player (removed ones too), newest first.
@@ -267,6 +281,50 @@ impl Db {
             .collect()
         })?;
         Ok(events.into_iter().flatten().collect())
+    }
+
+    /// The generation and every enabled player by token hash (hex): what `serve`
+    /// keeps in memory to admit requests without a query each. Read in one
+    /// transaction, so the generation is the one of the rows.
+    pub fn enabled_players_by_token_hash(&self) -> Result<(u64, Vec<(String, Player)>), DbError> {
+        self.read(|c| {
+            let tx = c.unchecked_transaction()?;
+            let n: i64 = tx.query_row("SELECT n FROM player_generation WHERE id = 1", [], |r| r.get(0))?;
+            let rows = tx
+                .prepare("SELECT token_hash, id, shop FROM players WHERE disabled = 0")?
+                .query_map([], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        Player {
+                            id: r.get(1)?,
+                            shop: r.get(2)?,
+                        },
+                    ))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok((n.unsigned_abs(), rows))
+        })
+    }
+
+    /// The file whose replacement tells a running `serve` that the players
+    /// changed (see [`crate::stamp`]): it then reloads its tokens before its
+    /// next request, instead of looking each one up here.
+    pub fn players_signal_path(&self) -> PathBuf {
+        self.path.with_file_name("players.changed")
+    }
+
+    /// Replaces the signal file after a change of the players, unless inside a
+    /// transaction (whose caller signals after its commit). A failure only
+    /// delays the change until `serve`'s next poll of the generation.
+    fn signal_players_changed(&self) {
+        if self.in_transaction() {
+            return;
+        }
+        let path = self.players_signal_path();
+        let generation = self.player_generation().map(|g| g.to_string()).unwrap_or_default();
+        if let Err(e) = crate::stamp::touch(&path, &generation) {
+            tracing::warn!(path = %path.display(), error = %e, "cannot signal a change of the players");
+        }
     }
 
     /// A number that changes whenever any process adds, changes or removes a

@@ -37,8 +37,15 @@ const IMMUTABLE: &str = "private, max-age=31536000, immutable";
 pub(crate) struct ProtocolState {
     data: DataDir,
     head: Arc<HeadTracker>,
-    /// Token lookups; no lock around it: `Db` checks out a connection per call.
+    /// Reloads of the token set; no lock around it: `Db` checks out a connection per call.
     db: crate::db::Db,
+    /// Enabled players by token hash, reloaded on change (`players.rs`): a
+    /// request is admitted by a map lookup behind a read lock held for a clone.
+    tokens: std::sync::RwLock<Arc<players::TokenSet>>,
+    /// The players' signal file as it was before the last reload.
+    tokens_seen: std::sync::Mutex<Option<crate::stamp::FileStamp>>,
+    /// One reload at a time; requests arriving meanwhile wait for its result.
+    reloading: tokio::sync::Mutex<()>,
     shutdown: watch::Receiver<bool>,
     /// The database's player generation as last polled (`players.rs`): waiting
     /// long-polls re-check their token when it moves.
@@ -56,9 +63,14 @@ impl ProtocolState {
         shutdown: watch::Receiver<bool>,
     ) -> Result<Self> {
         let db = data.db()?;
-        let players = watch::Sender::new(db.player_generation()?);
+        let signal = crate::stamp::FileStamp::of(&db.players_signal_path());
+        let tokens = players::TokenSet::load(&db)?;
+        let players = watch::Sender::new(tokens.generation);
         Ok(ProtocolState {
             db,
+            tokens: std::sync::RwLock::new(Arc::new(tokens)),
+            tokens_seen: std::sync::Mutex::new(signal),
+            reloading: tokio::sync::Mutex::new(()),
             data,
             head,
             shutdown,
@@ -106,8 +118,9 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
 }
 
 /// Lets a request through only with the bearer token of an enabled player,
-/// looked up on every request (so a change by the CLI counts at once), and hands
-/// the handler what it was admitted with ([`players::Admitted`]).
+/// looked up in memory after a `stat` of the players' signal file (so a change
+/// by the CLI counts at once), and hands the handler what it was admitted with
+/// ([`players::Admitted`]).
 async fn require_player(State(state): State<Arc<ProtocolState>>, mut req: Request, next: Next) -> Response {
     let token = req
         .headers()
@@ -118,9 +131,8 @@ async fn require_player(State(state): State<Arc<ProtocolState>>, mut req: Reques
     let Some(token) = token else {
         return players::refused();
     };
-    let generation = state.player_generation();
-    match state.player_of(&token).await {
-        Ok(Some(player)) => {
+    match state.admit(&token).await {
+        Ok(Some((player, generation))) => {
             let admitted = players::Admitted::new(token, generation, player);
             req.extensions_mut().insert(admitted);
             next.run(req).await
@@ -141,8 +153,8 @@ async fn head(
     Extension(admitted): Extension<players::Admitted>,
     Query(q): Query<HeadQuery>,
 ) -> Result<Response> {
-    // A plain poll is never behind a publish from another process.
-    state.head.refresh().await?;
+    // A plain poll is never behind a publish from another process (a `stat`).
+    state.head.refresh_if_moved().await?;
     let mut rx = state.head.subscribe();
     let player = admitted.player().id.clone();
     // Subscribed before the check: a command queued in between still wakes it.
@@ -177,39 +189,33 @@ async fn version_file(
     Path((version, file)): Path<(u64, String)>,
     headers: HeaderMap,
 ) -> Result<Response> {
-    if file != MANIFEST_FILE && file != SIGNATURE_FILE {
-        return Err(PublisherError::NotFound(version_file_path(version, &file)));
-    }
+    let name = match file.as_str() {
+        MANIFEST_FILE => MANIFEST_FILE,
+        SIGNATURE_FILE => SIGNATURE_FILE,
+        _ => return Err(PublisherError::NotFound(version_file_path(version, &file))),
+    };
     // An index lookup, never a walk of history; a version published by another
     // process since the last refresh is found after one more.
     let commit = match state.head.commit_of(version) {
         Some(c) => c,
         None => {
-            state.head.refresh().await?;
+            state.head.refresh_if_moved().await?;
             state
                 .head
                 .commit_of(version)
                 .ok_or(PublisherError::NoSuchVersion(version))?
         }
     };
-    let data = state.data.clone();
-    let name = file.clone();
-    let bytes = blocking(move || {
-        data.store()?
-            .file_at(commit, &name)?
-            .ok_or(PublisherError::NoSuchVersion(version))
-    })
-    .await?;
-    let etag = format!("\"{}\"", &blake3::hash(&bytes).to_hex()[..32]);
-    let content_type = if file == MANIFEST_FILE {
+    let served = state.head.version_file(version, commit, name).await?;
+    let content_type = if name == MANIFEST_FILE {
         "application/yaml"
     } else {
         "text/plain; charset=utf-8"
     };
-    Ok(immutable_response(&headers, &etag, content_type, bytes))
+    Ok(immutable_response(&headers, &served.etag, content_type, served.bytes))
 }
 
-fn immutable_response(req: &HeaderMap, etag: &str, content_type: &'static str, body: Vec<u8>) -> Response {
+fn immutable_response(req: &HeaderMap, etag: &str, content_type: &'static str, body: bytes::Bytes) -> Response {
     let mut resp = if req
         .get(header::IF_NONE_MATCH)
         .is_some_and(|v| v.as_bytes() == etag.as_bytes())

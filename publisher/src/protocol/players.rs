@@ -4,11 +4,16 @@
 //! removed (by the web UI in this process or the CLI in another) gets 401 within
 //! one poll tick instead of its answer.
 //!
-//! The generation is `players`' change counter in the database (bumped by
-//! trigger on every write), read once per tick by [`ProtocolState::follow_players`]
-//! for the whole server: one cheap query however many long-polls wait, and a
-//! token lookup per waiting long-poll only when a player actually changed.
+//! Tokens are admitted from an in-memory [`TokenSet`] (enabled players by token
+//! hash), reloaded whole when it changes: at once when a writer replaced the
+//! players' signal file (every `Db` change of a player does, from the CLI or the
+//! web UI: a `stat` per request notices it), and on the generation poll as a
+//! fallback. The generation is `players`' change counter in the database (bumped
+//! by trigger on every write), read once per tick by
+//! [`ProtocolState::follow_players`] for the whole server; a waiting long-poll
+//! re-checks its token in memory only when it moved.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -53,23 +58,85 @@ pub(super) fn refused() -> Response {
     resp
 }
 
-impl ProtocolState {
-    /// Whether `admitted`'s token still belongs to an enabled player.
-    pub(super) async fn still_admitted(self: &Arc<Self>, admitted: &Admitted) -> Result<bool> {
-        Ok(self.player_of(&admitted.token).await?.is_some())
+/// Every enabled player by the blake3 hash of its token, and the generation of
+/// the players' table it was read at.
+pub(crate) struct TokenSet {
+    pub(super) generation: u64,
+    by_hash: HashMap<blake3::Hash, Player>,
+}
+
+impl TokenSet {
+    pub(super) fn load(db: &crate::db::Db) -> Result<TokenSet> {
+        let (generation, rows) = db.enabled_players_by_token_hash()?;
+        let by_hash = rows
+            .into_iter()
+            .filter_map(|(hash, player)| match blake3::Hash::from_hex(&hash) {
+                Ok(hash) => Some((hash, player)),
+                Err(_) => {
+                    tracing::warn!(player = %player.id, "a token hash in the database is not blake3 hex: player ignored");
+                    None
+                }
+            })
+            .collect();
+        Ok(TokenSet { generation, by_hash })
     }
 
-    /// The enabled player whose token this is.
-    pub(super) async fn player_of(self: &Arc<Self>, token: &str) -> Result<Option<Player>> {
-        let (state, token) = (self.clone(), token.to_string());
-        blocking(move || Ok(state.db.player_by_token(&token)?)).await
+    fn player(&self, token: &str) -> Option<&Player> {
+        self.by_hash.get(&blake3::hash(token.as_bytes()))
+    }
+}
+
+impl ProtocolState {
+    fn tokens(&self) -> Arc<TokenSet> {
+        self.tokens.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The enabled player whose token this is, and the generation it was
+    /// checked at; the token set is reloaded first when the players' signal
+    /// file changed since the last reload.
+    pub(super) async fn admit(self: &Arc<Self>, token: &str) -> Result<Option<(Player, u64)>> {
+        let signal = crate::stamp::FileStamp::of(&self.db.players_signal_path());
+        let seen = *self.tokens_seen.lock().unwrap_or_else(|p| p.into_inner());
+        if signal != seen {
+            self.reload_tokens(Some(signal)).await?;
+        }
+        let tokens = self.tokens();
+        Ok(tokens.player(token).map(|p| (p.clone(), tokens.generation)))
+    }
+
+    /// Reads the token set again and wakes waiting long-polls when its
+    /// generation moved. With `signal`, the stamp of the signal file taken
+    /// before: a request that raced another's reload finds it done and returns.
+    async fn reload_tokens(self: &Arc<Self>, signal: Option<Option<crate::stamp::FileStamp>>) -> Result<()> {
+        let _one_at_a_time = self.reloading.lock().await;
+        if let Some(signal) = signal {
+            if *self.tokens_seen.lock().unwrap_or_else(|p| p.into_inner()) == signal {
+                return Ok(());
+            }
+        }
+        let stamp = crate::stamp::FileStamp::of(&self.db.players_signal_path());
+        let state = self.clone();
+        let tokens = blocking(move || TokenSet::load(&state.db)).await?;
+        let generation = tokens.generation;
+        *self.tokens.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(tokens);
+        *self.tokens_seen.lock().unwrap_or_else(|p| p.into_inner()) = stamp;
+        self.players.send_if_modified(|g| {
+            let moved = *g != generation;
+            *g = generation;
+            moved
+        });
+        Ok(())
+    }
+
+    /// Whether `admitted`'s token still belongs to an enabled player, in the
+    /// token set as last reloaded.
+    fn still_admitted(&self, admitted: &Admitted) -> bool {
+        self.tokens().player(&admitted.token).is_some()
     }
 
     /// Waits until `admitted`'s token is cut off (disabled, re-keyed or removed),
     /// re-checking it each time the player set changes: `Ok` then. Never returns
-    /// while the token stays good, so a caller races it against its own wait. A
-    /// database failure ends the wait with that error (the request can no longer
-    /// be vouched for; the player's retry is checked afresh).
+    /// while the token stays good, so a caller races it against its own wait.
     pub(super) async fn revoked(self: &Arc<Self>, admitted: &Admitted) -> Result<()> {
         let mut players = self.players.subscribe();
         let mut seen = admitted.generation;
@@ -80,7 +147,7 @@ impl ProtocolState {
                 return std::future::pending().await;
             };
             seen = generation;
-            if !self.still_admitted(admitted).await? {
+            if !self.still_admitted(admitted) {
                 return Ok(());
             }
         }
@@ -92,30 +159,23 @@ impl ProtocolState {
         if *self.players.borrow() == admitted.generation {
             return Ok(false);
         }
-        Ok(!self.still_admitted(admitted).await?)
-    }
-
-    /// The generation a request is admitted under: read *before* its token is
-    /// looked up, so any change after the lookup moves it.
-    pub(super) fn player_generation(&self) -> u64 {
-        *self.players.borrow()
+        Ok(!self.still_admitted(admitted))
     }
 
     /// Polls the database's player generation every `every` (players changed by
-    /// another process, or by the web UI), waking waiting long-polls when it moves,
-    /// until `stop` turns true or its sender is gone.
+    /// a writer that did not replace the signal file), reloading the token set
+    /// and waking waiting long-polls when it moved, until `stop` turns true or
+    /// its sender is gone.
     pub(crate) async fn follow_players(self: Arc<Self>, every: Duration, stop: watch::Receiver<bool>) {
         super::every_tick(every, stop, || async {
             let state = self.clone();
-            match blocking(move || Ok(state.db.player_generation()?)).await {
-                Ok(n) => {
-                    self.players.send_if_modified(|g| {
-                        let moved = *g != n;
-                        *g = n;
-                        moved
-                    });
-                }
-                Err(e) => tracing::warn!(error = %e, "cannot read the players' generation"),
+            let polled = match blocking(move || Ok(state.db.player_generation()?)).await {
+                Ok(n) if n == self.tokens().generation => Ok(()),
+                Ok(_) => self.reload_tokens(None).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = polled {
+                tracing::warn!(error = %e, "cannot reload the players' tokens");
             }
         })
         .await

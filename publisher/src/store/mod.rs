@@ -27,6 +27,25 @@ pub use write::NewVersion;
 pub const MAIN_REF: &str = "refs/heads/main";
 pub const MEDIA_DIR: &str = "media";
 
+/// The files of a bare store that change whenever any process moves `main`
+/// (`publish`, `rollback`, a follower's fetch): compared on every request, a
+/// `stat` each instead of opening the repository.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RefStamp([Option<crate::stamp::FileStamp>; 3]);
+
+impl RefStamp {
+    /// The stamp of `store_path`'s refs now. Git replaces a ref file by rename and
+    /// rewrites `packed-refs` the same way, so every move of `main` changes it.
+    pub fn of(store_path: &Path) -> RefStamp {
+        let file = |rel: &str| crate::stamp::FileStamp::of(&store_path.join(rel));
+        RefStamp([
+            file(MAIN_REF),
+            file("refs/remotes/origin/main"),
+            file("packed-refs"),
+        ])
+    }
+}
+
 /// What can go wrong reading or writing the store; each names what failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
