@@ -98,6 +98,13 @@ impl Client {
         Ok(Client::with_transport(&config.server, Arc::new(transport)))
     }
 
+    /// A mirror at base URL `mirror` (no trailing `/`): the same paths as the origin
+    /// (`schema::protocol::mirror_key`), fetched without a token.
+    pub fn mirror(config: &Config, mirror: &str) -> Result<Client, ClientError> {
+        let transport = HttpsTransport::for_mirror(config).map_err(|e| ClientError::Build(e.reason))?;
+        Ok(Client::with_transport(mirror, Arc::new(transport)))
+    }
+
     /// A client whose requests to `server` (a base URL, no trailing `/`) go through
     /// `transport`.
     pub fn with_transport(server: &str, transport: Arc<dyn Transport>) -> Client {
@@ -105,6 +112,11 @@ impl Client {
             transport,
             server: server.to_string(),
         }
+    }
+
+    /// The base URL this client speaks to: a server's or a mirror's.
+    pub fn base(&self) -> &str {
+        &self.server
     }
 
     pub fn url(&self, path: &str) -> String {

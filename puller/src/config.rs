@@ -20,6 +20,17 @@ pub enum TransportPolicy {
     AllowInsecureHttp,
 }
 
+/// Whether mirrors may be reached over plain HTTP. A mirror only ever serves signed,
+/// hashed objects (so HTTP cannot make a player accept anything), but HTTPS is still
+/// the default: plain HTTP shows which shop fetches what to anyone on the path.
+/// `allow_http_mirrors = true` in the config maps to [`MirrorTransport::AllowHttp`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MirrorTransport {
+    #[default]
+    HttpsOnly,
+    AllowHttp,
+}
+
 /// The player's bearer token. Its `Debug` never shows the value, so it cannot leak
 /// through logs or error reports.
 #[derive(Clone, PartialEq, Eq)]
@@ -58,6 +69,19 @@ pub enum ConfigError {
          (allow_insecure_http = true) on a test bench only"
     )]
     InsecureHttp { url: String },
+    #[error(
+        "{path} names both `server` and `servers`: keep one (`servers = [primary, backup]` lists several)"
+    )]
+    ServerAndServers { path: PathBuf },
+    #[error("{path} names no server: add `server = \"https://...\"` or `servers = [\"https://...\", ...]`")]
+    NoServer { path: PathBuf },
+    #[error("mirror URL `{url}` is invalid: {reason}")]
+    BadMirrorUrl { url: String, reason: String },
+    #[error(
+        "mirror URL `{url}` uses plain HTTP: use an https:// mirror, or set allow_http_mirrors = true \
+         (every object is still verified, but plain HTTP shows what the shop fetches)"
+    )]
+    InsecureMirror { url: String },
     #[error("trusted key #{index} in {path} is invalid: {reason}")]
     BadTrustedKey {
         path: PathBuf,
@@ -83,7 +107,17 @@ struct ConfigFile {
     player_id: String,
     #[serde(default)]
     shop: Option<String>,
-    server: String,
+    /// One server, or `servers` (ordered: primary first): exactly one of the two.
+    #[serde(default)]
+    server: Option<String>,
+    #[serde(default)]
+    servers: Option<Vec<String>>,
+    /// Static copies of the protocol's objects (object storage, CDN), tried first for
+    /// media and for head only when no server answers.
+    #[serde(default)]
+    mirrors: Vec<String>,
+    #[serde(default)]
+    allow_http_mirrors: bool,
     token: String,
     data: PathBuf,
     trusted_keys: Vec<String>,
@@ -160,6 +194,7 @@ impl Default for MinThroughput {
 /// Command-line values that take precedence over the file.
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
+    /// `--server`: replaces `server` or the whole `servers` list.
     pub server: Option<String>,
     /// Relative paths here are relative to the working directory, as usual for flags.
     pub data: Option<PathBuf>,
@@ -178,8 +213,15 @@ pub struct Overrides {
 pub struct Config {
     pub player_id: String,
     pub shop: Option<String>,
-    /// Base URL without a trailing slash, e.g. `https://127.0.0.1:8443`.
+    /// Base URL without a trailing slash, e.g. `https://127.0.0.1:8443`: the first of
+    /// [`Config::servers`].
     pub server: String,
+    /// Every server, primary first (`servers = [...]`, or just `server`), each checked
+    /// by [`check_server_url`]; never empty.
+    pub servers: Vec<String>,
+    /// Mirror base URLs in order, without a trailing slash (`mirrors = [...]`).
+    pub mirrors: Vec<String>,
+    pub mirror_transport: MirrorTransport,
     pub token: Token,
     /// Data directory, already resolved against the config file's directory.
     pub data: PathBuf,
@@ -250,7 +292,38 @@ impl Config {
             (None, true) => TransportPolicy::AllowInsecureHttp,
             (None, false) => TransportPolicy::HttpsOnly,
         };
-        let server = check_server_url(overrides.server.as_deref().unwrap_or(&file.server), transport)?;
+        let listed = match (&overrides.server, file.server, file.servers) {
+            // A `--server` flag replaces whatever the file lists.
+            (Some(flag), _, _) => vec![flag.clone()],
+            (None, Some(_), Some(_)) => {
+                return Err(ConfigError::ServerAndServers {
+                    path: origin.to_path_buf(),
+                })
+            }
+            (None, Some(one), None) => vec![one],
+            (None, None, Some(list)) if !list.is_empty() => list,
+            (None, None, _) => {
+                return Err(ConfigError::NoServer {
+                    path: origin.to_path_buf(),
+                })
+            }
+        };
+        let servers = listed
+            .iter()
+            .map(|url| check_server_url(url, transport))
+            .collect::<Result<Vec<_>, _>>()?;
+        // `listed` is never empty (checked above), so neither is `servers`.
+        let server = servers[0].clone();
+        let mirror_transport = if file.allow_http_mirrors {
+            MirrorTransport::AllowHttp
+        } else {
+            MirrorTransport::HttpsOnly
+        };
+        let mirrors = file
+            .mirrors
+            .iter()
+            .map(|url| check_mirror_url(url, mirror_transport))
+            .collect::<Result<Vec<_>, _>>()?;
         let data = match &overrides.data {
             Some(d) => d.clone(),
             None if file.data.is_absolute() => file.data.clone(),
@@ -313,6 +386,9 @@ impl Config {
             player_id: file.player_id,
             shop: file.shop,
             server,
+            servers,
+            mirrors,
+            mirror_transport,
             token: Token(file.token),
             data,
             trusted_keys,
@@ -334,9 +410,11 @@ impl Config {
         })
     }
 
-    /// Replaces the server URL, re-checking it against the transport policy.
+    /// Replaces the server list by this one URL, re-checking it against the
+    /// transport policy.
     pub fn with_server(mut self, url: &str) -> Result<Config, ConfigError> {
         self.server = check_server_url(url, self.transport)?;
+        self.servers = vec![self.server.clone()];
         Ok(self)
     }
 
@@ -388,6 +466,27 @@ pub fn check_server_url(url: &str, transport: TransportPolicy) -> Result<String,
             url: url.to_string(),
             reason: "a server URL has no query or fragment".into(),
         });
+    }
+    Ok(parsed.as_str().trim_end_matches('/').to_string())
+}
+
+/// Parses a mirror base URL: https, or http with [`MirrorTransport::AllowHttp`]; no
+/// query or fragment (object keys are appended to it); no trailing slash.
+pub fn check_mirror_url(url: &str, transport: MirrorTransport) -> Result<String, ConfigError> {
+    let bad = |reason: String| ConfigError::BadMirrorUrl {
+        url: url.to_string(),
+        reason,
+    };
+    let parsed = reqwest::Url::parse(url).map_err(|e| bad(e.to_string()))?;
+    match (parsed.scheme(), transport) {
+        ("https", _) | ("http", MirrorTransport::AllowHttp) => {}
+        ("http", MirrorTransport::HttpsOnly) => {
+            return Err(ConfigError::InsecureMirror { url: url.to_string() });
+        }
+        (other, _) => return Err(bad(format!("scheme `{other}` is not https"))),
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err(bad("a mirror URL has no query or fragment".into()));
     }
     Ok(parsed.as_str().trim_end_matches('/').to_string())
 }
@@ -507,6 +606,81 @@ mod tests {
         assert_eq!(c.min_throughput.window, Duration::from_secs(2));
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         assert_eq!(Config::load(&path).unwrap().config_warning, None);
+    }
+
+    /// The config text without its `server` line.
+    fn text_without_server(extra: &str) -> String {
+        text("https://h", extra).replace("server = \"https://h\"\n", "")
+    }
+
+    #[test]
+    fn servers_are_read_in_order_and_the_first_is_the_server() {
+        let c = load(
+            &text_without_server("servers = [\"https://a:8443/\", \"https://b:8443\"]\n"),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(c.servers, ["https://a:8443", "https://b:8443"]);
+        assert_eq!(c.server, "https://a:8443");
+        let one = load(&text("https://h/", ""), &Overrides::default()).unwrap();
+        assert_eq!(one.servers, ["https://h"]);
+        let flag = Overrides {
+            server: Some("https://c".into()),
+            ..Overrides::default()
+        };
+        let c = load(
+            &text_without_server("servers = [\"https://a\", \"https://b\"]\n"),
+            &flag,
+        )
+        .unwrap();
+        assert_eq!(c.servers, ["https://c"], "--server replaces the list");
+    }
+
+    #[test]
+    fn both_server_and_servers_or_neither_is_a_config_error() {
+        let err = load(
+            &text("https://h", "servers = [\"https://b\"]\n"),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(matches!(err, ConfigError::ServerAndServers { .. }), "{err}");
+        assert!(err.to_string().contains("keep one"), "{err}");
+        for neither in [text_without_server(""), text_without_server("servers = []\n")] {
+            let err = load(&neither, &Overrides::default()).unwrap_err();
+            assert!(matches!(err, ConfigError::NoServer { .. }), "{err}");
+        }
+        let err = load(
+            &text_without_server("servers = [\"https://a\", \"http://b\"]\n"),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, ConfigError::InsecureHttp { .. }),
+            "every server is checked: {err}"
+        );
+    }
+
+    #[test]
+    fn http_mirror_is_refused_without_the_opt_in() {
+        let c = load(
+            &text("https://h", "mirrors = [\"https://cdn.example/sky/\"]\n"),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(c.mirrors, ["https://cdn.example/sky"]);
+        assert_eq!(c.mirror_transport, MirrorTransport::HttpsOnly);
+        let plain = "mirrors = [\"http://localhost:3902/sky\"]\n";
+        let err = load(&text("https://h", plain), &Overrides::default()).unwrap_err();
+        assert!(matches!(err, ConfigError::InsecureMirror { .. }), "{err}");
+        assert!(err.to_string().contains("allow_http_mirrors = true"), "{err}");
+        let c = load(
+            &text("https://h", &format!("{plain}allow_http_mirrors = true\n")),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(c.mirrors, ["http://localhost:3902/sky"]);
+        assert_eq!(c.mirror_transport, MirrorTransport::AllowHttp);
+        assert_eq!(c.transport, TransportPolicy::HttpsOnly, "servers stay HTTPS only");
     }
 
     #[test]

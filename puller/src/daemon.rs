@@ -9,7 +9,7 @@ use chrono::Utc;
 use skycast_schema::report::{EventEntry, EventKind};
 use skycast_schema::{Manifest, Verified};
 
-use crate::client::{Client, ClientError};
+use crate::client::ClientError;
 use crate::clock::clock_correction;
 use crate::commands::{DaemonActions, RestartRequest};
 use crate::config::Config;
@@ -19,8 +19,9 @@ use crate::outbox::{self, Outbox};
 use crate::play_log::{self, PlayLog, PlayLogError};
 use crate::player::{self, PlayEvent, PlayerError, PlayerHandle, PlayerOptions};
 use crate::report::Reporter;
+use crate::sources::Sources;
 use crate::state::State;
-use crate::sync::{sync_with_progress, SyncOutcome, SyncReport};
+use crate::sync::{sync_sources, SyncOutcome, SyncReport};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -57,7 +58,7 @@ pub async fn run(
     on_event: impl FnMut(&PlayEvent) + Send + 'static,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
-    let client = Client::new(&config)?;
+    let sources = Arc::new(Sources::new(&config)?);
     let layout = Layout::new(&config.data);
     tokio::pin!(shutdown);
     let live = Live::new(ClockSetting {
@@ -80,7 +81,7 @@ pub async fn run(
     };
     let (restart_tx, mut restart_rx) = tokio::sync::mpsc::channel::<RestartRequest>(1);
     let reporter = Reporter {
-        client: client.clone(),
+        sources: sources.clone(),
         player_id: config.player_id.clone(),
         live: live.clone(),
         layout: layout.clone(),
@@ -96,6 +97,8 @@ pub async fn run(
     tracing::info!(
         player_id = %config.player_id,
         server = %config.server,
+        backup_servers = config.servers.len() - 1,
+        mirrors = config.mirrors.len(),
         data_dir = %config.data.display(),
         long_poll_secs = config.long_poll.as_secs(),
         poll_interval_secs = config.poll_interval.as_secs(),
@@ -104,7 +107,7 @@ pub async fn run(
     );
     let mut follower = Follower {
         config: &config,
-        client: &client,
+        sources: &sources,
         layout: &layout,
         live: &live,
         need_sync: true,
@@ -220,7 +223,8 @@ enum Stop {
 /// Keeps `current` following the server's head, one turn at a time.
 struct Follower<'a> {
     config: &'a Config,
-    client: &'a Client,
+    /// Servers and mirrors; it long-polls the server that answered last.
+    sources: &'a Sources,
     layout: &'a Layout,
     live: &'a Live,
     /// Set at the start, when head moved, after a failure and on `sync_now`: the next turn syncs.
@@ -262,12 +266,29 @@ impl Follower<'_> {
     }
 
     async fn sync(&mut self) -> Option<Arc<Verified<Manifest>>> {
-        match sync_with_progress(self.config, self.client, &Utc::now, &self.live.fetching).await {
+        match sync_sources(self.config, self.sources, &Utc::now, &self.live.fetching).await {
             Ok(report) => {
                 self.need_sync = false;
-                self.network(true, || "the server answers again".into());
+                // Served by a mirror while no server answers: the servers are still
+                // out of reach (the reporter sees it too; no flapping of events).
+                let server_answered = self.sources.in_use_index().is_some();
+                self.network(server_answered, || match server_answered {
+                    true => "the server answers again".into(),
+                    false => "no server answers: following a mirror".into(),
+                });
                 if self.live.update(|s| s.last_error.take()).is_some() {
                     self.live.report_soon();
+                }
+                // A source that sent a refused object was passed over, but is reported.
+                for refused in report.served_by.possible_attacks() {
+                    record_event(
+                        self.layout,
+                        self.live,
+                        outbox::event(
+                            EventKind::VerifyFailed,
+                            format!("{} refused: {}", refused.url, refused.error),
+                        ),
+                    );
                 }
                 if let Some(reason) = &report.stale_reason {
                     tracing::warn!(version = report.version, reason = %reason, "active version is stale");
@@ -335,9 +356,25 @@ impl Follower<'_> {
                 0
             }
         };
+        // The server that answered last. On a backup the wait is one poll interval
+        // and every turn then syncs, which asks the primary first: the puller goes
+        // back to it within about one interval of its return. With no server in
+        // use (the last head came from a mirror, or from nowhere) it just polls.
+        let Some(index) = self.sources.in_use_index() else {
+            self.pause().await;
+            self.need_sync = true;
+            return;
+        };
+        let on_backup = index > 0;
+        let server = &self.sources.servers()[index];
+        let wait = if on_backup {
+            self.config.long_poll.min(self.config.poll_interval)
+        } else {
+            self.config.long_poll
+        };
         let asked_at = Instant::now();
         let answer = tokio::select! {
-            answer = self.client.head(Some(active), Some(self.config.long_poll)) => answer,
+            answer = server.head(Some(active), Some(wait)) => answer,
             () = self.live.sync_wanted() => {
                 self.need_sync = true;
                 return;
@@ -369,6 +406,9 @@ impl Follower<'_> {
                 } else if asked_at.elapsed() < Duration::from_secs(1) {
                     // The server did not hold the long-poll: fall back to plain polling.
                     self.pause().await;
+                    self.need_sync |= on_backup;
+                } else if on_backup {
+                    self.need_sync = true;
                 }
             }
             Err(e) => {
@@ -585,7 +625,8 @@ mod tests {
         config.long_poll = Duration::from_secs(30);
         server.publish(1, &[&media(1, 1000)], FUTURE);
         sync_once(&config, Utc::now).await.unwrap();
-        let client = Client::new(&config).unwrap();
+        let sources = Sources::new(&config).unwrap();
+        sources.set_in_use(Some(0));
         let layout = Layout::new(&config.data);
         let live = Live::new(ClockSetting {
             start: None,
@@ -593,7 +634,7 @@ mod tests {
         });
         let mut follower = Follower {
             config: &config,
-            client: &client,
+            sources: &sources,
             layout: &layout,
             live: &live,
             need_sync: false,

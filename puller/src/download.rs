@@ -5,6 +5,7 @@
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use futures_util::stream::{self, StreamExt};
@@ -17,6 +18,7 @@ use crate::config::MinThroughput;
 use crate::local_store::{
     fsync_dir, hash_file, open_private_file, remove_file_if_exists, Layout, StoreError,
 };
+use crate::sources::Ledger;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DownloadError {
@@ -95,12 +97,70 @@ pub struct DownloadStats {
     pub reused: u64,
 }
 
+/// The sources one sync fetches media from, in the order each file tries them
+/// (mirrors first, then servers), and the ledger of who served what.
+pub struct MediaSources<'a> {
+    clients: Vec<&'a Client>,
+    /// A source that did not answer (or too slowly) once is skipped by the files
+    /// after it in this sync: a mirror that is down costs one timeout, not one per file.
+    down: Mutex<Vec<bool>>,
+    ledger: Ledger,
+}
+
+impl<'a> MediaSources<'a> {
+    /// `clients` in order; those in `down_already` (base URLs) are known down.
+    pub fn new(clients: Vec<&'a Client>, down_already: &[String], ledger: Ledger) -> MediaSources<'a> {
+        let down = clients
+            .iter()
+            .map(|c| down_already.iter().any(|d| d == c.base()))
+            .collect();
+        MediaSources {
+            clients,
+            down: Mutex::new(down),
+            ledger,
+        }
+    }
+
+    fn is_down(&self, index: usize) -> bool {
+        self.down.lock().unwrap_or_else(|p| p.into_inner())[index]
+    }
+
+    fn mark_down(&self, index: usize) {
+        self.down.lock().unwrap_or_else(|p| p.into_inner())[index] = true;
+    }
+}
+
+impl DownloadError {
+    /// True when the source did not answer, or too slowly: later files skip it.
+    fn source_is_down(&self) -> bool {
+        match self {
+            DownloadError::Http(e) => e.is_network(),
+            DownloadError::TooSlow { .. } => true,
+            _ => false,
+        }
+    }
+}
+
 /// Downloads every media of the manifest missing from `media/`, at most `parallel`
 /// at a time, each aborted when slower than `min`. All downloads run to their end;
 /// the first failure is returned. `progress` hears the bytes still to fetch once,
 /// then the size of each file as it lands.
 pub async fn download_missing(
     client: &Client,
+    layout: &Layout,
+    manifest: &Verified<Manifest>,
+    parallel: usize,
+    min: MinThroughput,
+    progress: &(dyn Fn(Progress) + Sync),
+) -> Result<DownloadStats, DownloadError> {
+    let sources = MediaSources::new(vec![client], &[], Ledger::default());
+    download_missing_from(&sources, layout, manifest, parallel, min, progress).await
+}
+
+/// [`download_missing`] where each file tries `sources` in order (see
+/// [`fetch_from_sources`]) and every success and refusal goes to their ledger.
+pub async fn download_missing_from(
+    sources: &MediaSources<'_>,
     layout: &Layout,
     manifest: &Verified<Manifest>,
     parallel: usize,
@@ -124,7 +184,7 @@ pub async fn download_missing(
     // over borrowed entries would make the whole sync future not `Send`.
     let jobs: Vec<_> = missing
         .into_iter()
-        .map(|entry| fetch_tagged(client, layout, entry, min))
+        .map(|entry| fetch_tagged(sources, layout, entry, min))
         .collect();
     let mut results = stream::iter(jobs).buffer_unordered(parallel.max(1));
     let mut first_error = None;
@@ -155,12 +215,77 @@ pub async fn download_missing(
 }
 
 async fn fetch_tagged(
-    client: &Client,
+    sources: &MediaSources<'_>,
     layout: &Layout,
     entry: &MediaEntry,
     min: MinThroughput,
 ) -> (MediaId, Result<u64, DownloadError>) {
-    (entry.id, fetch_media_with(client, layout, entry, min).await)
+    (entry.id, fetch_from_sources(sources, layout, entry, min).await)
+}
+
+/// Brings one media file in from the first source that serves it right. A source
+/// that fails (down, 404, cut, too slow) or sends bytes that are refused (too long,
+/// wrong hash) is noted in the ledger and the next one is tried, from byte 0: the
+/// partial file is removed, so no source's bytes are ever judged as another's. The
+/// last source's failure leaves the partial file as [`fetch_media_with`] does (a cut
+/// download resumes at the next sync) and is the error returned. A resumed file
+/// whose hash fails is fetched once more from byte 0 from the same source before
+/// the source is blamed: its first bytes may have come from another one.
+pub async fn fetch_from_sources(
+    sources: &MediaSources<'_>,
+    layout: &Layout,
+    entry: &MediaEntry,
+    min: MinThroughput,
+) -> Result<u64, DownloadError> {
+    let partial = layout.partial_path(&entry.id);
+    let mut last_error = None;
+    let count = sources.clients.len();
+    for (index, client) in sources.clients.iter().enumerate() {
+        let is_last = (index + 1..count).all(|i| sources.is_down(i));
+        // A source known down is still tried when it is all there is left to try.
+        if sources.is_down(index) && !(is_last && last_error.is_none()) {
+            continue;
+        }
+        let resumed = std::fs::metadata(&partial).is_ok_and(|m| m.len() > 0);
+        let mut result = fetch_media_with(client, layout, entry, min).await;
+        if resumed && matches!(result, Err(DownloadError::HashMismatch { .. })) {
+            // `finish` removed the partial file: this fetch starts from byte 0.
+            result = fetch_media_with(client, layout, entry, min).await;
+        }
+        match result {
+            Ok(bytes) => {
+                sources.ledger.update(|l| l.served_media(client.base(), bytes));
+                return Ok(bytes);
+            }
+            // The local disk, not the source: no other source does better.
+            Err(e @ DownloadError::Store(_)) => return Err(e),
+            Err(e) => {
+                if e.source_is_down() {
+                    sources.mark_down(index);
+                }
+                let attack = matches!(
+                    e,
+                    DownloadError::HashMismatch { .. } | DownloadError::TooLong { .. }
+                );
+                sources.ledger.update(|l| {
+                    if attack {
+                        l.refuse_as_attack(client.base(), &e)
+                    } else {
+                        l.refuse(client.base(), &e)
+                    }
+                });
+                if !is_last {
+                    remove_file_if_exists(&partial)?;
+                }
+                last_error = Some(e);
+            }
+        }
+    }
+    // There is at least one source (the server), so an error was kept above.
+    Err(last_error.unwrap_or_else(|| DownloadError::NoProgress {
+        url: entry.id.to_string(),
+        detail: "no source to download from".into(),
+    }))
 }
 
 /// The sliding-window minimum-throughput rule, fed with instants by its caller (so

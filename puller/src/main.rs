@@ -36,7 +36,7 @@ struct Common {
     /// Puller configuration file (TOML).
     #[arg(long, value_name = "FILE")]
     config: PathBuf,
-    /// Server base URL, overriding `server` in the config.
+    /// Server base URL, replacing `server` or `servers` in the config (mirrors stay).
     #[arg(long, value_name = "URL")]
     server: Option<String>,
     /// Data directory, overriding `data` in the config.

@@ -11,11 +11,12 @@ use skycast_schema::report::{
     Entry, EntryBody, EventKind, Report, MAX_ENTRIES_PER_REPORT, MAX_REPORT_BYTES, MAX_TEXT_CHARS,
 };
 
-use crate::client::{Client, ClientError};
+use crate::client::ClientError;
 use crate::commands::{parse_answer, run_commands, Actions};
 use crate::live::Live;
 use crate::local_store::Layout;
 use crate::outbox::{self, Outbox, OutboxError};
+use crate::sources::Sources;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
@@ -76,7 +77,8 @@ pub fn bounded_body(mut report: Report, mut entries: Vec<Entry>) -> (Vec<u8>, us
 
 /// Posts reports for one player; see the module docs.
 pub struct Reporter {
-    pub client: Client,
+    /// Reports go to the server that answers (the one in use first).
+    pub sources: Arc<Sources>,
     pub player_id: String,
     pub live: Arc<Live>,
     pub layout: Layout,
@@ -184,15 +186,13 @@ impl Reporter {
         // An answer can only acknowledge what was sent: entries appended meanwhile stay.
         let sent_top = seqs[..sent_entries].last().copied().unwrap_or(0);
         let size_bytes = body.len();
-        let answer = self.client.report(&self.player_id, body).await?;
+        let (server, answer) = self.sources.report(&self.player_id, body).await?;
         if let Some(date) = answer.server_date {
             let offset = (date - Utc::now()).num_milliseconds();
             self.live.update(|s| s.clock_offset_ms = Some(offset));
         }
         let parsed = parse_answer(&answer.value).map_err(|reason| ReportError::Answer {
-            url: self
-                .client
-                .url(&skycast_schema::report::report_path(&self.player_id)),
+            url: server.url(&skycast_schema::report::report_path(&self.player_id)),
             reason,
         })?;
         let acked = outbox.ack(parsed.acked.min(sent_top))?;
@@ -237,7 +237,7 @@ mod tests {
 
     fn reporter(transport: &Arc<MemoryTransport>, dir: &std::path::Path) -> Reporter {
         Reporter {
-            client: MemoryTransport::client(transport),
+            sources: Arc::new(Sources::single(MemoryTransport::client(transport))),
             player_id: "main-1".into(),
             live: Live::new(ClockSetting {
                 start: None,
@@ -275,6 +275,34 @@ mod tests {
             ended_at: (outcome != "playing").then(|| "2026-12-01T10:03:30.000Z".into()),
             outcome: outcome.into(),
         })
+    }
+
+    #[tokio::test]
+    async fn reports_go_to_the_server_that_answers_the_one_in_use_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let primary = Arc::new(MemoryTransport::default());
+        let backup = Arc::new(MemoryTransport::at("https://backup.invalid"));
+        let mut r = reporter(&primary, dir.path());
+        r.sources = Arc::new(Sources::with_clients(
+            vec![MemoryTransport::client(&primary), MemoryTransport::client(&backup)],
+            Vec::new(),
+        ));
+        let kept = acking_server(&backup);
+        acking_server(&primary);
+        let mut outbox = Outbox::open(&dir.path().join("state.sqlite")).unwrap();
+        outbox.append(Utc::now(), &play(1, "playing")).unwrap();
+        primary.set_down(true);
+        r.report_once(&mut outbox).await.unwrap();
+        assert_eq!(kept.lock().unwrap().len(), 1, "the backup took the report");
+        assert_eq!(outbox.len().unwrap(), 0);
+
+        // The syncs found the backup in use: it is asked first, the primary not at all.
+        primary.set_down(false);
+        r.sources.set_in_use(Some(1));
+        outbox.append(Utc::now(), &play(2, "playing")).unwrap();
+        r.report_once(&mut outbox).await.unwrap();
+        assert!(primary.posts().is_empty(), "{:?}", primary.posts());
+        assert_eq!(backup.posts().len(), 2);
     }
 
     #[tokio::test]

@@ -9,6 +9,8 @@ use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
+use crate::sources::ServedBy;
+
 #[derive(Debug, thiserror::Error)]
 #[error("state database {path}: {source}: check the disk and permissions of the data directory")]
 pub struct StateError {
@@ -26,6 +28,10 @@ pub struct LastSync {
     pub downloaded_media: u64,
     pub downloaded_bytes: u64,
     pub at: DateTime<Utc>,
+    /// Which source served what (absent from state written before mirrors existed:
+    /// read as empty).
+    #[serde(default)]
+    pub served_by: ServedBy,
 }
 
 /// Everything kept in `state.sqlite`.
@@ -40,6 +46,8 @@ pub struct Snapshot {
     pub clock_offset_ms: Option<i64>,
     /// The newest `published_at` of a version this puller installed.
     pub newest_published_at: Option<DateTime<Utc>>,
+    /// Base URL of the server that answered the last sync's head; `None` when none did.
+    pub server_in_use: Option<String>,
 }
 
 pub struct State {
@@ -47,7 +55,9 @@ pub struct State {
     path: PathBuf,
 }
 
-const KEYS: [&str; 8] = [
+// A key-value table: a new key needs no migration, and a state file written before
+// it simply lacks the row (read as `None`).
+const KEYS: [&str; 9] = [
     "highest_accepted",
     "last_error",
     "last_error_at",
@@ -56,6 +66,7 @@ const KEYS: [&str; 8] = [
     "stale_reason",
     "clock_offset_ms",
     "newest_published_at",
+    "server_in_use",
 ];
 
 impl State {
@@ -163,6 +174,7 @@ impl State {
             stale_reason: values[5].clone(),
             clock_offset_ms: values[6].as_deref().and_then(|s| s.parse().ok()),
             newest_published_at: time(&values[7]),
+            server_in_use: values[8].clone(),
         })
     }
 
@@ -212,6 +224,14 @@ impl State {
         self.put(&[("newest_published_at", Some(at.to_rfc3339()))])
     }
 
+    /// Records which server answered the last head (`None`: none did).
+    pub fn record_server_in_use(&mut self, url: Option<&str>) -> Result<(), StateError> {
+        if self.get("server_in_use")?.as_deref() == url {
+            return Ok(());
+        }
+        self.put(&[("server_in_use", url.map(str::to_string))])
+    }
+
     pub fn record_clock_offset(&mut self, offset_ms: i64) -> Result<(), StateError> {
         self.put(&[("clock_offset_ms", Some(offset_ms.to_string()))])
     }
@@ -242,6 +262,7 @@ mod tests {
                 downloaded_media: 2,
                 downloaded_bytes: 10,
                 at,
+                served_by: ServedBy::default(),
             };
             s.record_success(&sync).unwrap();
             s.record_success(&LastSync { version: 3, ..sync }).unwrap();
@@ -256,5 +277,33 @@ mod tests {
         assert_eq!(snap.last_success_at, Some(at));
         assert_eq!(snap.newest_published_at, Some(at), "never goes down");
         assert_eq!(snap.last_sync.unwrap().downloaded_media, 2);
+    }
+
+    #[test]
+    fn state_written_before_sources_existed_still_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.sqlite");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+                 INSERT INTO state VALUES ('last_sync', '{\"version\":4,\"outcome\":\"swapped\",\
+                 \"downloaded_media\":1,\"downloaded_bytes\":9,\"at\":\"2026-11-22T09:00:00Z\"}');",
+            )
+            .unwrap();
+        }
+        let snap = State::read_only_snapshot(&path).unwrap();
+        let last = snap.last_sync.unwrap();
+        assert_eq!(last.version, 4);
+        assert_eq!(last.served_by, ServedBy::default());
+        assert_eq!(snap.server_in_use, None);
+        let mut s = State::open(&path).unwrap();
+        s.record_server_in_use(Some("https://backup:8443")).unwrap();
+        assert_eq!(
+            s.snapshot().unwrap().server_in_use.as_deref(),
+            Some("https://backup:8443")
+        );
+        s.record_server_in_use(None).unwrap();
+        assert_eq!(s.snapshot().unwrap().server_in_use, None);
     }
 }

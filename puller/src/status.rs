@@ -44,6 +44,11 @@ pub struct Status {
     pub clock_warning: Option<String>,
     /// Set when the config file (it holds the token) is readable by group or others.
     pub config_warning: Option<String>,
+    /// Base URL of the server that answered the last sync's head; `None` when none
+    /// did (then the head came from a mirror, or the sync failed).
+    pub server_in_use: Option<String>,
+    /// The last successful sync, with `served_by`: which source served the head, the
+    /// manifest and how many media bytes, and which sources were refused.
     pub last_sync: Option<LastSync>,
     /// What the player is playing now (from the play log).
     pub now_playing: Option<PlayRow>,
@@ -101,6 +106,7 @@ pub fn status_at(config: &Config, local: DateTime<Utc>) -> Result<Status, Status
         clock_offset_ms: snap.clock_offset_ms,
         clock_warning: clock.problem,
         config_warning: config.config_warning.clone(),
+        server_in_use: snap.server_in_use,
         last_sync: snap.last_sync,
         // The play log is the player's; status reports it but never fails on it.
         now_playing: crate::play_log::now_playing(&layout.state_db()).unwrap_or_default(),
@@ -138,6 +144,7 @@ mod tests {
             "media_count",
             "media_bytes",
             "last_sync",
+            "server_in_use",
             "clock_offset_ms",
             "clock_warning",
             "config_warning",

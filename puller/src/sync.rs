@@ -9,12 +9,13 @@ use chrono::{DateTime, Utc};
 use skycast_schema::protocol::{version_file_path, HEAD_PATH, MANIFEST_FILE, SIGNATURE_FILE};
 use skycast_schema::{check_installable, verify, Limits, Manifest, Refusal, Verified, VerifyError};
 
-use crate::client::{Client, ClientError, MAX_MANIFEST_BYTES, MAX_SIGNATURE_BYTES};
+use crate::client::{Client, ClientError, Fetched, Head, MAX_MANIFEST_BYTES, MAX_SIGNATURE_BYTES};
 use crate::clock::judge_clock;
 use crate::config::Config;
-use crate::download::{self, DownloadError, Progress};
+use crate::download::{self, DownloadError, MediaSources, Progress};
 use crate::live::FetchProgress;
 use crate::local_store::{Layout, Pruned, StoreError};
+use crate::sources::{Ledger, ServedBy, Sources};
 use crate::state::{LastSync, State, StateError};
 
 #[derive(Debug, thiserror::Error)]
@@ -91,6 +92,9 @@ pub struct SyncReport {
     /// Set when the active version has expired (the sync still succeeded).
     pub stale_reason: Option<String>,
     pub duration: Duration,
+    /// Which source served the head, the manifest and the media, and which were
+    /// skipped or refused.
+    pub served_by: ServedBy,
 }
 
 impl fmt::Display for SyncReport {
@@ -114,13 +118,15 @@ impl fmt::Display for SyncReport {
 /// bookkeeping uses it as is; expiry is judged on it corrected by the server's `Date`
 /// and never earlier than the newest `published_at` seen (see
 /// [`crate::clock::judge_clock`]). On failure `current` is unchanged and the error is
-/// recorded in `state.sqlite`.
+/// recorded in `state.sqlite`. Every server and mirror of the config is a source
+/// (see [`sync_sources`]).
 pub async fn sync_once(config: &Config, now: impl Fn() -> DateTime<Utc>) -> Result<SyncReport, SyncError> {
-    let client = Client::new(config)?;
-    sync_with(config, &client, &now).await
+    let sources = Sources::new(config)?;
+    sync_sources(config, &sources, &now, &FetchProgress::default()).await
 }
 
-/// [`sync_once`] with a client that is kept between syncs (the daemon's).
+/// [`sync_once`] with a client that is kept between syncs; it stands for the first
+/// server of the config (the other servers and the mirrors get their own clients).
 pub async fn sync_with(
     config: &Config,
     client: &Client,
@@ -136,10 +142,33 @@ pub async fn sync_with_progress(
     now: &impl Fn() -> DateTime<Utc>,
     progress: &FetchProgress,
 ) -> Result<SyncReport, SyncError> {
+    let sources = Sources::for_client(config, client.clone())?;
+    sync_sources(config, &sources, now, progress).await
+}
+
+/// One pull over an ordered set of sources:
+///
+/// - head from the servers in order: the first that answers wins (one that is down
+///   or answers 5xx is skipped; any other answer, a 401 included, is the answer);
+/// - only when no server answers, head from the mirrors in order, with the manifest
+///   and signature from the same mirror; a mirror behind what this player accepted
+///   is skipped, not an attack; a mirror whose manifest is refused is skipped too;
+/// - media from the mirrors in order, then the server that answered, then the other
+///   servers (see [`download::fetch_from_sources`]).
+///
+/// Every object is verified exactly as the origin's: a mirror can make a player
+/// accept nothing the origin could not. Who served what, and every source skipped
+/// or refused on the way, is in [`SyncReport::served_by`] and `status`.
+pub async fn sync_sources(
+    config: &Config,
+    sources: &Sources,
+    now: &impl Fn() -> DateTime<Utc>,
+    progress: &FetchProgress,
+) -> Result<SyncReport, SyncError> {
     let layout = Layout::new(&config.data);
     // Another puller on the same directory is not an error of this one: not recorded.
     let lock = layout.open_locked()?;
-    let result = sync_locked(config, client, &layout, now, progress).await;
+    let result = sync_locked(config, sources, &layout, now, progress).await;
     progress.end();
     if let Err(err) = &result {
         let recorded = State::open(&layout.state_db()).and_then(|mut s| {
@@ -167,73 +196,101 @@ fn expiry_note(manifest: &Manifest, now: DateTime<Utc>) -> Option<String> {
     })
 }
 
-async fn sync_locked(
+impl SyncError {
+    /// True when the fault is this player's own (disk, state), not a source's: no
+    /// other source can do better.
+    fn is_local(&self) -> bool {
+        matches!(
+            self,
+            SyncError::Store(_) | SyncError::State(_) | SyncError::Download(DownloadError::Store(_))
+        )
+    }
+}
+
+/// What the servers said to `head`.
+enum ServerHead {
+    /// Server `index` answered.
+    Answered(usize, Fetched<Head>),
+    /// None did; the last one's error.
+    NoneAnswered(ClientError),
+}
+
+/// Asks the servers for head in order; one that is down (or answers 5xx) is noted in
+/// `served` and `down`, and the next is asked. Any other error, a 401 above all, is
+/// an answer: it is returned (another server would not make a wrong token right).
+async fn head_from_servers(
+    sources: &Sources,
+    served: &mut ServedBy,
+    down: &mut Vec<String>,
+) -> Result<ServerHead, ClientError> {
+    let mut last_error = None;
+    for (index, server) in sources.servers().iter().enumerate() {
+        match server.head(None, None).await {
+            Ok(head) => {
+                sources.set_in_use(Some(index));
+                return Ok(ServerHead::Answered(index, head));
+            }
+            Err(e) if e.is_network() => {
+                served.refuse(server.base(), &e);
+                down.push(server.base().to_string());
+                last_error = Some(e);
+            }
+            Err(e) => {
+                sources.set_in_use(Some(index));
+                return Err(e);
+            }
+        }
+    }
+    sources.set_in_use(None);
+    // `Sources` always holds a server, so the loop kept an error.
+    Ok(ServerHead::NoneAnswered(last_error.unwrap_or_else(|| {
+        ClientError::Build("no server configured".into())
+    })))
+}
+
+/// The version a source offers, judged: `manifest` is `None` when it is the active
+/// one, else the verified, installable manifest. `now` is the judged clock.
+struct Offer {
+    version: u64,
+    now: DateTime<Utc>,
+    manifest: Option<Verified<Manifest>>,
+}
+
+/// What [`judge_offer`] needs to know of this player.
+struct Known {
+    active: Option<u64>,
+    highest: u64,
+    local: DateTime<Utc>,
+    offset_ms: Option<i64>,
+    newest_published: Option<DateTime<Utc>>,
+}
+
+/// Fetches and verifies the manifest `client` offers with `offered`, with the
+/// replay, expiry and version rules: the same for a server and a mirror.
+async fn judge_offer(
     config: &Config,
     client: &Client,
-    layout: &Layout,
-    now: &impl Fn() -> DateTime<Utc>,
-    progress: &FetchProgress,
-) -> Result<SyncReport, SyncError> {
-    let started = Instant::now();
-    let mut state = State::open(&layout.state_db())?;
-    let active = layout.current_version()?;
-    // `current` counts too: a crash between the swap and the bookkeeping loses nothing.
-    let highest = state.highest_accepted()?.max(active.unwrap_or(0));
-    let head = client.head(None, None).await?;
-    let local = now();
-    let offset_ms = head.server_date.map(|d| (d - local).num_milliseconds());
-    if let Some(offset) = offset_ms {
-        state.record_clock_offset(offset)?;
-    }
-    // The clock is never earlier than what was already published and accepted.
-    let active_published = active
-        .and_then(|v| layout.load_manifest(v).ok())
-        .map(|m| m.published_at.0);
-    let newest_published = state.newest_published_at()?.max(active_published);
-    let clock = judge_clock(local, offset_ms, newest_published);
+    offered: u64,
+    known: &Known,
+) -> Result<Offer, SyncError> {
+    let clock = judge_clock(known.local, known.offset_ms, known.newest_published);
     if let Some(problem) = &clock.problem {
-        tracing::warn!(offset_ms, "{problem}");
+        tracing::warn!(offset_ms = known.offset_ms, "{problem}");
     }
-    let offered = head.value.version;
-    let head_url = client.url(HEAD_PATH);
-
-    if offered == active.unwrap_or(0) {
-        let stale_reason = match active {
-            Some(v) => {
-                let manifest = layout.load_manifest(v)?;
-                if manifest.media.iter().any(|e| !layout.has_media(&e.id, e.size)) {
-                    repair(config, client, layout, v, progress).await?;
-                }
-                expiry_note(&manifest, clock.now)
-            }
-            None => None,
-        };
-        state.record_success(&LastSync {
+    if offered == known.active.unwrap_or(0) {
+        return Ok(Offer {
             version: offered,
-            outcome: "up_to_date".into(),
-            downloaded_media: 0,
-            downloaded_bytes: 0,
-            at: now(),
-        })?;
-        tracing::debug!(version = offered, "up to date");
-        return Ok(SyncReport {
-            version: offered,
-            outcome: SyncOutcome::UpToDate,
-            downloaded_media: 0,
-            downloaded_bytes: 0,
-            reused_media: 0,
-            pruned: Pruned::default(),
-            stale_reason,
-            duration: started.elapsed(),
+            now: clock.now,
+            manifest: None,
         });
     }
+    let highest = known.highest;
     if offered <= highest {
         return Err(SyncError::Replay {
-            url: head_url,
+            url: client.url(HEAD_PATH),
             refusal: Refusal::NotNewer { offered, highest },
         });
     }
-
     let manifest_url = client.url(&version_file_path(offered, MANIFEST_FILE));
     let bytes = client
         .version_file(offered, MANIFEST_FILE, MAX_MANIFEST_BYTES)
@@ -250,9 +307,9 @@ async fn sync_locked(
     })?;
     // The offered manifest is signed: the true time is at least its publication.
     let clock = judge_clock(
-        local,
-        offset_ms,
-        newest_published.max(Some(verified.published_at.0)),
+        known.local,
+        known.offset_ms,
+        known.newest_published.max(Some(verified.published_at.0)),
     );
     check_installable(&verified, highest, clock.now).map_err(|refusal| match refusal {
         Refusal::NotNewer { .. } => SyncError::Replay {
@@ -273,21 +330,212 @@ async fn sync_locked(
     }
     tracing::info!(
         version = offered,
+        source = client.base(),
         key_id = %verified.key_id(),
         media_count = verified.media.len(),
         size_bytes = verified.total_media_bytes(),
         "manifest verified"
     );
+    Ok(Offer {
+        version: offered,
+        now: clock.now,
+        manifest: Some(verified),
+    })
+}
 
-    let stats = download_reporting(config, client, layout, &verified, progress).await?;
+/// No server answered: the first mirror offering a newer version whose manifest
+/// passes every check, else the first at the active version (up to date). Each mirror skipped is noted in `served` (and in `down` when
+/// it did not answer). When none will do, the error that matters most: a mirror's
+/// refused object (tampered, replayed, stale), else the servers' silence.
+async fn offer_from_mirrors(
+    config: &Config,
+    sources: &Sources,
+    known: &Known,
+    served: &mut ServedBy,
+    down: &mut Vec<String>,
+    servers_error: ClientError,
+) -> Result<(usize, Offer), SyncError> {
+    let mut refused: Option<SyncError> = None;
+    // A mirror at the active version says "up to date"; a later one may be ahead
+    // (the first is merely slower to fill), so it is kept only as the fallback.
+    let mut level: Option<(usize, Offer)> = None;
+    for (index, mirror) in sources.mirrors().iter().enumerate() {
+        let head = match mirror.head(None, None).await {
+            Ok(head) => head,
+            Err(e) => {
+                if e.is_network() {
+                    down.push(mirror.base().to_string());
+                }
+                served.refuse(mirror.base(), &e);
+                continue;
+            }
+        };
+        let offered = head.value.version;
+        if offered != known.active.unwrap_or(0) && offered <= known.highest {
+            // A mirror that has not caught up yet is no attack: the next one may have.
+            served.refuse(
+                mirror.base(),
+                &format!(
+                    "{} is behind: it offers version {offered}, this player has accepted version {}",
+                    mirror.url(HEAD_PATH),
+                    known.highest
+                ),
+            );
+            continue;
+        }
+        match judge_offer(config, mirror, offered, known).await {
+            Ok(offer) if offer.manifest.is_none() => {
+                level.get_or_insert((index, offer));
+            }
+            Ok(offer) => return Ok((index, offer)),
+            Err(e) if e.is_local() => return Err(e),
+            Err(e) => {
+                if e.is_verify_failure() {
+                    served.refuse_as_attack(mirror.base(), &e);
+                } else {
+                    served.refuse(mirror.base(), &e);
+                }
+                let worse = match &refused {
+                    None => e.is_verify_failure() || e.is_stale(),
+                    Some(kept) => e.is_verify_failure() && !kept.is_verify_failure(),
+                };
+                if worse {
+                    refused = Some(e);
+                }
+            }
+        }
+    }
+    if let Some(found) = level {
+        return Ok(found);
+    }
+    Err(refused.unwrap_or(SyncError::Client(servers_error)))
+}
+
+async fn sync_locked(
+    config: &Config,
+    sources: &Sources,
+    layout: &Layout,
+    now: &impl Fn() -> DateTime<Utc>,
+    progress: &FetchProgress,
+) -> Result<SyncReport, SyncError> {
+    let started = Instant::now();
+    let mut state = State::open(&layout.state_db())?;
+    let active = layout.current_version()?;
+    // `current` counts too: a crash between the swap and the bookkeeping loses nothing.
+    let highest = state.highest_accepted()?.max(active.unwrap_or(0));
+    // The clock is never earlier than what was already published and accepted.
+    let active_published = active
+        .and_then(|v| layout.load_manifest(v).ok())
+        .map(|m| m.published_at.0);
+    let newest_published = state.newest_published_at()?.max(active_published);
+    let mut served = ServedBy::default();
+    let mut down = Vec::new();
+
+    let servers_said = head_from_servers(sources, &mut served, &mut down).await;
+    state.record_server_in_use(sources.server_in_use().map(Client::base))?;
+    let local = now();
+    let (head_source, offer) = match servers_said? {
+        ServerHead::Answered(index, head) => {
+            let offset_ms = head.server_date.map(|d| (d - local).num_milliseconds());
+            if let Some(offset) = offset_ms {
+                state.record_clock_offset(offset)?;
+            }
+            let known = Known {
+                active,
+                highest,
+                local,
+                offset_ms,
+                newest_published,
+            };
+            let server = &sources.servers()[index];
+            (
+                server,
+                judge_offer(config, server, head.value.version, &known).await?,
+            )
+        }
+        ServerHead::NoneAnswered(servers_error) => {
+            // A mirror's `Date` is not trusted with expiry (a stale mirror could
+            // claim an old date): the offset a server last gave stands.
+            let known = Known {
+                active,
+                highest,
+                local,
+                offset_ms: state.snapshot()?.clock_offset_ms,
+                newest_published,
+            };
+            let (index, offer) =
+                offer_from_mirrors(config, sources, &known, &mut served, &mut down, servers_error).await?;
+            tracing::info!(
+                mirror = sources.mirrors()[index].base(),
+                version = offer.version,
+                "no server answers: following a mirror's head"
+            );
+            (&sources.mirrors()[index], offer)
+        }
+    };
+    served.head = Some(head_source.base().to_string());
+    let offered = offer.version;
+
+    // Media: mirrors first, then the server that answered, then the other servers.
+    let mut media_clients: Vec<&Client> = sources.mirrors().iter().collect();
+    if !media_clients.iter().any(|c| c.base() == head_source.base()) {
+        media_clients.push(head_source);
+    }
+    media_clients.extend(
+        sources
+            .servers()
+            .iter()
+            .filter(|c| c.base() != head_source.base()),
+    );
+    let ledger = Ledger::new(served);
+    let media_sources = MediaSources::new(media_clients, &down, ledger.clone());
+
+    let Some(verified) = offer.manifest else {
+        let stale_reason = match active {
+            Some(v) => {
+                let manifest = layout.load_manifest(v)?;
+                if manifest.media.iter().any(|e| !layout.has_media(&e.id, e.size)) {
+                    repair(config, &media_sources, layout, v, progress).await?;
+                }
+                expiry_note(&manifest, offer.now)
+            }
+            None => None,
+        };
+        let served_by = ledger.snapshot();
+        state.record_success(&LastSync {
+            version: offered,
+            outcome: "up_to_date".into(),
+            downloaded_media: 0,
+            downloaded_bytes: 0,
+            at: now(),
+            served_by: served_by.clone(),
+        })?;
+        tracing::debug!(version = offered, "up to date");
+        return Ok(SyncReport {
+            version: offered,
+            outcome: SyncOutcome::UpToDate,
+            downloaded_media: 0,
+            downloaded_bytes: 0,
+            reused_media: 0,
+            pruned: Pruned::default(),
+            stale_reason,
+            duration: started.elapsed(),
+            served_by,
+        });
+    };
+    ledger.update(|l| l.manifest = Some(head_source.base().to_string()));
+
+    let stats = download_reporting(config, &media_sources, layout, &verified, progress).await?;
     layout.install(&verified)?;
     state.record_published_at(verified.published_at.0)?;
+    let served_by = ledger.snapshot();
     state.record_success(&LastSync {
         version: offered,
         outcome: "swapped".into(),
         downloaded_media: stats.media,
         downloaded_bytes: stats.bytes,
         at: now(),
+        served_by: served_by.clone(),
     })?;
 
     let previous = active.and_then(|v| match layout.load_manifest(v) {
@@ -327,13 +575,14 @@ async fn sync_locked(
         pruned,
         stale_reason: None,
         duration,
+        served_by,
     })
 }
 
-/// [`download::download_missing`] with its progress told to `progress`.
+/// [`download::download_missing_from`] with its progress told to `progress`.
 async fn download_reporting(
     config: &Config,
-    client: &Client,
+    sources: &MediaSources<'_>,
     layout: &Layout,
     manifest: &Verified<Manifest>,
     progress: &FetchProgress,
@@ -342,8 +591,8 @@ async fn download_reporting(
         Progress::Total(total) => progress.begin(manifest.version(), total),
         Progress::Landed(bytes) => progress.add(bytes),
     };
-    Ok(download::download_missing(
-        client,
+    Ok(download::download_missing_from(
+        sources,
         layout,
         manifest,
         config.parallel_downloads,
@@ -357,13 +606,13 @@ async fn download_reporting(
 /// file the player or `verify_media` removed); `current` stays as it is.
 async fn repair(
     config: &Config,
-    client: &Client,
+    sources: &MediaSources<'_>,
     layout: &Layout,
     version: u64,
     progress: &FetchProgress,
 ) -> Result<(), SyncError> {
     let verified = layout.load_verified(version, &config.trusted())?;
-    let stats = download_reporting(config, client, layout, &verified, progress).await?;
+    let stats = download_reporting(config, sources, layout, &verified, progress).await?;
     tracing::info!(
         version,
         downloaded_media = stats.media,
@@ -844,5 +1093,302 @@ mod tests {
         let err = sync_with(&config, &client, &boot_1970).await.unwrap_err();
         assert!(err.is_stale(), "{err}");
         assert_eq!(layout(&config).current_version().unwrap(), Some(1));
+    }
+
+    /// Servers and mirrors in memory, and a config whose data is in a temp dir.
+    struct Sites {
+        _dir: tempfile::TempDir,
+        config: Config,
+        servers: Vec<Arc<MemoryTransport>>,
+        mirrors: Vec<Arc<MemoryTransport>>,
+        sources: Sources,
+    }
+
+    const BACKUP: &str = "https://backup.invalid";
+    const MIRROR_A: &str = "https://mirror-a.invalid/sky";
+    const MIRROR_B: &str = "https://mirror-b.invalid";
+
+    fn sites(servers: &[&str], mirrors: &[&str]) -> Sites {
+        let dir = tempfile::tempdir().unwrap();
+        let config = crate::test_support::test_config(MEMORY_SERVER, &dir.path().join("data"));
+        let servers: Vec<_> = servers.iter().map(|u| Arc::new(MemoryTransport::at(u))).collect();
+        let mirrors: Vec<_> = mirrors.iter().map(|u| Arc::new(MemoryTransport::at(u))).collect();
+        let sources = Sources::with_clients(
+            servers.iter().map(MemoryTransport::client).collect(),
+            mirrors.iter().map(MemoryTransport::client).collect(),
+        );
+        Sites {
+            _dir: dir,
+            config,
+            servers,
+            mirrors,
+            sources,
+        }
+    }
+
+    impl Sites {
+        async fn sync(&self) -> Result<SyncReport, SyncError> {
+            sync_sources(&self.config, &self.sources, &Utc::now, &FetchProgress::default()).await
+        }
+
+        fn served_by(&self) -> ServedBy {
+            status(&self.config).unwrap().last_sync.unwrap().served_by
+        }
+    }
+
+    fn heads_asked(t: &MemoryTransport) -> usize {
+        t.requests().iter().filter(|r| r.url.ends_with(HEAD_PATH)).count()
+    }
+
+    fn refused_urls(served: &ServedBy) -> Vec<String> {
+        served.refused.iter().map(|r| r.url.clone()).collect()
+    }
+
+    #[tokio::test]
+    async fn servers_are_asked_in_order_and_a_down_primary_fails_over_to_the_backup() {
+        let s = sites(&[MEMORY_SERVER, BACKUP], &[]);
+        let a = media(1, 5000);
+        for server in &s.servers {
+            server.publish(1, &[&a], FUTURE);
+        }
+        let report = s.sync().await.unwrap();
+        assert_eq!(report.served_by.head.as_deref(), Some(MEMORY_SERVER));
+        assert_eq!(
+            heads_asked(&s.servers[1]),
+            0,
+            "the backup is not asked while the primary answers"
+        );
+        assert_eq!(
+            status(&s.config).unwrap().server_in_use.as_deref(),
+            Some(MEMORY_SERVER)
+        );
+
+        s.servers[0].set_down(true);
+        s.servers[1].publish(2, &[&a], FUTURE);
+        let report = s.sync().await.unwrap();
+        assert_eq!(report.version, 2);
+        let served = s.served_by();
+        assert_eq!(served.head.as_deref(), Some(BACKUP));
+        assert_eq!(served.manifest.as_deref(), Some(BACKUP));
+        assert_eq!(refused_urls(&served), [MEMORY_SERVER]);
+        assert_eq!(status(&s.config).unwrap().server_in_use.as_deref(), Some(BACKUP));
+
+        // The primary is back: the next sync asks it first again.
+        s.servers[0].set_down(false);
+        s.servers[0].publish(2, &[&a], FUTURE);
+        s.sync().await.unwrap();
+        assert_eq!(
+            status(&s.config).unwrap().server_in_use.as_deref(),
+            Some(MEMORY_SERVER)
+        );
+        assert_eq!(s.sources.in_use_index(), Some(0));
+    }
+
+    #[tokio::test]
+    async fn a_401_from_the_primary_is_reported_and_not_failed_over() {
+        let s = sites(&[MEMORY_SERVER, BACKUP], &[]);
+        s.servers[1].publish(1, &[&media(1, 100)], FUTURE);
+        s.servers[0].set_status(Some(reqwest::StatusCode::UNAUTHORIZED));
+        let err = s.sync().await.unwrap_err();
+        assert!(
+            matches!(err, SyncError::Client(ClientError::Unauthorized { .. })),
+            "{err}"
+        );
+        assert!(
+            s.servers[1].requests().is_empty(),
+            "a wrong token is not a reason to fail over"
+        );
+        // A 5xx is: the server is there but cannot serve.
+        s.servers[0].set_status(Some(reqwest::StatusCode::SERVICE_UNAVAILABLE));
+        assert_eq!(s.sync().await.unwrap().version, 1);
+    }
+
+    #[tokio::test]
+    async fn mirror_head_is_followed_only_when_no_server_answers() {
+        let s = sites(&[MEMORY_SERVER], &[MIRROR_A]);
+        let (a, b) = (media(1, 3000), media(2, 4000));
+        s.servers[0].publish(1, &[&a], FUTURE);
+        // The mirror already holds version 2; the origin says 1, and the origin wins.
+        s.mirrors[0].copy_from(&s.servers[0]);
+        s.mirrors[0].publish(2, &[&b], FUTURE);
+        let report = s.sync().await.unwrap();
+        assert_eq!(report.version, 1);
+        assert_eq!(
+            heads_asked(&s.mirrors[0]),
+            0,
+            "no mirror head while the origin answers"
+        );
+        let served = s.served_by();
+        assert_eq!(served.manifest.as_deref(), Some(MEMORY_SERVER));
+        assert_eq!(served.media[0].url, MIRROR_A, "media come from the mirror first");
+        assert_eq!(s.servers[0].media_requests(), 0);
+
+        s.servers[0].set_down(true);
+        let report = s.sync().await.unwrap();
+        assert_eq!(report.version, 2);
+        let served = s.served_by();
+        assert_eq!(served.head.as_deref(), Some(MIRROR_A));
+        assert_eq!(served.manifest.as_deref(), Some(MIRROR_A));
+        assert_eq!(served.media[0].bytes, 4000);
+        assert_eq!(refused_urls(&served), [MEMORY_SERVER]);
+        assert_eq!(status(&s.config).unwrap().server_in_use, None);
+        assert!(
+            s.mirrors[0].requests().iter().all(|r| !r.url.contains('?')),
+            "no long-poll on a mirror"
+        );
+    }
+
+    #[tokio::test]
+    async fn mirror_behind_is_skipped_without_an_alarm_and_the_next_mirror_serves() {
+        let s = sites(&[MEMORY_SERVER], &[MIRROR_A, MIRROR_B]);
+        let (a, b) = (media(1, 1000), media(2, 1000));
+        s.servers[0].publish(2, &[&a], FUTURE);
+        s.sync().await.unwrap();
+        s.servers[0].set_down(true);
+        s.mirrors[0].publish(1, &[&a], FUTURE);
+        // Only a mirror behind: nothing new, and no attack either.
+        let err = s.sync().await.unwrap_err();
+        assert!(!err.is_verify_failure() && err.is_network(), "{err}");
+        assert_eq!(layout(&s.config).current_version().unwrap(), Some(2));
+
+        s.mirrors[1].publish(3, &[&b], FUTURE);
+        let report = s.sync().await.unwrap();
+        assert_eq!(report.version, 3);
+        let served = s.served_by();
+        assert_eq!(served.head.as_deref(), Some(MIRROR_B));
+        let behind = served.refused.iter().find(|r| r.url == MIRROR_A).unwrap();
+        assert!(behind.error.contains("behind"), "{behind:?}");
+    }
+
+    #[tokio::test]
+    async fn switching_servers_never_rolls_back() {
+        let s = sites(&[MEMORY_SERVER, BACKUP], &[]);
+        let a = media(1, 1000);
+        s.servers[0].publish(3, &[&a], FUTURE);
+        s.servers[1].publish(2, &[&a], FUTURE);
+        s.sync().await.unwrap();
+        s.servers[0].set_down(true);
+        let err = s.sync().await.unwrap_err();
+        assert!(matches!(err, SyncError::Replay { .. }), "{err}");
+        assert!(err.to_string().contains(BACKUP), "{err}");
+        assert_eq!(layout(&s.config).current_version().unwrap(), Some(3));
+        // Even with `current` gone the state remembers version 3.
+        std::fs::remove_file(s.config.data.join("current")).unwrap();
+        assert!(matches!(s.sync().await.unwrap_err(), SyncError::Replay { .. }));
+        s.servers[1].publish(4, &[&a], FUTURE);
+        assert_eq!(s.sync().await.unwrap().version, 4);
+    }
+
+    #[tokio::test]
+    async fn tampered_or_truncated_mirror_media_are_refused_and_the_origin_serves_them() {
+        let s = sites(&[MEMORY_SERVER], &[MIRROR_A]);
+        let (a, b) = (media(1, 20_000), media(2, 30_000));
+        s.servers[0].publish(1, &[&a, &b], FUTURE);
+        s.mirrors[0].copy_from(&s.servers[0]);
+        let mut tampered = a.clone();
+        tampered[100] ^= 1;
+        s.mirrors[0].put(&media_path(&MediaId::of(&a)), tampered);
+        s.mirrors[0].put(&media_path(&MediaId::of(&b)), b[..10_000].to_vec());
+        let report = s.sync().await.unwrap();
+        assert_eq!(report.version, 1);
+        let served = s.served_by();
+        assert_eq!(
+            served.media,
+            [crate::sources::MediaServed {
+                url: MEMORY_SERVER.into(),
+                count: 2,
+                bytes: 50_000
+            }],
+            "the origin sent every byte again, from byte 0"
+        );
+        assert_eq!(refused_urls(&served), [MIRROR_A, MIRROR_A]);
+        let errors: Vec<_> = served.refused.iter().map(|r| r.error.as_str()).collect();
+        assert!(errors.iter().any(|e| e.contains("does not match")), "{errors:?}");
+        assert!(
+            errors.iter().any(|e| e.contains("stopped at 10000")),
+            "{errors:?}"
+        );
+        let attacks: Vec<_> = served.possible_attacks().map(|r| r.error.as_str()).collect();
+        assert!(
+            attacks.len() == 1 && attacks[0].contains("does not match"),
+            "a wrong hash is an attack signal, a short file is not: {attacks:?}"
+        );
+        assert!(
+            s.servers[0].requests().iter().all(|r| r.from_byte == 0),
+            "no resume of a mirror's bytes"
+        );
+        assert!(std::fs::read_dir(s.config.data.join("partial"))
+            .unwrap()
+            .next()
+            .is_none());
+    }
+
+    #[tokio::test]
+    async fn a_good_mirror_serves_every_media_byte() {
+        let s = sites(&[MEMORY_SERVER], &[MIRROR_A]);
+        let (a, b) = (media(1, 20_000), media(2, 30_000));
+        s.servers[0].publish(1, &[&a, &b], FUTURE);
+        s.mirrors[0].copy_from(&s.servers[0]);
+        s.sync().await.unwrap();
+        assert_eq!(s.servers[0].media_requests(), 0);
+        let served = s.served_by();
+        assert_eq!(served.media.len(), 1);
+        assert_eq!(
+            (served.media[0].url.as_str(), served.media[0].bytes),
+            (MIRROR_A, 50_000)
+        );
+        assert!(served.refused.is_empty(), "{served:?}");
+    }
+
+    #[tokio::test]
+    async fn a_mirror_down_is_tried_once_per_sync_not_once_per_file() {
+        let s = sites(&[MEMORY_SERVER], &[MIRROR_A]);
+        let files: Vec<Vec<u8>> = (1..=6).map(|i| media(i, 1000)).collect();
+        let refs: Vec<&[u8]> = files.iter().map(|f| f.as_slice()).collect();
+        s.servers[0].publish(1, &refs, FUTURE);
+        s.mirrors[0].set_down(true);
+        s.sync().await.unwrap();
+        // Two downloads run in parallel: each may have asked it before it was known down.
+        assert!(
+            s.mirrors[0].media_requests() <= 2,
+            "{}",
+            s.mirrors[0].media_requests()
+        );
+        assert_eq!(s.served_by().media[0].count, 6);
+    }
+
+    #[tokio::test]
+    async fn stale_or_tampered_mirror_manifests_are_refused_and_the_next_mirror_serves() {
+        let s = sites(&[MEMORY_SERVER], &[MIRROR_A, MIRROR_B]);
+        let a = media(1, 1000);
+        s.servers[0].publish(1, &[&a], FUTURE);
+        s.sync().await.unwrap();
+        s.servers[0].set_down(true);
+        // Mirror A: version 2, expired (a mirror left behind, caught by expiry). Its
+        // `Date` claims a time before the expiry: a mirror's clock is not trusted.
+        s.mirrors[0].publish(2, &[&a], PAST);
+        s.mirrors[0].set_server_date(Some(at("2020-06-01T00:00:00Z")));
+        let err = s.sync().await.unwrap_err();
+        assert!(err.is_stale(), "{err}");
+        assert_eq!(layout(&s.config).current_version().unwrap(), Some(1));
+        // Mirror A now: version 2 with a manifest changed after signing.
+        s.mirrors[0].publish(2, &[&a], FUTURE);
+        let path = version_file_path(2, MANIFEST_FILE);
+        let yaml = manifest_yaml(2, &[&a], FUTURE).replace("Track 0", "Track X");
+        s.mirrors[0].put(&path, yaml.into_bytes());
+        let err = s.sync().await.unwrap_err();
+        assert!(
+            matches!(err, SyncError::Verify { .. }) && err.is_verify_failure(),
+            "{err}"
+        );
+        // Mirror B holds the real version 2: it is taken, mirror A is on record.
+        s.mirrors[1].publish(2, &[&a], FUTURE);
+        assert_eq!(s.sync().await.unwrap().version, 2);
+        let served = s.served_by();
+        assert_eq!(served.manifest.as_deref(), Some(MIRROR_B));
+        assert!(served
+            .refused
+            .iter()
+            .any(|r| r.url == MIRROR_A && r.error.contains("verification")));
     }
 }

@@ -248,9 +248,12 @@ pub const MEMORY_SERVER: &str = "https://publisher.invalid";
 
 /// A [`Transport`] answering from memory, like a pull-protocol server that holds
 /// files by path: `Range` resumes honoured, 404 for anything else, bodies in 8 KiB
-/// chunks. Only URLs under [`MEMORY_SERVER`] exist.
-#[derive(Default)]
+/// chunks. Only URLs under its base ([`MEMORY_SERVER`] unless made with
+/// [`MemoryTransport::at`]) exist. It can also be down, or answer one status to all.
 pub struct MemoryTransport {
+    base: String,
+    down: Mutex<bool>,
+    status: Mutex<Option<StatusCode>>,
     files: Mutex<HashMap<String, Vec<u8>>>,
     requests: Mutex<Vec<FetchRequest>>,
     server_date: Mutex<Option<DateTime<Utc>>>,
@@ -271,10 +274,57 @@ pub struct Trickle {
     pub every: Duration,
 }
 
+impl Default for MemoryTransport {
+    fn default() -> MemoryTransport {
+        MemoryTransport::at(MEMORY_SERVER)
+    }
+}
+
 impl MemoryTransport {
-    /// A client whose every request goes to `transport`.
+    /// A server or mirror at base URL `base` (under `.invalid`, so nothing real).
+    pub fn at(base: &str) -> MemoryTransport {
+        MemoryTransport {
+            base: base.to_string(),
+            down: Mutex::new(false),
+            status: Mutex::new(None),
+            files: Mutex::default(),
+            requests: Mutex::default(),
+            server_date: Mutex::default(),
+            trickle: Mutex::default(),
+            post_handler: Mutex::default(),
+            posts: Mutex::default(),
+        }
+    }
+
+    /// A client whose every request goes to `transport`, at its base URL.
     pub fn client(transport: &Arc<MemoryTransport>) -> Client {
-        Client::with_transport(MEMORY_SERVER, transport.clone())
+        Client::with_transport(&transport.base, transport.clone())
+    }
+
+    /// From now on no request gets an answer (`true`), as when the host is down.
+    pub fn set_down(&self, down: bool) {
+        *self.down.lock().unwrap() = down;
+    }
+
+    /// From now on every request is answered `status` (`None`: normally).
+    pub fn set_status(&self, status: Option<StatusCode>) {
+        *self.status.lock().unwrap() = status;
+    }
+
+    /// Copies every file `other` serves (head, versions, media) into this one.
+    pub fn copy_from(&self, other: &MemoryTransport) {
+        let files = other.files.lock().unwrap().clone();
+        self.files.lock().unwrap().extend(files);
+    }
+
+    /// Media requests it received.
+    pub fn media_requests(&self) -> usize {
+        self.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.url.contains(&format!("{MEDIA_PREFIX}/")))
+            .count()
     }
 
     /// Serves `bytes` at `path` (a protocol path, query string ignored).
@@ -331,9 +381,24 @@ impl MemoryTransport {
 impl Transport for MemoryTransport {
     fn fetch(&self, request: FetchRequest) -> BoxFuture<'_, Result<FetchResponse, TransportError>> {
         self.requests.lock().unwrap().push(request.clone());
+        if *self.down.lock().unwrap() {
+            let url = request.url.clone();
+            return Box::pin(async move {
+                Err(TransportError::Request {
+                    url,
+                    detail: "connection refused (test: host down)".into(),
+                })
+            });
+        }
+        if let Some(status) = *self.status.lock().unwrap() {
+            let server_date = *self.server_date.lock().unwrap();
+            return Box::pin(
+                async move { Ok(answer(status, server_date, br#"{"error": "test"}"#.to_vec())) },
+            );
+        }
         let found = request
             .url
-            .strip_prefix(MEMORY_SERVER)
+            .strip_prefix(self.base.as_str())
             .map(|p| p.split('?').next().unwrap_or(p))
             .and_then(|p| self.files.lock().unwrap().get(p).cloned());
         let answer = match found {
@@ -351,9 +416,7 @@ impl Transport for MemoryTransport {
         let (status, range_start, body) = answer;
         let server_date = *self.server_date.lock().unwrap();
         let trickle = *self.trickle.lock().unwrap();
-        let is_media = request
-            .url
-            .starts_with(&format!("{MEMORY_SERVER}{MEDIA_PREFIX}/"));
+        let is_media = request.url.starts_with(&format!("{}{MEDIA_PREFIX}/", self.base));
         let content_length = Some(body.len() as u64);
         let body = match trickle {
             Some(t) if is_media => {
@@ -390,9 +453,18 @@ impl Transport for MemoryTransport {
     }
 
     fn post(&self, request: PostRequest) -> BoxFuture<'_, Result<FetchResponse, TransportError>> {
+        if *self.down.lock().unwrap() {
+            let url = request.url.clone();
+            return Box::pin(async move {
+                Err(TransportError::Request {
+                    url,
+                    detail: "connection refused (test: host down)".into(),
+                })
+            });
+        }
         let path = request
             .url
-            .strip_prefix(MEMORY_SERVER)
+            .strip_prefix(self.base.as_str())
             .unwrap_or(&request.url)
             .to_string();
         self.posts

@@ -5,7 +5,8 @@
 //! downloads ([`crate::download`]) see only this trait, so media can later come from
 //! mirrors and unit tests need no HTTP server. [`HttpsTransport`] is the real one:
 //! rustls with only the pinned CA as root, no redirects, the bearer token on every
-//! request, `Range` for resumes and the server's `Date` for the clock offset.
+//! request, `Range` for resumes and the server's `Date` for the clock offset; for a
+//! mirror ([`HttpsTransport::for_mirror`]) no token, and the web roots beside the CA.
 
 use std::time::Duration;
 
@@ -16,7 +17,7 @@ use futures_util::stream::{BoxStream, StreamExt};
 use reqwest::header::{HeaderMap, AUTHORIZATION, CONTENT_RANGE, CONTENT_TYPE, DATE, RANGE};
 use reqwest::StatusCode;
 
-use crate::config::{Config, Token, TransportPolicy};
+use crate::config::{Config, MirrorTransport, Token, TransportPolicy};
 
 /// The body of an answer, chunk by chunk; dropping it stops reading (a download
 /// over its declared size is cut off without consuming the rest).
@@ -138,18 +139,47 @@ pub struct BuildError {
     pub reason: String,
 }
 
-/// The publisher over HTTPS (plain HTTP only when the config explicitly allows it).
+/// The publisher over HTTPS (plain HTTP only when the config explicitly allows it),
+/// or a mirror (see [`HttpsTransport::for_mirror`]).
 #[derive(Clone)]
 pub struct HttpsTransport {
     http: reqwest::Client,
-    token: Token,
+    /// `None` for a mirror: a CDN or object store never sees the player's token.
+    token: Option<Token>,
+}
+
+/// Which roots a transport trusts.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Roots {
+    /// The pinned CA alone when there is one (a server of this chain).
+    PinnedOnly,
+    /// The pinned CA and the usual web roots (a CDN or object store has a public
+    /// certificate; every object is verified above the transport anyway).
+    PinnedAndWeb,
 }
 
 impl HttpsTransport {
     pub fn new(config: &Config) -> Result<HttpsTransport, BuildError> {
+        let https_only = config.transport == TransportPolicy::HttpsOnly;
+        let http = Self::client(config, https_only, Roots::PinnedOnly)?;
+        Ok(HttpsTransport {
+            http,
+            token: Some(config.token.clone()),
+        })
+    }
+
+    /// A mirror's transport: no bearer token, the pinned CA plus the web roots, plain
+    /// HTTP only with [`MirrorTransport::AllowHttp`].
+    pub fn for_mirror(config: &Config) -> Result<HttpsTransport, BuildError> {
+        let https_only = config.mirror_transport == MirrorTransport::HttpsOnly;
+        let http = Self::client(config, https_only, Roots::PinnedAndWeb)?;
+        Ok(HttpsTransport { http, token: None })
+    }
+
+    fn client(config: &Config, https_only: bool, roots: Roots) -> Result<reqwest::Client, BuildError> {
         let mut builder = reqwest::Client::builder()
             .use_rustls_tls()
-            .https_only(config.transport == TransportPolicy::HttpsOnly)
+            .https_only(https_only)
             // A redirect could lead to plain HTTP or another host: never follow one.
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(10))
@@ -160,16 +190,14 @@ impl HttpsTransport {
             let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes()).map_err(|e| BuildError {
                 reason: format!("ca_cert is not a usable PEM: {}", one_line(&e)),
             })?;
-            builder = builder.tls_built_in_root_certs(false);
+            if roots == Roots::PinnedOnly {
+                builder = builder.tls_built_in_root_certs(false);
+            }
             for cert in certs {
                 builder = builder.add_root_certificate(cert);
             }
         }
-        let http = builder.build().map_err(|e| BuildError { reason: one_line(&e) })?;
-        Ok(HttpsTransport {
-            http,
-            token: config.token.clone(),
-        })
+        builder.build().map_err(|e| BuildError { reason: one_line(&e) })
     }
 
     async fn get(&self, request: FetchRequest) -> Result<FetchResponse, TransportError> {
@@ -193,16 +221,16 @@ impl HttpsTransport {
         self.send(req, request.url).await
     }
 
-    /// Sends with the bearer token and wraps the answer.
+    /// Sends (with the bearer token, to a server) and wraps the answer.
     async fn send(&self, req: reqwest::RequestBuilder, url: String) -> Result<FetchResponse, TransportError> {
-        let resp = req
-            .header(AUTHORIZATION, format!("Bearer {}", self.token.expose()))
-            .send()
-            .await
-            .map_err(|e| TransportError::Request {
-                url: url.clone(),
-                detail: describe(&e),
-            })?;
+        let req = match &self.token {
+            Some(token) => req.header(AUTHORIZATION, format!("Bearer {}", token.expose())),
+            None => req,
+        };
+        let resp = req.send().await.map_err(|e| TransportError::Request {
+            url: url.clone(),
+            detail: describe(&e),
+        })?;
         Ok(FetchResponse {
             status: resp.status(),
             content_length: resp.content_length(),

@@ -8,6 +8,7 @@ pub mod play;
 pub mod proxy;
 pub mod recording;
 pub mod serve_process;
+pub mod static_mirror;
 pub mod web;
 
 use std::collections::BTreeSet;
