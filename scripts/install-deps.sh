@@ -9,8 +9,9 @@
 # Environment:
 #   SKYCAST_SKIP_APT=1   do not touch system packages (only check cargo tools)
 #
-# Exit status: 0 when cargo is usable; 1 when cargo is missing or a needed
-# system package could not be installed. A missing cargo-nextest that cannot
+# Exit status: 0 when cargo is usable; 1 when cargo is missing, a needed
+# system package could not be installed, or garage (the mirror tests' object
+# storage, `cargo install --locked garage`) could not be built. A missing cargo-nextest that cannot
 # be installed is only a warning (scripts/test.sh falls back to `cargo test`).
 
 set -euo pipefail
@@ -118,6 +119,24 @@ ensure_nextest() {
     fi
 }
 
+# Mirror tests (tests/tests/mirror_garage.rs) run a 3-node Garage cluster on
+# loopback. Garage (AGPL) runs only as separate `garage server` processes; nothing
+# of it is linked into Skycast. Its build takes several minutes the first time.
+ensure_garage() {
+    if command -v garage >/dev/null 2>&1; then
+        log "$(garage --version 2>/dev/null | head -n 1)"
+        return 0
+    fi
+    log "garage missing: cargo install --locked garage"
+    if cargo install --locked garage; then
+        log "$(garage --version 2>/dev/null | head -n 1)"
+    else
+        log "could not install garage: the mirror tests (tests/tests/mirror_garage.rs) will fail until it is installed" >&2
+        exit 1
+    fi
+}
+
 install_system_packages
 check_cargo
 ensure_nextest
+ensure_garage

@@ -45,6 +45,8 @@ pub struct ServeConfig {
     pub retention: Duration,
     /// Where `/metrics` is served (plain HTTP, `--metrics-listen`); none by default.
     pub metrics_listener: Option<TcpListener>,
+    /// On a second site: fetch the primary's store this often (`follow`).
+    pub follow_every: Option<Duration>,
 }
 
 impl ServeConfig {
@@ -58,6 +60,7 @@ impl ServeConfig {
             offline_after: crate::fleet::DEFAULT_OFFLINE_AFTER,
             retention: crate::fleet::DEFAULT_RETENTION,
             metrics_listener: None,
+            follow_every: None,
         }
     }
 }
@@ -73,6 +76,16 @@ pub async fn run(
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
 
+    if let Some(every) = config.follow_every {
+        // A second site copies the primary's store before and while it serves.
+        let from = data.settings()?.follows.ok_or_else(|| {
+            PublisherError::Internal("follow_every set on a directory that follows no primary".into())
+        })?;
+        let (data, stop) = (data.clone(), stop_rx.clone());
+        tasks.spawn(async move {
+            protocol::every_tick(every, stop, || crate::follow::tick(data.clone(), from.clone())).await
+        });
+    }
     let head = Arc::new(HeadTracker::open(data.clone()).await?);
     {
         let (head, stop) = (head.clone(), stop_rx.clone());
@@ -112,6 +125,11 @@ pub async fn run(
         });
         // Proof of play and events past the retention, purged every hour.
         tasks.spawn(fleet.clone().purge_on_schedule(config.retention, stop_rx.clone()));
+    }
+    {
+        // Every version copied to the object-storage mirrors, from a persistent queue.
+        let mirrors = crate::mirror::worker::MirrorTask::new(data.clone(), head.subscribe())?;
+        tasks.spawn(mirrors.run(stop_rx.clone()));
     }
     {
         // Alert transitions to the webhooks, from the database's outbox.

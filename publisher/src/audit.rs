@@ -99,20 +99,9 @@ pub fn verify_store(store: &Store, trusted: &TrustedKeys) -> Result<AuditReport>
             problems: Vec::new(),
             warnings: Vec::new(),
         };
-        let verified = match store.verified_manifest(commit, trusted) {
-            Ok(v) => Some(v),
-            Err(StoreError::Unverified { source, .. }) => {
-                audit.problems.push(source.to_string());
-                None
-            }
-            Err(StoreError::MissingFile { .. }) => {
-                audit
-                    .problems
-                    .push(format!("{MANIFEST_FILE} or {SIGNATURE_FILE} is missing"));
-                None
-            }
-            Err(e) => return Err(e.into()),
-        };
+        let (media_count, problems) = check_commit(store, commit, info.version, trusted, &mut checked_blobs)?;
+        audit.media_count = media_count;
+        audit.problems.extend(problems);
         if let Some(prev) = previous {
             if info.version <= prev {
                 audit.problems.push(format!(
@@ -132,57 +121,6 @@ pub fn verify_store(store: &Store, trusted: &TrustedKeys) -> Result<AuditReport>
                 info.version
             )),
         }
-        for name in store.root_entries(commit)? {
-            if ![MANIFEST_FILE, SIGNATURE_FILE, MEDIA_DIR].contains(&name.as_str()) {
-                audit
-                    .problems
-                    .push(format!("unexpected file `{name}` in the version"));
-            }
-        }
-        if let Some(m) = verified {
-            audit.media_count = m.media.len();
-            let files: BTreeMap<String, BlobId> = store.media_in(commit)?.into_iter().collect();
-            for entry in &m.media {
-                let Some(oid) = files.get(&entry.id.file_name()) else {
-                    audit
-                        .problems
-                        .push(format!("media {} ({}) is missing", entry.id, entry.title));
-                    continue;
-                };
-                let (id, size) = match checked_blobs.get(oid) {
-                    Some(v) => *v,
-                    None => {
-                        let mut h = ContentHasher::new();
-                        h.update(&store.read_blob(*oid)?);
-                        let v = h.finalize();
-                        checked_blobs.insert(*oid, v);
-                        v
-                    }
-                };
-                if id != entry.id {
-                    audit.problems.push(format!(
-                        "media {} ({}) has content hashing to {id}: altered",
-                        entry.id, entry.title
-                    ));
-                } else if size != entry.size {
-                    audit.problems.push(format!(
-                        "media {} is {size} bytes, the manifest says {}",
-                        entry.id, entry.size
-                    ));
-                }
-            }
-            let listed: BTreeSet<String> = m.media.iter().map(|e| e.id.file_name()).collect();
-            for name in files.keys().filter(|n| !listed.contains(*n)) {
-                audit
-                    .problems
-                    .push(format!("media file `{name}` is not listed in the manifest"));
-            }
-            if m.version() != info.version {
-                audit
-                    .problems
-                    .push("manifest version changed between reads".into());
-            }
-        }
         report.versions.push(audit);
     }
     for tag in store.version_tags()? {
@@ -198,6 +136,77 @@ pub fn verify_store(store: &Store, trusted: &TrustedKeys) -> Result<AuditReport>
         }
     }
     Ok(report)
+}
+
+/// The checks of one version that need nothing but its commit: the signature
+/// of its manifest, the files it holds, each media file's hash and size, and
+/// the version number it declares. Returns the media count and the problems.
+/// `checked_blobs` remembers blobs already hashed (shared between versions).
+pub fn check_commit(
+    store: &Store,
+    commit: CommitId,
+    version: u64,
+    trusted: &TrustedKeys,
+    checked_blobs: &mut HashMap<BlobId, (MediaId, u64)>,
+) -> Result<(usize, Vec<String>)> {
+    let mut media_count = 0;
+    let mut problems = Vec::new();
+    let verified = match store.verified_manifest(commit, trusted) {
+        Ok(v) => Some(v),
+        Err(StoreError::Unverified { source, .. }) => {
+            problems.push(source.to_string());
+            None
+        }
+        Err(StoreError::MissingFile { .. }) => {
+            problems.push(format!("{MANIFEST_FILE} or {SIGNATURE_FILE} is missing"));
+            None
+        }
+        Err(e) => return Err(e.into()),
+    };
+    for name in store.root_entries(commit)? {
+        if ![MANIFEST_FILE, SIGNATURE_FILE, MEDIA_DIR].contains(&name.as_str()) {
+            problems.push(format!("unexpected file `{name}` in the version"));
+        }
+    }
+    if let Some(m) = verified {
+        media_count = m.media.len();
+        let files: BTreeMap<String, BlobId> = store.media_in(commit)?.into_iter().collect();
+        for entry in &m.media {
+            let Some(oid) = files.get(&entry.id.file_name()) else {
+                problems.push(format!("media {} ({}) is missing", entry.id, entry.title));
+                continue;
+            };
+            let (id, size) = match checked_blobs.get(oid) {
+                Some(v) => *v,
+                None => {
+                    let mut h = ContentHasher::new();
+                    h.update(&store.read_blob(*oid)?);
+                    let v = h.finalize();
+                    checked_blobs.insert(*oid, v);
+                    v
+                }
+            };
+            if id != entry.id {
+                problems.push(format!(
+                    "media {} ({}) has content hashing to {id}: altered",
+                    entry.id, entry.title
+                ));
+            } else if size != entry.size {
+                problems.push(format!(
+                    "media {} is {size} bytes, the manifest says {}",
+                    entry.id, entry.size
+                ));
+            }
+        }
+        let listed: BTreeSet<String> = m.media.iter().map(|e| e.id.file_name()).collect();
+        for name in files.keys().filter(|n| !listed.contains(*n)) {
+            problems.push(format!("media file `{name}` is not listed in the manifest"));
+        }
+        if m.version() != version {
+            problems.push("manifest version changed between reads".into());
+        }
+    }
+    Ok((media_count, problems))
 }
 
 /// Reads and parses (without verifying) the manifest of version `n`.

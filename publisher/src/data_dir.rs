@@ -25,6 +25,10 @@ pub struct DataDir {
 pub struct Settings {
     /// The URL players use to reach `serve`; printed into player configs.
     pub public_url: String,
+    /// Set on a second site (`follow`): the primary's store this is a
+    /// read-only copy of. Such a directory has no signing key and never signs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub follows: Option<String>,
 }
 
 /// What `init` produced, for the caller to print.
@@ -42,6 +46,21 @@ pub struct InitOptions {
     pub tls_cert_and_key: Option<(PathBuf, PathBuf)>,
     /// Extra DNS names or IP addresses for the generated server certificate.
     pub extra_names: Vec<String>,
+}
+
+/// What `follow` needs to make a second site's directory: no signing key, the
+/// primary's public key to verify with, and TLS material from the primary's CA
+/// (`skycast-publisher tls issue` on the primary) so players reach both sites
+/// with the one CA they pin.
+pub struct FollowerInit {
+    /// The primary's store, as a git URL (`--from`).
+    pub from: String,
+    pub public_url: String,
+    pub trusted_key: PublicKey,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    pub ca_cert: PathBuf,
+    pub admin_user: String,
 }
 
 impl DataDir {
@@ -149,6 +168,7 @@ impl DataDir {
         // Written last: its presence marks a complete init.
         let settings = Settings {
             public_url: opts.public_url,
+            follows: None,
         };
         let text = toml::to_string(&settings).map_err(|e| PublisherError::Internal(e.to_string()))?;
         write_public(&self.settings_path(), text.as_bytes())?;
@@ -156,6 +176,44 @@ impl DataDir {
             public_key: secret.public(),
             generated_admin_password: generated,
         })
+    }
+
+    /// Makes a second site's directory (see [`FollowerInit`]); its store stays
+    /// empty until the first fetch from the primary. Returns the generated
+    /// password of its admin user (shown once).
+    pub fn init_follower(&self, opts: FollowerInit) -> Result<String> {
+        if self.settings_path().exists() || self.store_path().exists() {
+            return Err(PublisherError::AlreadyInitialised {
+                path: self.root.clone(),
+            });
+        }
+        let cert_pem = fs::read(&opts.server_cert).map_err(PublisherError::io("read", &opts.server_cert))?;
+        let key_pem = fs::read(&opts.server_key).map_err(PublisherError::io("read", &opts.server_key))?;
+        let ca_pem = fs::read(&opts.ca_cert).map_err(PublisherError::io("read", &opts.ca_cert))?;
+        tls::server_config(&cert_pem, &key_pem)?; // refuse unusable material now, not at serve time
+        for dir in [self.root.clone(), self.root.join("keys"), self.root.join("tls")] {
+            create_private_dir(&dir)?;
+        }
+        Store::init(&self.store_path())?;
+        set_mode(&self.store_path(), 0o700)?;
+        write_public(
+            &self.public_key_path(),
+            format!("{}\n", opts.trusted_key).as_bytes(),
+        )?;
+        write_public(&self.server_cert_path(), &cert_pem)?;
+        write_private(&self.server_key_path(), &key_pem)?;
+        write_public(&self.ca_cert_path(), &ca_pem)?;
+        let db = Db::open(&self.db_path())?;
+        let password = crate::random_token();
+        db.create_user(&opts.admin_user, &password, crate::db::Role::Admin)?;
+        // Written last: its presence marks a complete init.
+        let settings = Settings {
+            public_url: opts.public_url,
+            follows: Some(opts.from),
+        };
+        let text = toml::to_string(&settings).map_err(|e| PublisherError::Internal(e.to_string()))?;
+        write_public(&self.settings_path(), text.as_bytes())?;
+        Ok(password)
     }
 
     pub fn settings(&self) -> Result<Settings> {
@@ -167,10 +225,21 @@ impl DataDir {
         })
     }
 
+    /// The signing key; a follower's directory refuses (every path that signs
+    /// a version reads it first: publish, rollback, the web UI's publish).
     pub fn secret_key(&self) -> Result<SecretKey> {
+        self.refuse_if_follower()?;
         let path = self.secret_key_path();
         let text = fs::read_to_string(&path).map_err(PublisherError::io("read", &path))?;
         Ok(SecretKey::from_file_text(&text)?)
+    }
+
+    /// `ReadOnlyCopy` when this directory follows a primary (`follow`).
+    pub fn refuse_if_follower(&self) -> Result<()> {
+        match self.settings()?.follows {
+            Some(primary) => Err(PublisherError::ReadOnlyCopy { primary }),
+            None => Ok(()),
+        }
     }
 
     pub fn public_key(&self) -> Result<PublicKey> {

@@ -24,6 +24,7 @@ pub fn add_player(
     player_data: Option<&str>,
     out: Option<&std::path::Path>,
 ) -> Result<String> {
+    data.refuse_if_follower()?;
     check_plain_name("player id", id)?;
     check_shop_name(shop)?;
     let token = new_player_token();

@@ -37,6 +37,16 @@ pub enum PublisherError {
     #[error("`{path}` is not a Skycast data directory: run `skycast-publisher init --data {path}` first")]
     NotInitialised { path: PathBuf },
     #[error(
+        "this data directory is a read-only copy of the primary at {primary} (`skycast-publisher follow`): publish, roll back and register players on the primary"
+    )]
+    ReadOnlyCopy { primary: String },
+    #[error("version {version} from the primary at {primary} is refused, this copy keeps what it has: {reason}")]
+    FollowRefused {
+        primary: String,
+        version: u64,
+        reason: String,
+    },
+    #[error(
         "`{path}` already holds a Skycast data directory: pick another directory or keep using this one"
     )]
     AlreadyInitialised { path: PathBuf },

@@ -16,7 +16,7 @@ impl PublisherError {
             BadRequest(_) | NotMp3 { .. } | MediaTooLarge { .. } | Planning { .. } | Manifest(_) => {
                 StatusCode::BAD_REQUEST
             }
-            ConcurrentPublish | PlayerExists(_) | AlreadyInitialised { .. } | Conflict(_) => {
+            ConcurrentPublish | PlayerExists(_) | AlreadyInitialised { .. } | Conflict(_) | ReadOnlyCopy { .. } => {
                 StatusCode::CONFLICT
             }
             Forbidden { .. } | CsrfRejected => StatusCode::FORBIDDEN,

@@ -53,35 +53,43 @@ enum Command {
     Serve {
         #[arg(long)]
         data: PathBuf,
-        #[arg(long, default_value = "127.0.0.1:8443")]
-        listen: String,
-        /// Serve plain HTTP instead of HTTPS (tests and trusted networks only)
+        #[command(flatten)]
+        serve: ServeArgs,
+    },
+    /// Keep a verified, read-only copy of a primary's store on a second site and serve players from it (it never signs)
+    Follow {
+        /// This site's data directory (made on the first run from the flags below)
         #[arg(long)]
-        insecure_http: bool,
-        /// Largest MP3 the web UI accepts in an upload, in MiB
-        #[arg(long, default_value_t = 200)]
-        max_upload_mb: u64,
-        /// Connections open at once [default: 3/4 of the open-file limit, at most 4096]
-        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
-        max_connections: Option<u64>,
-        /// Connections open at once from one IPv4 address or IPv6 /64 (players behind one NAT share it) [default: half of --max-connections]
-        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
-        max_connections_per_ip: Option<u64>,
-        /// Seconds a client has to send a complete request head
-        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
-        header_timeout_secs: u64,
-        /// Seconds a connection may wait between requests (HTTP/1.1 ones close after the header timeout too)
-        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
-        idle_timeout_secs: u64,
-        /// Seconds without a report after which a player is KO (and "unreachable" opens)
-        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
-        offline_after: u64,
-        /// Days plays and player events are kept before the hourly purge removes them
-        #[arg(long, default_value_t = 62, value_parser = clap::value_parser!(u64).range(1..))]
-        retention_days: u64,
-        /// Serve Prometheus metrics at http://ADDR/metrics (plain HTTP, no sign-in: keep ADDR on loopback or a private network) [default: off]
-        #[arg(long, value_name = "ADDR")]
-        metrics_listen: Option<String>,
+        data: PathBuf,
+        /// The primary's store as a git URL (`git://host/store.git`, a path, `file://`), fetched with git
+        #[arg(long)]
+        from: String,
+        /// The primary's public key (`ed25519:...`, its `keys/signing.pub`): needed on the first run
+        #[arg(long)]
+        key: Option<String>,
+        /// Server certificate, key and CA from the primary's CA (`skycast-publisher tls issue` on the primary): needed on the first run
+        #[arg(long)]
+        tls_cert: Option<PathBuf>,
+        #[arg(long)]
+        tls_key: Option<PathBuf>,
+        #[arg(long)]
+        ca_cert: Option<PathBuf>,
+        /// The URL players use for this site [default: https://LISTEN]
+        #[arg(long)]
+        public_url: Option<String>,
+        /// The first run's admin user of this site's web UI
+        #[arg(long, default_value = "admin")]
+        admin_user: String,
+        /// Seconds between two fetches from the primary
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..))]
+        fetch_every_secs: u64,
+        #[command(flatten)]
+        serve: ServeArgs,
+    },
+    /// TLS material from the local CA
+    Tls {
+        #[command(subcommand)]
+        command: TlsCommand,
     },
     /// Manage the people who use the web UI
     User {
@@ -97,6 +105,11 @@ enum Command {
     Webhook {
         #[command(subcommand)]
         command: WebhookCommand,
+    },
+    /// Copy every version to S3-compatible object storage (Garage, MinIO, S3) that players may fetch from
+    Mirror {
+        #[command(subcommand)]
+        command: MirrorCommand,
     },
     /// Show every player: UP/KO, in sync, playing, now playing, last report, clock, disk, alerts (same as GET /api/fleet)
     Fleet {
@@ -166,6 +179,99 @@ enum Command {
         /// Trusted public key (`ed25519:...`); required for a clone, read from the data directory otherwise
         #[arg(long)]
         key: Vec<String>,
+    },
+}
+
+/// How `serve` (and `follow`) listen and what they keep.
+#[derive(clap::Args)]
+struct ServeArgs {
+    #[arg(long, default_value = "127.0.0.1:8443")]
+    listen: String,
+    /// Serve plain HTTP instead of HTTPS (tests and trusted networks only)
+    #[arg(long)]
+    insecure_http: bool,
+    /// Largest MP3 the web UI accepts in an upload, in MiB
+    #[arg(long, default_value_t = 200)]
+    max_upload_mb: u64,
+    /// Connections open at once [default: 3/4 of the open-file limit, at most 4096]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    max_connections: Option<u64>,
+    /// Connections open at once from one IPv4 address or IPv6 /64 (players behind one NAT share it) [default: half of --max-connections]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    max_connections_per_ip: Option<u64>,
+    /// Seconds a client has to send a complete request head
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    header_timeout_secs: u64,
+    /// Seconds a connection may wait between requests (HTTP/1.1 ones close after the header timeout too)
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    idle_timeout_secs: u64,
+    /// Seconds without a report after which a player is KO (and "unreachable" opens)
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    offline_after: u64,
+    /// Days plays and player events are kept before the hourly purge removes them
+    #[arg(long, default_value_t = 62, value_parser = clap::value_parser!(u64).range(1..))]
+    retention_days: u64,
+    /// Serve Prometheus metrics at http://ADDR/metrics (plain HTTP, no sign-in: keep ADDR on loopback or a private network) [default: off]
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum TlsCommand {
+    /// Issue a server certificate from this data directory's CA, e.g. for a second site (`follow`): players pinning the CA trust it
+    Issue {
+        #[arg(long)]
+        data: PathBuf,
+        /// DNS names or IP addresses it is valid for, besides localhost, 127.0.0.1 and ::1
+        #[arg(long = "name")]
+        names: Vec<String>,
+        /// Directory to write server.pem, server.key (0600) and ca.pem into
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum MirrorCommand {
+    /// Add a mirror: `serve` copies every version to it (media, manifests, signatures, then the `v1/head` pointer)
+    Add {
+        #[arg(long)]
+        data: PathBuf,
+        /// The S3 API's URL, e.g. https://s3.example.com (plain http only to a loopback address)
+        #[arg(long)]
+        s3_endpoint: String,
+        #[arg(long)]
+        bucket: String,
+        /// The S3 region the endpoint signs for (Garage: its `s3_region`)
+        #[arg(long)]
+        region: String,
+        /// The mirror's name in status and alerts [default: the bucket's name]
+        #[arg(long)]
+        name: Option<String>,
+        /// A TOML file (mode 0600) with `access_key_id` and `secret_access_key` [default: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the environment of `serve`]
+        #[arg(long)]
+        credentials: Option<PathBuf>,
+        #[arg(long, env = "USER", default_value = "publisher")]
+        by: String,
+    },
+    /// List the mirrors (never their secrets)
+    List {
+        #[arg(long)]
+        data: PathBuf,
+    },
+    /// Forget a mirror and its queue (what it holds stays in the bucket)
+    Remove {
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long)]
+        name: String,
+    },
+    /// Each mirror's last mirrored version, lag behind the head, queue, last error and last success
+    Status {
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -392,53 +498,94 @@ fn main() -> anyhow::Result<()> {
                 done.version, done.media_count, done.new_media, done.commit
             );
         }
-        Command::Serve {
+        Command::Serve { data, serve: args } => serve(DataDir::open(&data)?, args, None)?,
+        Command::Follow {
             data,
-            listen,
-            insecure_http,
-            max_upload_mb,
-            max_connections,
-            max_connections_per_ip,
-            header_timeout_secs,
-            idle_timeout_secs,
-            offline_after,
-            retention_days,
-            metrics_listen,
+            from,
+            key,
+            tls_cert,
+            tls_key,
+            ca_cert,
+            public_url,
+            admin_user,
+            fetch_every_secs,
+            serve: args,
+        } => {
+            let dir = DataDir::new(&data);
+            if !dir.settings_path().exists() {
+                let (Some(key), Some(server_cert), Some(server_key), Some(ca_cert)) =
+                    (key, tls_cert, tls_key, ca_cert)
+                else {
+                    bail!("`{}` is not a second site yet: pass --key, --tls-cert, --tls-key and --ca-cert on the first run", data.display());
+                };
+                let password = dir.init_follower(skycast_publisher::FollowerInit {
+                    from: from.clone(),
+                    public_url: public_url.unwrap_or_else(|| format!("https://{}", args.listen)),
+                    trusted_key: key.parse()?,
+                    server_cert,
+                    server_key,
+                    ca_cert,
+                    admin_user: admin_user.clone(),
+                })?;
+                println!("second site made in {}, following {from}", data.display());
+                println!("admin user `{admin_user}` password (shown once, store it now): {password}");
+            }
+            let dir = DataDir::open(&data)?;
+            match dir.settings()?.follows {
+                Some(primary) if primary == from => {}
+                Some(primary) => bail!(
+                    "`{}` follows {primary}, not {from}: use that URL or another directory",
+                    data.display()
+                ),
+                None => bail!(
+                    "`{}` is a primary's data directory: a second site needs its own directory",
+                    data.display()
+                ),
+            }
+            // The first copy before serving: players never see an empty second site
+            // when the primary is reachable.
+            match skycast_publisher::follow::pull_once(&dir, &from) {
+                Ok(pulled) => println!("copied from the primary: {pulled:?}"),
+                Err(e) => eprintln!("warning: {e}: serving what this copy has"),
+            }
+            serve(dir, args, Some(std::time::Duration::from_secs(fetch_every_secs)))?;
+        }
+        Command::Tls {
+            command: TlsCommand::Issue { data, names, out },
         } => {
             let dir = DataDir::open(&data)?;
-            let limits = serve_limits(
-                max_connections,
-                max_connections_per_ip,
-                header_timeout_secs,
-                idle_timeout_secs,
-            );
-            let transport = if insecure_http {
-                TransportMode::InsecureHttp
-            } else {
-                TransportMode::Https
-            };
-            let rt = tokio::runtime::Runtime::new().context("start the async runtime")?;
-            rt.block_on(async {
-                let listener = tokio::net::TcpListener::bind(&listen)
-                    .await
-                    .with_context(|| format!("listen on {listen}: is another process using it"))?;
-                let mut config = ServeConfig::new(dir, transport);
-                config.max_upload_bytes = max_upload_mb.saturating_mul(1024 * 1024);
-                config.limits = limits;
-                config.offline_after = std::time::Duration::from_secs(offline_after);
-                config.retention = std::time::Duration::from_secs(retention_days.saturating_mul(86_400));
-                if let Some(addr) = &metrics_listen {
-                    let metrics = tokio::net::TcpListener::bind(addr).await.with_context(|| {
-                        format!("listen for metrics on {addr}: is another process using it")
-                    })?;
-                    config.metrics_listener = Some(metrics);
-                }
-                skycast_publisher::run(config, listener, shutdown_signal()).await?;
-                anyhow::Ok(())
+            dir.refuse_if_follower()?;
+            let ca_key = std::fs::read_to_string(dir.ca_key_path()).with_context(|| {
+                format!(
+                    "read the CA key {}: only a data directory made by `init` with its own CA can issue",
+                    dir.ca_key_path().display()
+                )
             })?;
+            let (cert, key) = skycast_publisher::tls::issue(&ca_key, &names)?;
+            std::fs::create_dir_all(&out).with_context(|| format!("create {}", out.display()))?;
+            std::fs::write(out.join("server.pem"), cert)
+                .with_context(|| format!("write into {}", out.display()))?;
+            std::fs::copy(dir.ca_cert_path(), out.join("ca.pem"))
+                .with_context(|| format!("write into {}", out.display()))?;
+            let key_path = out.join("server.key");
+            {
+                use std::io::Write;
+                use std::os::unix::fs::OpenOptionsExt;
+                let mut file = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .mode(0o600)
+                    .open(&key_path)
+                    .with_context(|| format!("write {}", key_path.display()))?;
+                file.write_all(key.as_bytes())
+                    .with_context(|| format!("write {}", key_path.display()))?;
+            }
+            println!("server.pem, server.key and ca.pem written to {}", out.display());
         }
         Command::Player { command } => player(command, now)?,
         Command::Webhook { command } => webhook(command, now)?,
+        Command::Mirror { command } => mirror(command, now)?,
         Command::User {
             command: UserCommand::Add { data, name, role },
         } => {
@@ -549,6 +696,53 @@ fn main() -> anyhow::Result<()> {
 
 /// The listener's caps and timers: the open-file limit raised to its hard
 /// limit, the caps sized from it unless given.
+/// Runs `serve` on `dir` until a signal, following a primary when `follow_every` is set.
+fn serve(dir: DataDir, args: ServeArgs, follow_every: Option<std::time::Duration>) -> anyhow::Result<()> {
+    let ServeArgs {
+        listen,
+        insecure_http,
+        max_upload_mb,
+        max_connections,
+        max_connections_per_ip,
+        header_timeout_secs,
+        idle_timeout_secs,
+        offline_after,
+        retention_days,
+        metrics_listen,
+    } = args;
+    let limits = serve_limits(
+        max_connections,
+        max_connections_per_ip,
+        header_timeout_secs,
+        idle_timeout_secs,
+    );
+    let transport = if insecure_http {
+        TransportMode::InsecureHttp
+    } else {
+        TransportMode::Https
+    };
+    let rt = tokio::runtime::Runtime::new().context("start the async runtime")?;
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind(&listen)
+            .await
+            .with_context(|| format!("listen on {listen}: is another process using it"))?;
+        let mut config = ServeConfig::new(dir, transport);
+        config.max_upload_bytes = max_upload_mb.saturating_mul(1024 * 1024);
+        config.limits = limits;
+        config.offline_after = std::time::Duration::from_secs(offline_after);
+        config.retention = std::time::Duration::from_secs(retention_days.saturating_mul(86_400));
+        config.follow_every = follow_every;
+        if let Some(addr) = &metrics_listen {
+            let metrics = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("listen for metrics on {addr}: is another process using it"))?;
+            config.metrics_listener = Some(metrics);
+        }
+        skycast_publisher::run(config, listener, shutdown_signal()).await?;
+        anyhow::Ok(())
+    })
+}
+
 fn serve_limits(
     max_connections: Option<u64>,
     max_per_ip: Option<u64>,
@@ -742,6 +936,57 @@ fn webhook(command: WebhookCommand, now: chrono::DateTime<chrono::Utc>) -> anyho
             let db = DataDir::open(&data)?.db()?;
             let hook = notify::remove_webhook(&db, id, &by)?;
             println!("webhook {id} ({}) removed: nothing more is sent to it", hook.url);
+        }
+    }
+    Ok(())
+}
+
+/// `mirror ...`: add, list, remove, status.
+fn mirror(command: MirrorCommand, now: chrono::DateTime<chrono::Utc>) -> anyhow::Result<()> {
+    use skycast_publisher::mirror;
+    match command {
+        MirrorCommand::Add {
+            data,
+            s3_endpoint,
+            bucket,
+            region,
+            name,
+            credentials,
+            by,
+        } => {
+            let db = DataDir::open(&data)?.db()?;
+            let spec = mirror::MirrorSpec {
+                name: name.unwrap_or_else(|| bucket.clone()),
+                endpoint: s3_endpoint,
+                bucket,
+                region,
+                credentials_file: credentials,
+            };
+            let row = mirror::add(&db, &spec, &by, now)?;
+            println!(
+                "mirror `{}` added: {}/{} (region {}); `serve` copies every version to it",
+                row.name, row.endpoint, row.bucket, row.region
+            );
+            if row.credentials_file.is_none() {
+                eprintln!("its credentials come from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the environment of `serve`");
+            }
+        }
+        MirrorCommand::List { data } => {
+            print!("{}", mirror::render_list(&DataDir::open(&data)?.db()?.mirrors()?));
+        }
+        MirrorCommand::Remove { data, name } => {
+            mirror::remove(&DataDir::open(&data)?.db()?, &name)?;
+            println!(
+                "mirror `{name}` removed: nothing more is copied to it; what it holds stays in the bucket"
+            );
+        }
+        MirrorCommand::Status { data, json } => {
+            let status = mirror::status(&DataDir::open(&data)?, now)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                print!("{}", mirror::render(&status));
+            }
         }
     }
     Ok(())

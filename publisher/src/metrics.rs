@@ -28,6 +28,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::fleet::{AlertKind, Fleet, FleetView};
+use crate::mirror::MirrorStatus;
 
 /// The counters of this process. Process-wide on purpose: a Prometheus counter
 /// counts what one process did since it started, and a scrape reads one process.
@@ -280,11 +281,51 @@ pub fn render(view: &FleetView) -> String {
     out
 }
 
+/// The gauges of the object-storage mirrors, one series per mirror.
+pub fn render_mirrors(out: &mut String, mirrors: &[MirrorStatus]) {
+    type Gauge = fn(&MirrorStatus) -> u64;
+    let gauges: [(&str, &str, Gauge); 3] = [
+        (
+            "skycast_mirror_versions_behind",
+            "Versions published but not yet on each object-storage mirror.",
+            |m| m.versions_behind,
+        ),
+        (
+            "skycast_mirror_lag_seconds",
+            "Seconds since the oldest version not yet on each mirror was published (0 when in sync).",
+            |m| m.lag_secs,
+        ),
+        (
+            "skycast_mirror_failing",
+            "1 while a mirror keeps failing to take new versions (the mirror_failing alert), else 0.",
+            |m| u64::from(m.failing),
+        ),
+    ];
+    for (name, help, value) in gauges {
+        family(out, name, "gauge", help);
+        for m in mirrors {
+            let _ = writeln!(out, "{name}{{mirror=\"{}\"}} {}", label(&m.name), value(m));
+        }
+    }
+}
+
 async fn metrics(State(fleet): State<Arc<Fleet>>) -> Response {
-    match fleet.view(Utc::now()).await {
+    let now = Utc::now();
+    let mirrors = match fleet.mirrors(now).await {
+        Ok(mirrors) => mirrors,
+        Err(e) => {
+            tracing::warn!(error = %e, "metrics: cannot read the mirrors; their gauges are left out");
+            Vec::new()
+        }
+    };
+    match fleet.view(now).await {
         Ok(view) => (
             [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-            render(&view),
+            {
+                let mut out = render(&view);
+                render_mirrors(&mut out, &mirrors);
+                out
+            },
         )
             .into_response(),
         Err(e) => {
@@ -428,5 +469,37 @@ mod tests {
         assert_eq!(RouteGroup::of("/v1/head", None), RouteGroup::Protocol);
         assert_eq!(RouteGroup::of("/v1/media/abc", None), RouteGroup::Protocol);
         assert_eq!(RouteGroup::of("/fleet", Some("wait=1")), RouteGroup::Web);
+    }
+
+    #[test]
+    fn mirror_gauges_have_one_series_per_mirror() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::db::Db::open(&dir.path().join("p.sqlite")).unwrap();
+        let now = DateTime::parse_from_rfc3339("2026-12-01T10:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let spec = crate::mirror::MirrorSpec {
+            name: "eu".into(),
+            endpoint: "http://127.0.0.1:3900".into(),
+            bucket: "skycast".into(),
+            region: "garage".into(),
+            credentials_file: None,
+        };
+        crate::mirror::add(&db, &spec, "ann", now).unwrap();
+        db.enqueue_mirror_versions("eu", &[(1, Some("2026-12-01T09:59:00Z".into()))], now)
+            .unwrap();
+        let mut out = String::new();
+        render_mirrors(
+            &mut out,
+            &crate::mirror::status_with_head(&db, 1, None, now).unwrap(),
+        );
+        for line in [
+            "# TYPE skycast_mirror_versions_behind gauge",
+            "skycast_mirror_versions_behind{mirror=\"eu\"} 1",
+            "skycast_mirror_lag_seconds{mirror=\"eu\"} 60",
+            "skycast_mirror_failing{mirror=\"eu\"} 0",
+        ] {
+            assert!(out.lines().any(|l| l == line), "{line} in:\n{out}");
+        }
     }
 }

@@ -89,6 +89,8 @@ pub fn publish_planning(
     message: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<Published> {
+    // Before any media is written to the store.
+    data.refuse_if_follower()?;
     check_author(author)?;
     let text = std::fs::read_to_string(planning_path).map_err(PublisherError::io("read", planning_path))?;
     let planning = Planning::parse(&text).map_err(|e| PublisherError::Planning {
@@ -248,6 +250,8 @@ pub(crate) fn commit_with(
     now: DateTime<Utc>,
     prepare: impl FnOnce(Option<(u64, CommitId)>) -> Result<Unsigned>,
 ) -> Result<Published> {
+    // A second site never signs: every version comes from the primary.
+    data.refuse_if_follower()?;
     let lock = data.lock_store()?;
     for path in store.clear_stale_locks(&lock)? {
         tracing::warn!(path = %path.display(), "removed a lock file left by a killed writer");

@@ -19,18 +19,25 @@ fn tls_err(e: impl std::fmt::Display) -> PublisherError {
     PublisherError::Tls(e.to_string())
 }
 
-/// A fresh CA and a server certificate it signs, valid for localhost, 127.0.0.1,
-/// ::1 and `extra_names`.
-pub fn generate(extra_names: &[String]) -> Result<Material> {
-    let ca_key = KeyPair::generate().map_err(tls_err)?;
+/// The local CA's parameters: the same every time, so the CA certificate made
+/// again from its key names the same issuer and key as the one players pin.
+fn ca_params() -> Result<CertificateParams> {
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(tls_err)?;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     ca_params
         .distinguished_name
         .push(DnType::CommonName, "Skycast local CA");
     ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let ca_cert = ca_params.self_signed(&ca_key).map_err(tls_err)?;
+    Ok(ca_params)
+}
 
+/// A server certificate signed by `ca`, valid for localhost, 127.0.0.1, ::1
+/// and `extra_names`, and its key.
+fn server_cert(
+    ca: &rcgen::Certificate,
+    ca_key: &KeyPair,
+    extra_names: &[String],
+) -> Result<(String, String)> {
     let mut names = vec![
         "localhost".to_string(),
         "127.0.0.1".to_string(),
@@ -42,16 +49,30 @@ pub fn generate(extra_names: &[String]) -> Result<Material> {
     params
         .distinguished_name
         .push(DnType::CommonName, "Skycast publisher");
-    let server_cert = params
-        .signed_by(&server_key, &ca_cert, &ca_key)
-        .map_err(tls_err)?;
+    let cert = params.signed_by(&server_key, ca, ca_key).map_err(tls_err)?;
+    Ok((cert.pem(), server_key.serialize_pem()))
+}
 
+/// A fresh CA and a server certificate it signs, valid for localhost, 127.0.0.1,
+/// ::1 and `extra_names`.
+pub fn generate(extra_names: &[String]) -> Result<Material> {
+    let ca_key = KeyPair::generate().map_err(tls_err)?;
+    let ca_cert = ca_params()?.self_signed(&ca_key).map_err(tls_err)?;
+    let (server_cert_pem, server_key_pem) = server_cert(&ca_cert, &ca_key, extra_names)?;
     Ok(Material {
         ca_cert_pem: ca_cert.pem(),
         ca_key_pem: ca_key.serialize_pem(),
-        server_cert_pem: server_cert.pem(),
-        server_key_pem: server_key.serialize_pem(),
+        server_cert_pem,
+        server_key_pem,
     })
+}
+
+/// A new server certificate (and key) from the local CA whose key is
+/// `ca_key_pem`: for a second site that players reach with the CA they pin.
+pub fn issue(ca_key_pem: &str, extra_names: &[String]) -> Result<(String, String)> {
+    let ca_key = KeyPair::from_pem(ca_key_pem).map_err(|e| tls_err(format!("CA key unreadable: {e}")))?;
+    let ca_cert = ca_params()?.self_signed(&ca_key).map_err(tls_err)?;
+    server_cert(&ca_cert, &ca_key, extra_names)
 }
 
 pub fn server_config(cert_pem: &[u8], key_pem: &[u8]) -> Result<Arc<rustls::ServerConfig>> {

@@ -4,6 +4,7 @@
 
 pub mod browser;
 pub mod fleet;
+pub mod garage;
 pub mod play;
 pub mod proxy;
 pub mod recording;

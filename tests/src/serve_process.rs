@@ -97,7 +97,13 @@ pub struct ServeProcess {
 impl ServeProcess {
     /// `serve --data <data> --listen 127.0.0.1:0 <args>`.
     pub async fn start(data: &Path, args: &[&str]) -> ServeProcess {
-        Self::spawn(data, "127.0.0.1:0", args, None).await
+        Self::spawn("serve", data, "127.0.0.1:0", args, None).await
+    }
+
+    /// `follow --data <data> --listen <listen> <args>`: a second site, which
+    /// serves like `serve` once its first copy from the primary is done.
+    pub async fn start_follower(data: &Path, listen: &str, args: &[&str]) -> ServeProcess {
+        Self::spawn("follow", data, listen, args, None).await
     }
 
     /// `serve --data <data> --listen <addr> <args>`: a restart on the address a
@@ -110,16 +116,16 @@ impl ServeProcess {
             assert!(Instant::now() < deadline, "{addr} stays taken: {e}");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        Self::spawn(data, &addr.to_string(), args, None).await
+        Self::spawn("serve", data, &addr.to_string(), args, None).await
     }
 
     /// The same as a child of `sh` under `ulimit -n <open_files>` (`exec`, so the
     /// pid is serve's).
     pub async fn start_with_open_files(data: &Path, args: &[&str], open_files: u64) -> ServeProcess {
-        Self::spawn(data, "127.0.0.1:0", args, Some(open_files)).await
+        Self::spawn("serve", data, "127.0.0.1:0", args, Some(open_files)).await
     }
 
-    async fn spawn(data: &Path, listen: &str, args: &[&str], open_files: Option<u64>) -> ServeProcess {
+    async fn spawn(sub: &str, data: &Path, listen: &str, args: &[&str], open_files: Option<u64>) -> ServeProcess {
         let log = tempfile::Builder::new()
             .prefix("serve-")
             .suffix(".log")
@@ -136,7 +142,7 @@ impl ServeProcess {
             None => tokio::process::Command::new(bin("skycast-publisher")),
         };
         let child = command
-            .arg("serve")
+            .arg(sub)
             .arg("--data")
             .arg(data)
             .args(["--listen", listen])

@@ -16,6 +16,7 @@ mod alerts;
 mod drafts;
 mod fleet;
 mod library;
+mod mirrors;
 mod players;
 mod requests;
 mod sessions;
@@ -42,6 +43,7 @@ pub use fleet::{
     Applied, CommandView, LogEvent, PlayRecord, PlayerStatus, Purged, ReportedEntry, RowFilter, StatusUpdate,
 };
 pub use library::LibraryMedia;
+pub use mirrors::{MirrorRow, NewMirror};
 pub use players::{Actor, Player, PlayerAction, PlayerEvent, RegisteredPlayer, Via};
 pub use requests::PublishRequest;
 pub use sessions::{LoginAttempts, RecentAttempts};
@@ -172,6 +174,8 @@ BEGIN UPDATE player_generation SET n = n + 1; END;
     webhooks::MIGRATION,
     // Alerts and their transitions (the webhook outbox reads those).
     alerts::MIGRATION,
+    // Mirrors to object storage and their queue of versions to copy.
+    mirrors::MIGRATION,
 ];
 
 /// What the database refused, or a failure of the file itself (which names it).

@@ -306,6 +306,34 @@ impl Db {
         })
     }
 
+    /// Makes the enabled players exactly `rows` (token hash, player), as a
+    /// follower copies them from its primary: others are removed, changed ones
+    /// updated, in one transaction. Returns whether anything changed.
+    pub fn replace_players(&self, rows: &[(String, Player)]) -> Result<bool, DbError> {
+        let (_, current) = self.enabled_players_by_token_hash()?;
+        let mut current = current;
+        current.sort_by(|a, b| a.1.id.cmp(&b.1.id));
+        let mut wanted = rows.to_vec();
+        wanted.sort_by(|a, b| a.1.id.cmp(&b.1.id));
+        if current == wanted {
+            return Ok(false);
+        }
+        self.transaction(|tx| {
+            tx.write(|c| {
+                c.execute("DELETE FROM players", [])?;
+                for (hash, player) in &wanted {
+                    c.execute(
+                        "INSERT INTO players (id, shop, token_hash) VALUES (?1, ?2, ?3)",
+                        params![player.id, player.shop, hash],
+                    )?;
+                }
+                Ok(())
+            })
+        })?;
+        self.signal_players_changed();
+        Ok(true)
+    }
+
     /// The file whose replacement tells a running `serve` that the players
     /// changed (see [`crate::stamp`]): it then reloads its tokens before its
     /// next request, instead of looking each one up here.
@@ -321,7 +349,10 @@ impl Db {
             return;
         }
         let path = self.players_signal_path();
-        let generation = self.player_generation().map(|g| g.to_string()).unwrap_or_default();
+        let generation = self
+            .player_generation()
+            .map(|g| g.to_string())
+            .unwrap_or_default();
         if let Err(e) = crate::stamp::touch(&path, &generation) {
             tracing::warn!(path = %path.display(), error = %e, "cannot signal a change of the players");
         }

@@ -22,11 +22,13 @@ use tokio::sync::watch;
 
 use super::{parse_instant, rfc3339, AlertKind, AlertView};
 use crate::data_dir::DataDir;
-use crate::db::{AlertOpening, AlertPlayerFacts, AlertRow, Db, DbError, IntegrityEvent, NewAlert, PlayFact};
+use crate::db::{
+    AlertOpening, AlertPlayerFacts, AlertRow, Db, DbError, IntegrityEvent, MirrorRow, NewAlert, PlayFact,
+};
 use crate::error::{PublisherError, Result};
 
 impl AlertKind {
-    pub const ALL: [AlertKind; 8] = [
+    pub const ALL: [AlertKind; 9] = [
         AlertKind::Unreachable,
         AlertKind::OutOfSync,
         AlertKind::StaleVersion,
@@ -35,6 +37,7 @@ impl AlertKind {
         AlertKind::IntegrityFailure,
         AlertKind::ClockSkew,
         AlertKind::DiskLow,
+        AlertKind::MirrorFailing,
     ];
 
     /// As stored and serialised (`snake_case`).
@@ -48,6 +51,7 @@ impl AlertKind {
             AlertKind::IntegrityFailure => "integrity_failure",
             AlertKind::ClockSkew => "clock_skew",
             AlertKind::DiskLow => "disk_low",
+            AlertKind::MirrorFailing => "mirror_failing",
         }
     }
 
@@ -151,6 +155,8 @@ pub struct Facts<'m> {
     /// Since when this server listens: nobody could report while it was down,
     /// so silence is counted from here at the earliest.
     pub listening_since: Option<DateTime<Utc>>,
+    /// The object-storage mirrors and their queues (`mirror_failing`).
+    pub mirrors: Vec<MirrorRow>,
 }
 
 /// Something wrong now, as an alert would say it.
@@ -206,6 +212,11 @@ pub fn evaluate(facts: &Facts<'_>, now: DateTime<Utc>, config: &AlertConfig) -> 
             .entry(&event.player_id)
             .or_default()
             .push(event);
+    }
+    for mirror in &facts.mirrors {
+        if let Some(c) = mirror_failing(mirror, facts.head_version) {
+            out.push(c);
+        }
     }
     for player in facts.players.iter().filter(|p| !p.disabled) {
         let condition = |kind, subject: String, (en, fr): (String, String), detail| Condition {
@@ -660,6 +671,45 @@ fn disk_low(p: &AlertPlayerFacts, config: &AlertConfig) -> Option<Words> {
     Some((words, json!({"free_disk_bytes": free})))
 }
 
+/// A mirror that failed [`crate::mirror::FAILING_AFTER_FAILURES`] times without
+/// catching up (`crate::mirror::is_failing`): about the publisher's side, so it
+/// names no player or shop; its subject is the mirror. Gone once the queue is
+/// empty, then resolved after the hold-down like the others.
+fn mirror_failing(m: &MirrorRow, head_version: u64) -> Option<Condition> {
+    if !crate::mirror::is_failing(m, head_version) {
+        return None;
+    }
+    let behind = head_version.saturating_sub(m.mirrored_version).max(m.queue_len);
+    let failures = m.failures_since_caught_up;
+    let error = m.last_error.as_deref().unwrap_or("unknown");
+    let (name, endpoint, bucket) = (&m.name, &m.endpoint, &m.bucket);
+    let text_en = format!(
+        "Mirror «{name}» ({endpoint}, bucket {bucket}) is {behind} version(s) behind: {failures} copies failed in a row (last error: {error}). \
+         Players fetch from the other sources meanwhile; check that the storage is up and that its key may still write to the bucket."
+    );
+    let text_fr = format!(
+        "Le miroir «{name}» ({endpoint}, bucket {bucket}) a {behind} version(s) de retard : {failures} copies ont échoué d'affilée (dernière erreur : {error}). \
+         Les lecteurs se servent aux autres sources en attendant ; vérifiez que le stockage fonctionne et que sa clé a toujours le droit d'écrire dans le bucket."
+    );
+    Some(Condition {
+        kind: AlertKind::MirrorFailing,
+        player_id: String::new(),
+        shop: String::new(),
+        subject: name.clone(),
+        text_en,
+        text_fr,
+        detail: json!({
+            "mirror": name,
+            "mirrored_version": m.mirrored_version,
+            "head_version": head_version,
+            "queue_len": m.queue_len,
+            "failures": failures,
+            "last_error": m.last_error,
+        }),
+        onset: Duration::ZERO,
+    })
+}
+
 /// What one sweep changed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SweepReport {
@@ -733,6 +783,7 @@ impl Sweeper {
             plays,
             integrity: db.integrity_events_since(now - delta(config.integrity_window))?,
             listening_since: Some(self.listening_since),
+            mirrors: db.mirrors()?,
         };
         let conditions = evaluate(&facts, now, config);
         self.apply(db, conditions, now, config)

@@ -105,6 +105,9 @@ pub enum AlertKind {
     IntegrityFailure,
     ClockSkew,
     DiskLow,
+    /// A mirror (object storage) keeps failing to take new versions; its
+    /// subject is the mirror's name, it names no player or shop.
+    MirrorFailing,
 }
 
 /// One alert, open or resolved, with its words in both languages.
@@ -249,6 +252,21 @@ impl Fleet {
     pub async fn view(&self, now: DateTime<Utc>) -> Result<FleetView> {
         let (db, context) = (self.db.clone(), self.context(now).await?);
         blocking(move || build_view(&db, &context)).await
+    }
+
+    /// The object-storage mirrors against the announced head (`/metrics`).
+    pub async fn mirrors(&self, now: DateTime<Utc>) -> Result<Vec<crate::mirror::MirrorStatus>> {
+        let head = self.head.borrow().clone();
+        let db = self.db.clone();
+        blocking(move || {
+            Ok(crate::mirror::status_with_head(
+                &db,
+                head.version,
+                head.published_at.as_deref(),
+                now,
+            )?)
+        })
+        .await
     }
 
     /// A player's page at `now`; not found when `id` is not registered.

@@ -147,8 +147,18 @@ impl HeadTracker {
 
     /// Manifest or signature `name` of version `version`, which this server has
     /// indexed: from memory, or read from the store once and kept.
-    pub(crate) async fn version_file(&self, version: u64, commit: CommitId, name: &'static str) -> Result<VersionFile> {
-        if let Some(file) = self.files.read().unwrap_or_else(|p| p.into_inner()).get(&(version, name)) {
+    pub(crate) async fn version_file(
+        &self,
+        version: u64,
+        commit: CommitId,
+        name: &'static str,
+    ) -> Result<VersionFile> {
+        if let Some(file) = self
+            .files
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&(version, name))
+        {
             return Ok(file.clone());
         }
         let data = self.data.clone();

@@ -65,6 +65,7 @@ impl ProtocolState {
         let db = data.db()?;
         let signal = crate::stamp::FileStamp::of(&db.players_signal_path());
         let tokens = players::TokenSet::load(&db)?;
+        tokens.share_with_followers(&data);
         let players = watch::Sender::new(tokens.generation);
         Ok(ProtocolState {
             db,
@@ -212,10 +213,20 @@ async fn version_file(
     } else {
         "text/plain; charset=utf-8"
     };
-    Ok(immutable_response(&headers, &served.etag, content_type, served.bytes))
+    Ok(immutable_response(
+        &headers,
+        &served.etag,
+        content_type,
+        served.bytes,
+    ))
 }
 
-fn immutable_response(req: &HeaderMap, etag: &str, content_type: &'static str, body: bytes::Bytes) -> Response {
+fn immutable_response(
+    req: &HeaderMap,
+    etag: &str,
+    content_type: &'static str,
+    body: bytes::Bytes,
+) -> Response {
     let mut resp = if req
         .get(header::IF_NONE_MATCH)
         .is_some_and(|v| v.as_bytes() == etag.as_bytes())

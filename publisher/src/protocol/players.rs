@@ -84,6 +84,25 @@ impl TokenSet {
     fn player(&self, token: &str) -> Option<&Player> {
         self.by_hash.get(&blake3::hash(token.as_bytes()))
     }
+
+    /// Commits this set for the followers of this primary (`follow` on a
+    /// second site fetches it with the store); a follower itself does not.
+    /// A failure is logged: followers keep the players they had.
+    pub(super) fn share_with_followers(&self, data: &crate::data_dir::DataDir) {
+        let shared = (|| {
+            if data.settings()?.follows.is_some() {
+                return Ok(());
+            }
+            let json = crate::follow::players_snapshot_json(
+                self.by_hash.iter().map(|(hash, p)| (hash.to_hex().to_string(), p)),
+            );
+            data.store()?.write_players_snapshot(&json)?;
+            Ok::<_, crate::error::PublisherError>(())
+        })();
+        if let Err(e) = shared {
+            tracing::warn!(error = %e, "cannot share the players with followers");
+        }
+    }
 }
 
 impl ProtocolState {
@@ -116,7 +135,12 @@ impl ProtocolState {
         }
         let stamp = crate::stamp::FileStamp::of(&self.db.players_signal_path());
         let state = self.clone();
-        let tokens = blocking(move || TokenSet::load(&state.db)).await?;
+        let tokens = blocking(move || {
+            let tokens = TokenSet::load(&state.db)?;
+            tokens.share_with_followers(&state.data);
+            Ok(tokens)
+        })
+        .await?;
         let generation = tokens.generation;
         *self.tokens.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(tokens);
         *self.tokens_seen.lock().unwrap_or_else(|p| p.into_inner()) = stamp;

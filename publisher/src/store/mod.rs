@@ -7,6 +7,7 @@
 
 mod bundle;
 mod cache;
+mod follow;
 mod lock;
 mod write;
 
@@ -20,6 +21,7 @@ use skycast_schema::{verify, Limits, Manifest, MediaId, TrustedKeys, Verified, V
 
 pub use bundle::Bundle;
 pub use cache::{media_cache_dir_of, MEDIA_CACHE_DIR};
+pub use follow::{INCOMING_REF, PLAYERS_REF};
 pub use lock::StoreLock;
 pub use skycast_schema::protocol::{MANIFEST_FILE, SIGNATURE_FILE};
 pub use write::NewVersion;

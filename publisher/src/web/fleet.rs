@@ -501,9 +501,57 @@ async fn on_page<R>(
     }))
 }
 
+/// One object-storage mirror on the dashboard: how far behind the head it is.
+#[derive(Debug, Serialize)]
+struct MirrorLine {
+    name: String,
+    place: String,
+    mirrored_version: u64,
+    failing: bool,
+    in_sync: bool,
+    /// `in sync`, or how many versions behind and for how long.
+    lag: String,
+    queue_len: u64,
+    last_error: Option<String>,
+    last_success: String,
+}
+
+fn mirror_line(lang: Lang, m: crate::mirror::MirrorStatus) -> MirrorLine {
+    let lag = if m.versions_behind == 0 {
+        text(lang, "fleet.mirrors.in_sync")
+    } else {
+        text(lang, "fleet.mirrors.behind")
+            .replace("{n}", &m.versions_behind.to_string())
+            .replace("{age}", &age(m.lag_secs))
+    };
+    MirrorLine {
+        place: format!("{}/{}", m.endpoint, m.bucket),
+        mirrored_version: m.mirrored_version,
+        failing: m.failing,
+        in_sync: m.versions_behind == 0,
+        lag,
+        queue_len: m.queue_len,
+        last_error: m.last_error,
+        last_success: m
+            .last_success_at
+            .as_deref()
+            .map_or_else(|| text(lang, "fleet.never"), clock_time),
+        name: m.name,
+    }
+}
+
 async fn dashboard(State(state): State<Arc<WebState>>, ctx: Ctx, RawQuery(query): RawQuery) -> Response {
     let now = state.now();
+    let mirror_rows = match state.with_db(|db| Ok(db.mirrors()?)).await {
+        Ok(rows) => rows,
+        Err(e) => return state.error_page(&ctx, &e),
+    };
     let shown = on_page(&state, query.as_deref(), now, |s| {
+        let mirrors: Vec<MirrorLine> = mirror_rows
+            .into_iter()
+            .map(|row| crate::mirror::MirrorStatus::of(row, s.view.head_version, None, now))
+            .map(|m| mirror_line(ctx.lang, m))
+            .collect();
         let (wanted, view, selection) = (s.wanted, s.view, s.selection);
         let rows: Vec<Row> = selection
             .players
@@ -525,6 +573,7 @@ async fn dashboard(State(state): State<Arc<WebState>>, ctx: Ctx, RawQuery(query)
                 can_command => may(&ctx, SYNC_PATH),
                 texts => script_texts(ctx.lang).to_string(),
                 today => now.format("%Y-%m-%d").to_string(),
+                mirrors,
             },
         )
     })

@@ -124,6 +124,7 @@ fn facts(manifest: &Manifest, players: Vec<AlertPlayerFacts>, plays: Vec<PlayFac
         plays: Some(plays),
         integrity: Vec::new(),
         listening_since: None,
+        mirrors: Vec::new(),
     }
 }
 
@@ -306,7 +307,78 @@ fn texts_exist_in_both_languages_for_every_kind() {
         assert_eq!(stale.len(), 1, "{expires} h, version {version}: {got:?}");
         check(stale[0]);
     }
+    // A failing mirror names the mirror, not a shop.
+    let mut f = facts(&base, Vec::new(), vec![noon_ad_played()]);
+    f.mirrors = vec![failing_mirror("garage-eu")];
+    for c in evaluate(&f, now, &config) {
+        for text in [&c.text_en, &c.text_fr] {
+            assert!(
+                text.contains("«garage-eu»") && text.contains("connection refused"),
+                "{text}"
+            );
+        }
+        assert_ne!(c.text_en, c.text_fr);
+        assert!(c.text_fr.contains("miroir"), "{}", c.text_fr);
+        assert_eq!((c.subject.as_str(), c.player_id.as_str()), ("garage-eu", ""));
+        seen.insert(c.kind);
+    }
     assert_eq!(seen, AlertKind::ALL.into_iter().collect::<HashSet<_>>());
+}
+
+fn failing_mirror(name: &str) -> crate::db::MirrorRow {
+    crate::db::MirrorRow {
+        name: name.into(),
+        endpoint: "http://127.0.0.1:3900".into(),
+        bucket: "skycast".into(),
+        region: "garage".into(),
+        credentials_file: None,
+        added_by: "tester".into(),
+        added_at: "2026-12-01T10:00:00Z".into(),
+        mirrored_version: 2,
+        last_success_at: None,
+        last_error: Some("connection refused".into()),
+        last_error_at: None,
+        attempt_failures: crate::mirror::FAILING_AFTER_FAILURES,
+        failures_since_caught_up: crate::mirror::FAILING_AFTER_FAILURES,
+        next_attempt_at: None,
+        queue_len: 1,
+        oldest_queued_version: Some(3),
+        oldest_queued_published_at: None,
+    }
+}
+
+#[test]
+fn mirror_failing_opens_after_the_grace_and_resolves_once_it_caught_up() {
+    let config = AlertConfig::default();
+    let now = at(NOW);
+    let mut mirror = failing_mirror("garage-eu");
+    let base = manifest();
+    let mut f = facts(&base, Vec::new(), vec![noon_ad_played()]);
+    mirror.failures_since_caught_up = crate::mirror::FAILING_AFTER_FAILURES - 1;
+    f.mirrors = vec![mirror.clone()];
+    assert!(evaluate(&f, now, &config).is_empty(), "within the grace");
+    mirror.failures_since_caught_up = crate::mirror::FAILING_AFTER_FAILURES;
+    f.mirrors = vec![mirror.clone()];
+    assert_eq!(kinds(&evaluate(&f, now, &config)), [AlertKind::MirrorFailing]);
+
+    let (_dir, db) = open_db();
+    let mut sweeper = Sweeper::new(now);
+    let report = sweeper
+        .apply(&db, evaluate(&f, now, &config), now, &config)
+        .unwrap();
+    assert_eq!(report.opened.len(), 1);
+    // Caught up: the queue is empty and the head is mirrored.
+    mirror.queue_len = 0;
+    mirror.mirrored_version = f.head_version;
+    mirror.failures_since_caught_up = 0;
+    f.mirrors = vec![mirror];
+    assert!(evaluate(&f, now, &config).is_empty());
+    sweeper.apply(&db, Vec::new(), now + secs(1), &config).unwrap();
+    let hold = delta(config.hold_down).num_seconds() + 1;
+    let report = sweeper
+        .apply(&db, Vec::new(), now + secs(1 + hold), &config)
+        .unwrap();
+    assert_eq!((report.resolved.len(), report.open), (1, 0));
 }
 
 #[test]
