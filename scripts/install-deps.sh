@@ -25,6 +25,8 @@ set -euo pipefail
 # chromium and chromium-driver, which they run as /usr/bin/chromium and
 # /usr/bin/chromedriver (so checked as packages, not as commands on PATH).
 # Metrics test (tests/tests/fleet_web.rs): prometheus, for `promtool check metrics`.
+# Fleet benchmark (tests/benches/fleet_scale.rs): nginx-light, the peer serving
+# the same head JSON over TLS (run as /usr/sbin/nginx, which is not on every PATH).
 PACKAGES=(
     pkg-config
     libasound2-dev
@@ -38,6 +40,7 @@ PACKAGES=(
     chromium
     chromium-driver
     prometheus:promtool
+    nginx-light:/usr/sbin/nginx
 )
 
 log() { printf 'install-deps: %s\n' "$*"; }

@@ -143,16 +143,24 @@ step schema-purity schema_purity
 # it cannot run); web UI page times vs the style sheet (fails over 200 ms at the
 # 95th percentile); report ingest and the dashboard at 10,000 players vs
 # GET /v1/head (fails under 2,000 reports/s or over 100 ms at the 95th
-# percentile). Optimised builds: debug figures would say nothing.
+# percentile); publish → every shop swapped at 100, 1,000 and 10,000 simulated
+# shops and the head rate vs nginx (prints swapped p99 against 1 s at 1,000
+# shops and 3 s at 10,000; fails when the server's fan-out, every long-poll
+# answered, misses those, or under 50 % of nginx's rate). Optimised builds: debug
+# figures would say nothing.
 if [[ $BUILD_FAILED -ne 0 ]]; then
     skip bench "the build failed"
     skip bench-web "the build failed"
     skip bench-fleet "the build failed"
+    skip bench-scale "the build failed"
 else
     step bench cargo bench -p skycast-puller --bench playback
     step bench-web cargo bench -p skycast-tests --bench web_pages
     # The fleet benchmark starts the real serve binary, optimised like itself.
     step bench-fleet bash -c 'cargo build --release -p skycast-publisher && cargo bench -p skycast-tests --bench fleet_reports'
+    # Publish → every shop swapped at 100, 1,000 and 10,000 simulated shops, and
+    # GET /v1/head vs nginx; the same release serve binary (a no-op build here).
+    step bench-scale bash -c 'cargo build --release -p skycast-publisher && cargo bench -p skycast-tests --bench fleet_scale'
 fi
 
 summary

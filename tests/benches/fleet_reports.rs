@@ -13,14 +13,13 @@
 //! Needs `target/release/skycast-publisher`: `scripts/test.sh` builds it first
 //! (`cargo build --release -p skycast-publisher`).
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::{stream, StreamExt};
-use skycast_publisher::DataDir;
 use skycast_schema::report::{report_path, Entry, EntryBody, NowPlaying, OutputState, PlayEntry, Report};
 use skycast_tests::example;
+use skycast_tests::fleet_sim::{cpu_secs, register};
 use skycast_tests::serve_process::{init_with_marketing, publisher_cli, ServeProcess};
 use skycast_tests::web::WebClient;
 
@@ -39,39 +38,6 @@ const TARGET_REPORTS_PER_SEC: f64 = 2_000.0;
 const TARGET_PAGE_P95_MS: f64 = 100.0;
 /// Whether the whole `/api/fleet` (every player) is held to the same target.
 const TARGET_WHOLE_FLEET_JSON: bool = true;
-const SHOPS: [&str; 3] = ["main", "lille", "nantes"];
-
-struct Player {
-    id: String,
-    token: String,
-}
-
-/// Registers `count` players named `{prefix}-00000`... through the library
-/// (the CLI would start 10,000 processes): the same `enrol::add_player` the CLI calls.
-fn register(data_dir: &Path, prefix: &str, count: usize) -> Vec<Player> {
-    let data = DataDir::open(data_dir).unwrap();
-    let db = data.db().unwrap();
-    (0..count)
-        .map(|i| {
-            let id = format!("{prefix}-{i:05}");
-            let shop = SHOPS[i % SHOPS.len()];
-            let config = skycast_publisher::enrol::add_player(
-                &data,
-                &db,
-                &id,
-                shop,
-                "https://127.0.0.1:1",
-                None,
-                None,
-            )
-            .unwrap();
-            let doc: toml::Table = config.parse().unwrap();
-            let token = doc["token"].as_str().unwrap().to_string();
-            Player { id, token }
-        })
-        .collect()
-}
-
 /// Report `round` of player `i`: now playing, and `PLAYS_PER_REPORT` plays.
 fn report(i: usize, round: usize) -> Report {
     let at = "2026-12-05T10:00:00Z".to_string();
@@ -113,17 +79,6 @@ fn report(i: usize, round: usize) -> Report {
         uptime_secs: 3_600,
         entries,
     }
-}
-
-/// User + system CPU seconds of process `pid` so far.
-fn cpu_secs(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // Fields after the command name (which may hold spaces) start after ") ".
-    let rest = &stat[stat.rfind(')').unwrap() + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
-    // /proc counts in USER_HZ, which Linux fixes at 100 whatever the kernel's HZ.
-    ticks / 100.0
 }
 
 struct Phase {

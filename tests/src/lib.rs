@@ -4,6 +4,7 @@
 
 pub mod browser;
 pub mod fleet;
+pub mod fleet_sim;
 pub mod garage;
 pub mod play;
 pub mod proxy;
