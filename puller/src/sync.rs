@@ -423,9 +423,13 @@ async fn sync_locked(
     let active = layout.current_version()?;
     // `current` counts too: a crash between the swap and the bookkeeping loses nothing.
     let highest = state.highest_accepted()?.max(active.unwrap_or(0));
+    // Read once for the whole sync (the clock, the up-to-date check, the prune):
+    // at fleet scale a manifest parse is most of a sync's CPU.
+    let active_manifest = active.map(|v| layout.load_manifest(v));
     // The clock is never earlier than what was already published and accepted.
-    let active_published = active
-        .and_then(|v| layout.load_manifest(v).ok())
+    let active_published = active_manifest
+        .as_ref()
+        .and_then(|m| m.as_ref().ok())
         .map(|m| m.published_at.0);
     let newest_published = state.newest_published_at()?.max(active_published);
     let mut served = ServedBy::default();
@@ -491,15 +495,15 @@ async fn sync_locked(
     let media_sources = MediaSources::new(media_clients, &down, ledger.clone());
 
     let Some(verified) = offer.manifest else {
-        let stale_reason = match active {
-            Some(v) => {
-                let manifest = layout.load_manifest(v)?;
+        let stale_reason = match (active, active_manifest) {
+            (Some(v), Some(manifest)) => {
+                let manifest = manifest?;
                 if manifest.media.iter().any(|e| !layout.has_media(&e.id, e.size)) {
                     repair(config, &media_sources, layout, v, progress).await?;
                 }
                 expiry_note(&manifest, offer.now)
             }
-            None => None,
+            _ => None,
         };
         let served_by = ledger.snapshot();
         state.record_success(&LastSync {
@@ -538,7 +542,7 @@ async fn sync_locked(
         served_by: served_by.clone(),
     })?;
 
-    let previous = active.and_then(|v| match layout.load_manifest(v) {
+    let previous = active.zip(active_manifest).and_then(|(v, m)| match m {
         Ok(m) => Some((v, m)),
         Err(e) => {
             tracing::warn!(version = v, error = %e, "cannot read the previous version; its media will be pruned");

@@ -634,7 +634,10 @@ async fn main() {
         let Some(row) = rows.iter().find(|r| r.shops == shops) else {
             continue;
         };
-        let line = format!("swapped p99 at {shops} shops {:.3} s, target < {target} s", row.p99);
+        let line = format!(
+            "swapped p99 at {shops} shops {:.3} s, target < {target} s",
+            row.p99
+        );
         if row.p99 < target {
             println!("PASS {line}");
         } else {

@@ -394,6 +394,21 @@ api_bind_addr = "{admin}"
         self.nodes[i].log()
     }
 
+    /// [`GarageCluster::web_get`] again (for at most 15 s) while node `i` does
+    /// not answer 200: after a restart, or on a loaded machine, a node learns
+    /// the bucket's website access, its alias and new objects from its peers a
+    /// moment later (Garage's tables converge) and answers 403 or 404 until then.
+    pub async fn web_get_eventually(&self, i: usize, key: &str) -> (u16, Vec<u8>) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let (status, body) = self.web_get(i, key).await;
+            if status == 200 || Instant::now() >= deadline {
+                return (status, body);
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
     /// `GET <web endpoint of node i>/<key>` with no credentials, as a player
     /// does: the status and the body.
     pub async fn web_get(&self, i: usize, key: &str) -> (u16, Vec<u8>) {

@@ -150,7 +150,7 @@ async fn assert_version_readable(garage: &GarageCluster, node: usize, data: &Pat
     let store = DataDir::new(data).store().unwrap();
     for file in [MANIFEST_FILE, SIGNATURE_FILE] {
         let key = version_file_path(version, file);
-        let (status, body) = garage.web_get(node, mirror_key(&key)).await;
+        let (status, body) = garage.web_get_eventually(node, mirror_key(&key)).await;
         assert_eq!(status, 200, "{key} through node {node}");
         assert_eq!(
             body,
@@ -168,7 +168,7 @@ async fn assert_version_readable(garage: &GarageCluster, node: usize, data: &Pat
     let cache = data.join("media-cache");
     for media in &manifest.media {
         let path = media_path(&media.id);
-        let (status, body) = garage.web_get(node, mirror_key(&path)).await;
+        let (status, body) = garage.web_get_eventually(node, mirror_key(&path)).await;
         assert_eq!(status, 200, "{path} through node {node}");
         let expected = std::fs::read(cache.join(media.id.file_name())).unwrap();
         assert_eq!(body.len(), expected.len(), "{path} through node {node}");
@@ -224,7 +224,7 @@ async fn scrape_metrics(serve: &ServeProcess) -> String {
 }
 
 async fn mirror_head(garage: &GarageCluster, node: usize) -> Head {
-    let (status, body) = garage.web_get(node, mirror_key(HEAD_PATH)).await;
+    let (status, body) = garage.web_get_eventually(node, mirror_key(HEAD_PATH)).await;
     assert_eq!(status, 200, "v1/head through node {node}");
     serde_json::from_slice(&body).unwrap()
 }
