@@ -40,7 +40,9 @@ pub enum PublisherError {
         "this data directory is a read-only copy of the primary at {primary} (`skycast-publisher follow`): publish, roll back and register players on the primary"
     )]
     ReadOnlyCopy { primary: String },
-    #[error("version {version} from the primary at {primary} is refused, this copy keeps what it has: {reason}")]
+    #[error(
+        "version {version} from the primary at {primary} is refused, this copy keeps what it has: {reason}"
+    )]
     FollowRefused {
         primary: String,
         version: u64,

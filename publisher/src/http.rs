@@ -16,9 +16,11 @@ impl PublisherError {
             BadRequest(_) | NotMp3 { .. } | MediaTooLarge { .. } | Planning { .. } | Manifest(_) => {
                 StatusCode::BAD_REQUEST
             }
-            ConcurrentPublish | PlayerExists(_) | AlreadyInitialised { .. } | Conflict(_) | ReadOnlyCopy { .. } => {
-                StatusCode::CONFLICT
-            }
+            ConcurrentPublish
+            | PlayerExists(_)
+            | AlreadyInitialised { .. }
+            | Conflict(_)
+            | ReadOnlyCopy { .. } => StatusCode::CONFLICT,
             Forbidden { .. } | CsrfRejected => StatusCode::FORBIDDEN,
             TooManyLogins { .. } => StatusCode::TOO_MANY_REQUESTS,
             UploadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,

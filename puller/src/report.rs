@@ -284,7 +284,10 @@ mod tests {
         let backup = Arc::new(MemoryTransport::at("https://backup.invalid"));
         let mut r = reporter(&primary, dir.path());
         r.sources = Arc::new(Sources::with_clients(
-            vec![MemoryTransport::client(&primary), MemoryTransport::client(&backup)],
+            vec![
+                MemoryTransport::client(&primary),
+                MemoryTransport::client(&backup),
+            ],
             Vec::new(),
         ));
         let kept = acking_server(&backup);

@@ -125,7 +125,13 @@ impl ServeProcess {
         Self::spawn("serve", data, "127.0.0.1:0", args, Some(open_files)).await
     }
 
-    async fn spawn(sub: &str, data: &Path, listen: &str, args: &[&str], open_files: Option<u64>) -> ServeProcess {
+    async fn spawn(
+        sub: &str,
+        data: &Path,
+        listen: &str,
+        args: &[&str],
+        open_files: Option<u64>,
+    ) -> ServeProcess {
         let log = tempfile::Builder::new()
             .prefix("serve-")
             .suffix(".log")

@@ -94,7 +94,9 @@ impl TokenSet {
                 return Ok(());
             }
             let json = crate::follow::players_snapshot_json(
-                self.by_hash.iter().map(|(hash, p)| (hash.to_hex().to_string(), p)),
+                self.by_hash
+                    .iter()
+                    .map(|(hash, p)| (hash.to_hex().to_string(), p)),
             );
             data.store()?.write_players_snapshot(&json)?;
             Ok::<_, crate::error::PublisherError>(())
