@@ -59,6 +59,17 @@ pub enum Pulled {
     },
 }
 
+impl std::fmt::Display for Pulled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Pulled::Nothing => write!(f, "the primary has published nothing yet"),
+            Pulled::UpToDate { version } => write!(f, "up to date at version {version}"),
+            Pulled::Advanced { from: None, to } => write!(f, "copied versions 1 to {to}"),
+            Pulled::Advanced { from: Some(from), to } => write!(f, "copied versions {} to {to}", from + 1),
+        }
+    }
+}
+
 /// Fetches from the primary at `from`, verifies every new version, moves
 /// `main` to the primary's when all verified, and copies the players. Blocking.
 pub fn pull_once(data: &DataDir, from: &str) -> Result<Pulled> {

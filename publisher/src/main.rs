@@ -70,8 +70,10 @@ enum Command {
         /// Server certificate, key and CA from the primary's CA (`skycast-publisher tls issue` on the primary): needed on the first run
         #[arg(long)]
         tls_cert: Option<PathBuf>,
+        /// The key of --tls-cert (kept 0600 in this site's directory)
         #[arg(long)]
         tls_key: Option<PathBuf>,
+        /// The CA players pin (the primary's `tls/ca.pem`)
         #[arg(long)]
         ca_cert: Option<PathBuf>,
         /// The URL players use for this site [default: https://LISTEN]
@@ -545,7 +547,7 @@ fn main() -> anyhow::Result<()> {
             // The first copy before serving: players never see an empty second site
             // when the primary is reachable.
             match skycast_publisher::follow::pull_once(&dir, &from) {
-                Ok(pulled) => println!("copied from the primary: {pulled:?}"),
+                Ok(pulled) => println!("from the primary: {pulled}"),
                 Err(e) => eprintln!("warning: {e}: serving what this copy has"),
             }
             serve(dir, args, Some(std::time::Duration::from_secs(fetch_every_secs)))?;

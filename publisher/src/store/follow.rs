@@ -121,3 +121,94 @@ impl Store {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+
+    use super::*;
+    use crate::store::NewVersion;
+
+    fn store(dir: &std::path::Path) -> Store {
+        Store::init(dir).unwrap();
+        Store::open(dir).unwrap()
+    }
+
+    fn version(store: &Store, n: u64, parent: Option<CommitId>) -> CommitId {
+        store
+            .commit_version(NewVersion {
+                version: n,
+                manifest: format!("version: {n}\n").as_bytes(),
+                signature: b"not checked here",
+                media: &[],
+                author: "ann",
+                message: "test",
+                time: Utc::now(),
+                parent,
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn main_follows_the_primary_forward_only_and_a_rewritten_history_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let primary = store(&dir.path().join("primary.git"));
+        let copy = store(&dir.path().join("copy.git"));
+        let url = dir.path().join("primary.git").display().to_string();
+        assert_eq!(copy.fetch_primary(&url).unwrap(), None, "nothing published yet");
+
+        let v1 = version(&primary, 1, None);
+        let v2 = version(&primary, 2, Some(v1));
+        let fetched = copy.fetch_primary(&url).unwrap();
+        assert_eq!(fetched, Some(v2));
+        assert_eq!(copy.head().unwrap(), None, "a fetch alone moves nothing");
+        copy.advance_main(v2).unwrap();
+        assert_eq!(copy.head().unwrap(), Some(v2));
+        assert_eq!(
+            copy.commits_since(v2, None).unwrap().len(),
+            2,
+            "the whole history came"
+        );
+
+        // The primary's main rewritten onto v1: the copy refuses and keeps v2.
+        let other = primary
+            .repo
+            .commit(
+                None,
+                &Signature::now("mallory", "m@skycast.invalid").unwrap(),
+                &Signature::now("mallory", "m@skycast.invalid").unwrap(),
+                "rewritten",
+                &primary.repo.find_commit(v1.0).unwrap().tree().unwrap(),
+                &[&primary.repo.find_commit(v1.0).unwrap()],
+            )
+            .unwrap();
+        primary.repo.reference(MAIN_REF, other, true, "rewrite").unwrap();
+        let fetched = copy.fetch_primary(&url).unwrap().unwrap();
+        let refused = copy.advance_main(fetched).unwrap_err().to_string();
+        assert!(refused.contains("history was rewritten"), "{refused}");
+        assert_eq!(copy.head().unwrap(), Some(v2));
+    }
+
+    #[test]
+    fn the_players_snapshot_is_committed_once_per_change_and_fetched_by_the_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let primary = store(&dir.path().join("primary.git"));
+        let copy = store(&dir.path().join("copy.git"));
+        let url = dir.path().join("primary.git").display().to_string();
+        primary.write_players_snapshot(b"{\"players\": []}").unwrap();
+        let first = primary.repo.refname_to_id(PLAYERS_REF).unwrap();
+        primary.write_players_snapshot(b"{\"players\": []}").unwrap();
+        assert_eq!(
+            primary.repo.refname_to_id(PLAYERS_REF).unwrap(),
+            first,
+            "no change, no commit"
+        );
+        primary.write_players_snapshot(b"{\"players\": [1]}").unwrap();
+        assert_ne!(primary.repo.refname_to_id(PLAYERS_REF).unwrap(), first);
+        copy.fetch_primary(&url).unwrap();
+        assert_eq!(
+            copy.incoming_players().unwrap().as_deref(),
+            Some(&b"{\"players\": [1]}"[..])
+        );
+    }
+}
