@@ -171,8 +171,11 @@ async fn main() {
         t.elapsed().as_secs_f64()
     );
     let serve = ServeProcess::start(&data, &["--offline-after", "600"]).await;
+    // HTTP/1.1: one connection per request in flight, as that many players
+    // would have (over HTTP/2 one client would multiplex them all on one).
     let client = serve
         .client_builder()
+        .http1_only()
         .pool_max_idle_per_host(IN_FLIGHT)
         .build()
         .unwrap();
@@ -273,6 +276,10 @@ async fn main() {
         println!("every target met at {PLAYERS} players");
     } else {
         eprintln!("targets missed: {over:?}");
+        // `exit` runs no destructors: the server (killed on drop) and the
+        // directory go first.
+        drop(serve);
+        drop(dir);
         std::process::exit(1);
     }
 }

@@ -11,6 +11,7 @@
 
 pub mod alerts;
 pub mod export;
+mod ingest;
 mod retention;
 
 use std::collections::{HashMap, HashSet};
@@ -195,6 +196,8 @@ pub struct Fleet {
     /// player by its report. An expired command may leave a player listed until
     /// its next report, which costs one early report.
     pending: Mutex<HashSet<String>>,
+    /// Reports applied in batches, one transaction (one fsync) per batch.
+    ingest: ingest::IngestQueue,
 }
 
 /// A poisoned lock only means another thread panicked while holding it; the
@@ -236,9 +239,11 @@ impl Fleet {
             .collect();
         // The CLI's `fleet` then judges UP/KO with the same threshold.
         db.set_serve_offline_after_secs(offline_after.as_secs())?;
+        let db = Arc::new(db);
         Ok(Arc::new(Fleet {
             data,
-            db: Arc::new(db),
+            ingest: ingest::IngestQueue::start(db.clone())?,
+            db,
             head,
             offline_after,
             manifest: Arc::default(),
@@ -326,9 +331,9 @@ impl Fleet {
         report: Report,
         now: DateTime<Utc>,
     ) -> Result<(ReportAnswer, Applied)> {
-        let (db, reporter) = (self.db.clone(), player.clone());
         let head_version = self.head.borrow().version;
-        let answered = blocking(move || ingest(&db, &reporter, head_version, report, now)).await?;
+        let prepared = PreparedReport::new(player, head_version, report, now);
+        let answered = self.ingest.apply(prepared).await?;
         // The answer carries every pending command of this player.
         lock(&self.pending).remove(&player.id);
         Ok(answered)
@@ -630,94 +635,130 @@ pub fn ingest(
     db: &Db,
     player: &Player,
     head_version: u64,
-    mut report: Report,
+    report: Report,
     now: DateTime<Utc>,
 ) -> Result<(ReportAnswer, Applied)> {
-    report.entries.sort_by_key(|e| e.seq);
-    report.entries.truncate(MAX_ENTRIES_PER_REPORT);
-    let entries: Vec<(u64, ReportedEntry)> = report
-        .entries
-        .iter()
-        .map(|e| {
-            let at = parse_instant(&e.at).unwrap_or(now);
-            let entry = match &e.body {
-                EntryBody::Play(p) => ReportedEntry::Play(PlayRecord {
-                    player_id: player.id.clone(),
-                    shop: player.shop.clone(),
-                    play: PlayEntry {
-                        play_id: cut(&p.play_id),
-                        media: cut(&p.media),
-                        title: cut(&p.title),
-                        kind: cut(&p.kind),
-                        source: cut(&p.source),
-                        version: p.version,
-                        started_at: reported_time(&p.started_at, at),
-                        ended_at: p.ended_at.as_deref().map(|t| reported_time(t, at)),
-                        outcome: cut(&p.outcome),
-                    },
-                    received_at: rfc3339(now),
-                }),
-                EntryBody::Event(ev) => ReportedEntry::Event(LogEvent {
-                    player_id: player.id.clone(),
-                    shop: player.shop.clone(),
-                    seq: e.seq,
-                    kind: ev.kind.as_str().to_string(),
-                    detail: cut(&ev.detail),
-                    version: ev.version,
-                    media: ev.media.as_deref().map(cut),
-                    command_id: ev.command_id.as_deref().map(cut),
-                    at: rfc3339(at),
-                    received_at: rfc3339(now),
-                }),
-            };
-            (e.seq, entry)
-        })
-        .collect();
-    let status = StatusUpdate {
-        active_version: report.active_version,
-        fetching: report.fetching.clone(),
-        now_playing: report.now_playing.as_ref().map(|n| NowPlaying {
-            media: cut(&n.media),
-            title: cut(&n.title),
-            kind: cut(&n.kind),
-            started_at: reported_time(&n.started_at, now),
-        }),
-        output: report.output,
-        last_error: report.last_error.as_deref().map(cut),
-        clock_offset_ms: report.clock_offset_ms,
-        free_disk_bytes: report.free_disk_bytes,
-        agent_version: cut(&report.agent_version),
-        uptime_secs: report.uptime_secs,
-    };
-    let outbox = cut(&report.outbox);
-    let (applied, taken) = db.transaction(|tx| -> Result<_, crate::db::DbError> {
-        let applied = tx.apply_report(&player.id, &outbox, &status, head_version, &entries, now)?;
-        Ok((applied, tx.take_commands(&player.id, now)?))
-    })?;
-    let commands = taken
-        .into_iter()
-        .map(|c| Command {
-            id: c.id,
-            kind: c.kind,
-            requested_by: c.requested_by,
-            expires_at: c.expires_at,
-        })
-        .collect::<Vec<_>>();
-    tracing::debug!(
-        player = %player.id,
-        entry_count = entries.len(),
-        plays = applied.plays,
-        events = applied.events,
-        duplicates = applied.duplicates,
-        acked = applied.acked,
-        command_count = commands.len(),
-        "report applied"
-    );
-    let answer = ReportAnswer {
-        acked: applied.acked,
-        commands,
-    };
-    Ok((answer, applied))
+    let prepared = PreparedReport::new(player, head_version, report, now);
+    Ok(db.transaction(|tx| prepared.apply(tx))?)
+}
+
+/// A report turned into rows, ready to be applied inside a transaction (one
+/// report alone, or a batch of them: [`ingest::IngestQueue`]).
+pub(crate) struct PreparedReport {
+    player_id: String,
+    head_version: u64,
+    outbox: String,
+    status: StatusUpdate,
+    entries: Vec<(u64, ReportedEntry)>,
+    now: DateTime<Utc>,
+}
+
+impl PreparedReport {
+    fn new(player: &Player, head_version: u64, mut report: Report, now: DateTime<Utc>) -> PreparedReport {
+        report.entries.sort_by_key(|e| e.seq);
+        report.entries.truncate(MAX_ENTRIES_PER_REPORT);
+        let entries: Vec<(u64, ReportedEntry)> = report
+            .entries
+            .iter()
+            .map(|e| {
+                let at = parse_instant(&e.at).unwrap_or(now);
+                let entry = match &e.body {
+                    EntryBody::Play(p) => ReportedEntry::Play(PlayRecord {
+                        player_id: player.id.clone(),
+                        shop: player.shop.clone(),
+                        play: PlayEntry {
+                            play_id: cut(&p.play_id),
+                            media: cut(&p.media),
+                            title: cut(&p.title),
+                            kind: cut(&p.kind),
+                            source: cut(&p.source),
+                            version: p.version,
+                            started_at: reported_time(&p.started_at, at),
+                            ended_at: p.ended_at.as_deref().map(|t| reported_time(t, at)),
+                            outcome: cut(&p.outcome),
+                        },
+                        received_at: rfc3339(now),
+                    }),
+                    EntryBody::Event(ev) => ReportedEntry::Event(LogEvent {
+                        player_id: player.id.clone(),
+                        shop: player.shop.clone(),
+                        seq: e.seq,
+                        kind: ev.kind.as_str().to_string(),
+                        detail: cut(&ev.detail),
+                        version: ev.version,
+                        media: ev.media.as_deref().map(cut),
+                        command_id: ev.command_id.as_deref().map(cut),
+                        at: rfc3339(at),
+                        received_at: rfc3339(now),
+                    }),
+                };
+                (e.seq, entry)
+            })
+            .collect();
+        let status = StatusUpdate {
+            active_version: report.active_version,
+            fetching: report.fetching.clone(),
+            now_playing: report.now_playing.as_ref().map(|n| NowPlaying {
+                media: cut(&n.media),
+                title: cut(&n.title),
+                kind: cut(&n.kind),
+                started_at: reported_time(&n.started_at, now),
+            }),
+            output: report.output,
+            last_error: report.last_error.as_deref().map(cut),
+            clock_offset_ms: report.clock_offset_ms,
+            free_disk_bytes: report.free_disk_bytes,
+            agent_version: cut(&report.agent_version),
+            uptime_secs: report.uptime_secs,
+        };
+        PreparedReport {
+            player_id: player.id.clone(),
+            head_version,
+            outbox: cut(&report.outbox),
+            status,
+            entries,
+            now,
+        }
+    }
+
+    /// Writes the report's rows and takes the player's pending commands, on
+    /// `tx` (the caller's transaction commits them).
+    fn apply(&self, tx: &Db) -> Result<(ReportAnswer, Applied), crate::db::DbError> {
+        let (player_id, now) = (&self.player_id, self.now);
+        let applied = tx.apply_report(
+            player_id,
+            &self.outbox,
+            &self.status,
+            self.head_version,
+            &self.entries,
+            now,
+        )?;
+        let taken = tx.take_commands(player_id, now)?;
+        let commands = taken
+            .into_iter()
+            .map(|c| Command {
+                id: c.id,
+                kind: c.kind,
+                requested_by: c.requested_by,
+                expires_at: c.expires_at,
+            })
+            .collect::<Vec<_>>();
+        tracing::debug!(
+            player = %player_id,
+            entry_count = self.entries.len(),
+            plays = applied.plays,
+            events = applied.events,
+            duplicates = applied.duplicates,
+            acked = applied.acked,
+            command_count = commands.len(),
+            "report applied"
+        );
+        let answer = ReportAnswer {
+            acked: applied.acked,
+            commands,
+        };
+        Ok((answer, applied))
+    }
 }
 
 /// Removes plays and events older than `retention` before `now` (and finished
