@@ -14,7 +14,12 @@
 # what each shop plays (the players follow the planning from their local copy),
 # 9. supervision: the fleet dashboard with the three shops, a webhook to a tiny
 # local receiver (scripts/webhook-receiver.py), kill -9 of lille's player: KO and
-# the "unreachable" alert and its signed webhook; restart: the alert resolved.
+# the "unreachable" alert and its signed webhook; restart: the alert resolved,
+# 10. mirrors and a second site (skipped when `garage` is not installed): a
+# 3-node Garage cluster (scripts/garage-cluster.sh), `mirror add`, shop main's
+# media from Garage, a second site (`follow` fed by `git daemon`), main fails
+# over to it when the primary's serve stops and returns when it is back, and
+# `publish` refused on the second site.
 #
 # Options:
 #   --keep-running   leave publisher and pullers running until Ctrl-C
@@ -180,22 +185,33 @@ free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1
 PORT="$(free_port)"
 URL="https://127.0.0.1:$PORT"
 METRICS_PORT="$(free_port)"
-"$PUB" serve --data "$D/publisher" --listen "127.0.0.1:$PORT" \
-    --offline-after "$OFFLINE_AFTER" --metrics-listen "127.0.0.1:$METRICS_PORT" >"$D/logs/publisher.log" 2>&1 &
-PUB_PID=$!
-PIDS+=("$PUB_PID")
+# start_publisher: `serve` in the background (appending to its log); step 10
+# stops it and starts it again the same way, on the same port.
+start_publisher() {
+    "$PUB" serve --data "$D/publisher" --listen "127.0.0.1:$PORT" \
+        --offline-after "$OFFLINE_AFTER" --metrics-listen "127.0.0.1:$METRICS_PORT" >>"$D/logs/publisher.log" 2>&1 &
+    PUB_PID=$!
+    PIDS+=("$PUB_PID")
+}
+# wait_publisher: until serve answers on /v1/head (its HTTP code in $code).
+wait_publisher() {
+    local t0
+    t0="$(now)"
+    while :; do
+        alive "$PUB_PID" "$D/logs/publisher.log"
+        code="$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 --cacert "$CA" "$URL/v1/head" || true)"
+        # No token: 401 means the server is up and answers over TLS with our CA.
+        if [[ "$code" == 401 || "$code" == 200 ]]; then break; fi
+        if awk -v a="$t0" -v b="$(now)" -v t="$TIMEOUT" 'BEGIN { exit !(b - a > t) }'; then
+            tail -n 30 "$D/logs/publisher.log" >&2 || true
+            die "publisher did not answer on $URL/v1/head within ${TIMEOUT}s (last HTTP code: ${code:-none})"
+        fi
+        sleep 0.2
+    done
+}
+start_publisher
 t0="$(now)"
-while :; do
-    alive "$PUB_PID" "$D/logs/publisher.log"
-    code="$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 --cacert "$CA" "$URL/v1/head" || true)"
-    # No token: 401 means the server is up and answers over TLS with our CA.
-    if [[ "$code" == 401 || "$code" == 200 ]]; then break; fi
-    if awk -v a="$t0" -v b="$(now)" -v t="$TIMEOUT" 'BEGIN { exit !(b - a > t) }'; then
-        tail -n 30 "$D/logs/publisher.log" >&2 || true
-        die "publisher did not answer on $URL/v1/head within ${TIMEOUT}s (last HTTP code: ${code:-none})"
-    fi
-    sleep 0.2
-done
+wait_publisher
 echo "publisher up at $URL (pid $PUB_PID, ${code} on /v1/head without a token, $(elapsed "$t0")s)"
 echo "a player is KO after ${OFFLINE_AFTER}s without a report (--offline-after); Prometheus metrics at http://127.0.0.1:$METRICS_PORT/metrics"
 
@@ -563,9 +579,265 @@ echo "GET /api/fleet as auditor: HTTP $code in ${secs}s, $(pyj 'print(len((d or 
 echo
 echo "the dashboard: $URL/fleet (sign in as admin; auditor sees it read-only), JSON at $URL/api/fleet"
 
+# ---------------------------------------------------------------- 10. mirrors and a second site
+say "10. Mirrors on a real Garage cluster, and a second site"
+S10="$D/step10"
+STEP10=0
+# stop_process PID: TERM, KILL after 10 s, and the pid forgotten by the cleanup.
+stop_process() {
+    local pid="$1" keep=() p
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    for p in "${PIDS[@]}"; do [[ "$p" == "$pid" ]] || keep+=("$p"); done
+    PIDS=("${keep[@]}")
+}
+# quiet LOG CMD...: runs CMD with its stderr in LOG, shown without INFO lines;
+# fails with the whole of LOG when CMD fails.
+quiet() {
+    local log="$1"
+    shift
+    if "$@" 2>"$log"; then
+        grep -v ' INFO ' "$log" || true
+    else
+        cat "$log" >&2
+        return 1
+    fi
+}
+mirror_json() { "$PUB" mirror status --data "$D/publisher" --json 2>/dev/null || true; }
+# wait_mirrored N: until the mirror holds version N with nothing left to copy;
+# the seconds it took in $MIRROR_SECS.
+wait_mirrored() {
+    local want="$1" t0
+    t0="$(now)"
+    until [[ "$(mirror_json | pyj '
+m = ((d or {}).get("mirrors") or [{}])[0]
+print(m.get("mirrored_version") == int(sys.argv[2]) and m.get("versions_behind") == 0 and m.get("queue_len") == 0)' "$want")" == True ]]; do
+        alive "$PUB_PID" "$D/logs/publisher.log"
+        if past_deadline "$t0"; then
+            "$PUB" mirror status --data "$D/publisher" >&2 || true
+            die "the mirror did not hold version $want within ${TIMEOUT}s (log: $D/logs/publisher.log)"
+        fi
+        sleep 0.2
+    done
+    MIRROR_SECS="$(elapsed "$t0")"
+}
+# wait_main WHAT PYTHON-CONDITION: polls main-1's `status --json` (as `d`) until
+# the condition holds; the status then in $MAIN_STATUS, the seconds in $MAIN_SECS.
+wait_main() {
+    local what="$1" cond="$2" t0
+    t0="$(now)"
+    while :; do
+        alive "${PULL_PID[main]}" "$D/logs/main-1.log"
+        MAIN_STATUS="$(status_json main-1)"
+        [[ "$(pyj "print(bool(d and ($cond)))" <<<"$MAIN_STATUS")" == True ]] && break
+        if past_deadline "$t0"; then
+            echo "$MAIN_STATUS" >&2
+            die "main-1: $what did not happen within ${TIMEOUT}s (log: $D/logs/main-1.log)"
+        fi
+        sleep 0.2
+    done
+    MAIN_SECS="$(elapsed "$t0")"
+}
+# served_by: the sources of main-1's last sync, from $MAIN_STATUS.
+served_by() {
+    local filter='.last_sync.served_by | "  head      from \(.head)", "  manifest  from \(.manifest // "-")",
+        (.media[] | "  media     \(.count) file(s), \(.bytes) bytes from \(.url)"),
+        (.refused[] | "  refused   \(.url): \(.error)")'
+    if command -v jq >/dev/null 2>&1; then
+        echo "who served main-1's last sync (skycast-puller status --config $D/players/main-1.toml | jq .last_sync.served_by):"
+        jq -r "$filter" <<<"$MAIN_STATUS"
+    else
+        pyj 'print(json.dumps(d["last_sync"]["served_by"], indent=2))' <<<"$MAIN_STATUS"
+    fi
+}
+# published_version OUTPUT: N from publish's "published version N (...)".
+published_version() { sed -n 's/^published version \([0-9]*\) .*/\1/p' <<<"$1"; }
+
+mirrors_and_second_site() {
+    local t0 i out v4 v5 head_v zones=(dc1 dc1 dc2)
+    STEP10=1
+    mkdir -p "$S10"
+    echo "A mirror is S3-compatible object storage that \`serve\` copies every signed version to."
+    echo "Players take media from it first, over plain HTTP here: they check every byte against"
+    echo "the signed manifest, so a mirror needs no trust, only to be there."
+    echo
+    echo "(a) Garage: 3 nodes on loopback in 2 zones (dc1: nodes 0 and 1, dc2: node 2), each object on all 3"
+    t0="$(now)"
+    GARAGE_BIN="$GARAGE_BIN" GARAGE_TIMEOUT="$((TIMEOUT > 90 ? TIMEOUT : 90))" \
+        bash "$ROOT/scripts/garage-cluster.sh" start "$S10/garage" ||
+        die "the Garage cluster did not start (logs: $S10/garage/node*/garage.log)"
+    # shellcheck disable=SC1091 # written by garage-cluster.sh
+    source "$S10/garage/cluster.env"
+    PIDS+=("${GARAGE_PIDS[@]}")
+    echo "cluster healthy $(elapsed "$t0")s later (scripts/garage-cluster.sh): bucket \`$GARAGE_BUCKET\`, a key for it, website access"
+    for i in 0 1 2; do
+        echo "  node $i (${zones[$i]}): S3 API ${GARAGE_S3[$i]}, public web endpoint ${GARAGE_WEB[$i]}, pid ${GARAGE_PIDS[$i]}"
+    done
+    echo
+    echo "\$ skycast-publisher mirror add --s3-endpoint ${GARAGE_S3[2]} --bucket $GARAGE_BUCKET --region $GARAGE_REGION \\"
+    echo "      --name garage --credentials $GARAGE_CREDENTIALS"
+    quiet "$D/logs/mirror-add.log" "$PUB" mirror add --data "$D/publisher" --s3-endpoint "${GARAGE_S3[2]}" \
+        --bucket "$GARAGE_BUCKET" --region "$GARAGE_REGION" --name garage --credentials "$GARAGE_CREDENTIALS"
+    echo "(through node 2, in dc2; the credentials file is mode 0600 with access_key_id and secret_access_key)"
+    head_v="$(jget "$(mirror_json)" .head_version)"
+    wait_mirrored "$head_v"
+    echo "the running serve picked the mirror up and copied versions 1 to $head_v in ${MIRROR_SECS}s"
+    echo
+    echo "main-1's puller stops for a moment: a player reads its config when it starts, and"
+    echo "main-1's will list the mirrors; it gets the next version only then, to show where it comes from"
+    stop_process "${PULL_PID[main]}"
+    cp -r "$ROOT/content-example" "$S10/content"
+    sed -e 's|^  music/extra-e.mp3: .*|&\n  music/sweep-60s.mp3: {title: "Sweep", artist: "Skycast Studio", kind: music}|' \
+        -e 's|music/extra-e.mp3\]}|music/extra-e.mp3, music/sweep-60s.mp3]}|' \
+        "$S10/content/planning-v2.yaml" >"$S10/content/planning-v4.yaml"
+    grep -q 'music/sweep-60s.mp3\]}' "$S10/content/planning-v4.yaml" ||
+        die "could not add music/sweep-60s.mp3 to $S10/content/planning-v4.yaml"
+    echo
+    echo "\$ skycast-publisher publish --planning planning-v4.yaml    (planning-v2 plus music/sweep-60s.mp3)"
+    t0="$(now)"
+    out="$(quiet "$D/logs/publish-v4.log" "$PUB" publish --data "$D/publisher" \
+        --planning "$S10/content/planning-v4.yaml" --author demo --message "Add the sweep")"
+    echo "$out"
+    v4="$(published_version "$out")"
+    [[ -n "$v4" ]] || die "publish printed no version: $out"
+    wait_mirrored "$v4"
+    echo "version $v4 on Garage (media, manifest, signature, then v1/head) $(elapsed "$t0")s after the publish began"
+    echo
+    echo "\$ skycast-publisher mirror status"
+    "$PUB" mirror status --data "$D/publisher" | { IFS= read -r line && echo "$line" && tabs; }
+
+    echo
+    echo "(b) main-1 lists two servers (the primary, then the second site of (c)) and, for media,"
+    echo "    the web endpoints of Garage nodes 0 and 1 (dc1); a poll every 2 s for a quick fail-over"
+    local cfg="$D/players/main-1.toml"
+    sed -i -e "s|^server = .*|servers = [\"$URL\", \"$BACKUP_URL\"]|" \
+        -e 's|^poll_interval_secs = .*|poll_interval_secs = 2|' "$cfg"
+    printf 'mirrors = ["%s", "%s"]\nallow_http_mirrors = true\n' "${GARAGE_WEB[0]}" "${GARAGE_WEB[1]}" >>"$cfg"
+    echo "\$ grep -E '^(servers|mirrors|allow_http_mirrors|poll_interval_secs) ' $cfg"
+    grep -E '^(servers|mirrors|allow_http_mirrors|poll_interval_secs) ' "$cfg"
+    start_puller main
+    wait_main "version $v4 installed" "d.get('active_version') == $v4 and (d.get('last_sync') or {}).get('version') == $v4"
+    echo "main-1 on version $v4 ${MAIN_SECS}s after its restart"
+    served_by
+    pyj '
+s = d["last_sync"]
+media = s["served_by"]["media"]
+garage = sum(m["bytes"] for m in media if m["url"] in sys.argv[2:])
+other = sum(m["bytes"] for m in media if m["url"] not in sys.argv[2:])
+if other == 0 and garage == s["downloaded_bytes"] and garage > 0:
+    print("every media byte (%d, the new track) came from Garage, none from the primary" % garage)
+else:
+    print("!! %d media bytes from Garage, %d from elsewhere (downloaded_bytes %d)" % (garage, other, s["downloaded_bytes"]))
+' "${GARAGE_WEB[@]}" <<<"$MAIN_STATUS"
+
+    echo
+    echo "(c) A second site: \`follow\` fetches the primary's store with git, checks every version"
+    echo "    against the primary's public key before serving it, takes the players' tokens along"
+    echo "    and never signs. Its certificate comes from the primary's CA, which players already pin."
+    echo "\$ skycast-publisher tls issue --out $S10/second-site-tls"
+    quiet "$D/logs/tls-issue.log" "$PUB" tls issue --data "$D/publisher" --out "$S10/second-site-tls"
+    local git_port exec_path
+    git_port="$(free_port)"
+    exec_path="$(git --exec-path)"
+    # git-daemon itself: the `git daemon` wrapper would leave it running when killed.
+    "$exec_path/git-daemon" --reuseaddr --export-all --base-path="$D/publisher" --listen=127.0.0.1 \
+        --port="$git_port" "$D/publisher" </dev/null >"$D/logs/git-daemon.log" 2>&1 &
+    GIT_PID=$!
+    PIDS+=("$GIT_PID")
+    t0="$(now)"
+    until (exec 3<>"/dev/tcp/127.0.0.1/$git_port") 2>/dev/null; do
+        alive "$GIT_PID" "$D/logs/git-daemon.log"
+        past_deadline "$t0" && die "git daemon did not listen on 127.0.0.1:$git_port within ${TIMEOUT}s"
+        sleep 0.1
+    done
+    local from="git://127.0.0.1:$git_port/store.git"
+    echo "git daemon serves the primary's store at $from (pid $GIT_PID)"
+    echo "\$ skycast-publisher follow --data $S10/second-site --listen 127.0.0.1:$BACKUP_PORT --from $from \\"
+    echo "      --key \$(cat publisher/keys/signing.pub) --tls-cert .../server.pem --tls-key .../server.key --ca-cert .../ca.pem --fetch-every-secs 1"
+    "$PUB" follow --data "$S10/second-site" --listen "127.0.0.1:$BACKUP_PORT" --from "$from" \
+        --key "$(tr -d '[:space:]' <"$D/publisher/keys/signing.pub")" \
+        --tls-cert "$S10/second-site-tls/server.pem" --tls-key "$S10/second-site-tls/server.key" \
+        --ca-cert "$S10/second-site-tls/ca.pem" --fetch-every-secs 1 >"$D/logs/second-site.log" 2>&1 &
+    FOLLOW_PID=$!
+    PIDS+=("$FOLLOW_PID")
+    # main-1's token, in a 0600 header file rather than on a command line.
+    local auth="$S10/main-1.auth" hv=""
+    (umask 077 && printf 'Authorization: Bearer %s\n' "$(sed -n 's/^token = "\(.*\)"$/\1/p' "$cfg")" >"$auth")
+    t0="$(now)"
+    until [[ "$hv" == "$v4" ]]; do
+        alive "$FOLLOW_PID" "$D/logs/second-site.log"
+        past_deadline "$t0" && die "the second site did not serve version $v4 within ${TIMEOUT}s (log: $D/logs/second-site.log)"
+        sleep 0.2
+        hv="$(jget "$(curl -s --max-time 2 --cacert "$CA" -H @"$auth" "$BACKUP_URL/v1/head" || true)" .version)"
+    done
+    echo "second site up at $BACKUP_URL (pid $FOLLOW_PID): version $v4 for main-1's token, $(elapsed "$t0")s after its start"
+    wait_main "server_in_use = the primary" "d.get('server_in_use') == '$URL'"
+    echo "main-1 server_in_use: $(jget "$MAIN_STATUS" .server_in_use) (the primary)"
+    echo
+    echo "stopping the primary's serve (pid $PUB_PID) ..."
+    stop_process "$PUB_PID"
+    local t_stop
+    t_stop="$(now)"
+    wait_main "fail-over to the second site" "d.get('server_in_use') == '$BACKUP_URL'"
+    echo "main-1 server_in_use: $(jget "$MAIN_STATUS" .server_in_use) (the second site), $(elapsed "$t_stop")s after the primary stopped"
+    echo "(lille and nantes list only the primary: they play on from their local copy and retry)"
+    echo
+    echo "\$ skycast-publisher publish --planning content-example/planning-v2.yaml    (on the primary, serve stopped)"
+    t0="$(now)"
+    out="$(quiet "$D/logs/publish-v5.log" "$PUB" publish --data "$D/publisher" \
+        --planning "$ROOT/content-example/planning-v2.yaml" --author demo --message "Back to planning-v2")"
+    echo "$out"
+    v5="$(published_version "$out")"
+    [[ -n "$v5" ]] || die "publish printed no version: $out"
+    wait_main "version $v5 installed" "d.get('active_version') == $v5"
+    echo "main-1 on version $v5 $(elapsed "$t0")s after the publish, server_in_use $(jget "$MAIN_STATUS" .server_in_use),"
+    echo "manifest from $(jget "$MAIN_STATUS" .last_sync.served_by.manifest) (git daemon -> follow, verified -> main-1)"
+    echo
+    echo "restarting the primary's serve on $URL ..."
+    start_publisher
+    wait_publisher
+    local t_back
+    t_back="$(now)"
+    wait_main "return to the primary" "d.get('server_in_use') == '$URL'"
+    echo "main-1 server_in_use: $(jget "$MAIN_STATUS" .server_in_use) (the primary) again, $(elapsed "$t_back")s after it answered"
+    wait_mirrored "$v5"
+    echo "serve resumed mirroring: version $v5 on Garage ${MIRROR_SECS}s after its restart"
+    wait_version "$v5"
+    echo "lille and nantes, which list only the primary, on version $v5 too ${SYNC_SECS}s later"
+
+    echo
+    echo "(d) The second site refuses to sign:"
+    echo "\$ skycast-publisher publish --data $S10/second-site --planning planning-v4.yaml"
+    # The refusal alone, without a backtrace should RUST_BACKTRACE be set here.
+    if out="$(RUST_BACKTRACE=0 RUST_LIB_BACKTRACE=0 "$PUB" publish --data "$S10/second-site" \
+        --planning "$S10/content/planning-v4.yaml" 2>&1)"; then
+        die "publish on the second site succeeded: $out"
+    fi
+    grep -v -e ' INFO ' -e '^$' <<<"$out" || true
+    grep -q 'read-only copy of the primary' <<<"$out" || echo "!! not the expected refusal"
+}
+
+GARAGE_BIN="$(command -v garage 2>/dev/null || true)"
+if [[ -z "$GARAGE_BIN" && -x "${CARGO_HOME:-$HOME/.cargo}/bin/garage" ]]; then
+    GARAGE_BIN="${CARGO_HOME:-$HOME/.cargo}/bin/garage"
+fi
+BACKUP_PORT="$(free_port)"
+BACKUP_URL="https://127.0.0.1:$BACKUP_PORT"
+if [[ -n "$GARAGE_BIN" ]]; then
+    mirrors_and_second_site
+else
+    echo "step 10 skipped: \`garage\` is not installed (not on PATH, not in ~/.cargo/bin)."
+    echo "Install it with \`bash scripts/install-deps.sh\` (it runs \`cargo install --locked garage\`) and run the demo again."
+fi
+
 # ---------------------------------------------------------------- end
 if [[ $KEEP_RUNNING -eq 1 ]]; then
-    say "Running: publisher at $URL, 3 pullers, the webhook receiver (Ctrl-C stops everything)"
+    say "Running: publisher at $URL, 3 pullers, the webhook receiver$([[ $STEP10 -eq 1 ]] && echo ", Garage, the second site") (Ctrl-C stops everything)"
     echo "CA certificate:  $CA"
     echo "logs:            $D/logs/"
     echo "player configs:  $D/players/*.toml"
@@ -576,6 +848,11 @@ if [[ $KEEP_RUNNING -eq 1 ]]; then
     echo "dashboard:       $URL/fleet (admin; auditor read-only), JSON at $URL/api/fleet"
     echo "metrics:         http://127.0.0.1:$METRICS_PORT/metrics"
     echo "webhooks:        $HOOK_LOG (receiver pid $RECV_PID)"
+    if [[ $STEP10 -eq 1 ]]; then
+        echo "Garage:          S3 ${GARAGE_S3[*]}, web ${GARAGE_WEB[*]} (logs $S10/garage/node*/garage.log)"
+        echo "mirror status:   $PUB mirror status --data $D/publisher"
+        echo "second site:     $BACKUP_URL (follow, pid $FOLLOW_PID), fed by git daemon (pid $GIT_PID)"
+    fi
     trap 'exit 0' INT # Ctrl-C is the normal way out here
     while :; do
         for pid in "${PIDS[@]}"; do
@@ -584,5 +861,5 @@ if [[ $KEEP_RUNNING -eq 1 ]]; then
         sleep 1
     done
 fi
-say "Demo finished: stopping the publisher, the pullers and the webhook receiver (run with --keep-running to keep them)"
+say "Demo finished: stopping the publisher, the pullers, the webhook receiver$([[ $STEP10 -eq 1 ]] && echo ", Garage and the second site") (run with --keep-running to keep them)"
 exit 0
