@@ -11,7 +11,7 @@
 #
 # Exit status: 0 when cargo is usable; 1 when cargo is missing, a needed
 # system package could not be installed, or garage (the mirror tests' object
-# storage, `cargo install --locked garage`) could not be built. A missing cargo-nextest that cannot
+# storage, `cargo install --locked garage`) or cargo-deb (scripts/package.sh) could not be built. A missing cargo-nextest that cannot
 # be installed is only a warning (scripts/test.sh falls back to `cargo test`).
 
 set -euo pipefail
@@ -27,6 +27,8 @@ set -euo pipefail
 # Metrics test (tests/tests/fleet_web.rs): prometheus, for `promtool check metrics`.
 # Fleet benchmark (tests/benches/fleet_scale.rs): nginx-light, the peer serving
 # the same head JSON over TLS (run as /usr/sbin/nginx, which is not on every PATH).
+# Packaging (scripts/package.sh, tests/tests/packaging.rs): dpkg-deb, fakeroot, and
+# systemd's systemd-analyze (verify) and systemd-sysusers (the maintainer scripts).
 PACKAGES=(
     pkg-config
     libasound2-dev
@@ -41,6 +43,8 @@ PACKAGES=(
     chromium-driver
     prometheus:promtool
     nginx-light:/usr/sbin/nginx
+    fakeroot:fakeroot
+    systemd:systemd-analyze
 )
 
 log() { printf 'install-deps: %s\n' "$*"; }
@@ -139,7 +143,23 @@ ensure_garage() {
     fi
 }
 
+# The Debian packages (scripts/package.sh, tests/tests/packaging.rs) are built by cargo-deb.
+ensure_cargo_deb() {
+    if cargo deb --version >/dev/null 2>&1; then
+        log "$(cargo deb --version 2>/dev/null | head -n 1)"
+        return 0
+    fi
+    log "cargo-deb missing: cargo install --locked cargo-deb"
+    if cargo install --locked cargo-deb; then
+        log "$(cargo deb --version 2>/dev/null | head -n 1)"
+    else
+        log "could not install cargo-deb: scripts/package.sh and the packaging test will fail until it is installed" >&2
+        exit 1
+    fi
+}
+
 install_system_packages
 check_cargo
 ensure_nextest
 ensure_garage
+ensure_cargo_deb

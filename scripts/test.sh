@@ -116,6 +116,10 @@ fi
 
 # ---------------------------------------------------------------- build and tests
 step build cargo build --workspace --all-targets
+# The release binaries, each built alone as cargo-deb (tests/tests/packaging.rs)
+# and the benchmarks build them: the tests then find them built instead of
+# compiling for minutes beside timing-sensitive tests.
+step build-release bash -c 'cargo build --release -p skycast-puller && cargo build --release -p skycast-publisher'
 BUILD_FAILED=$FAILED
 
 if [[ $BUILD_FAILED -ne 0 ]]; then

@@ -175,8 +175,11 @@ pub async fn run(
     );
     let signal = async move {
         shutdown.await;
+        crate::systemd::notify_stopping();
         let _ = stop_tx.send(true);
     };
+    // Bound (by the caller), state open, tasks started: systemd's `Type=notify` may go on.
+    crate::systemd::notify_ready();
     // `serve` returns once the stop signal is sent and its connections drained.
     tokio::join!(crate::net::serve(listener, tls, limits, app, stop_rx), signal);
     // Serving is over: the stop signal is sent (the head follower ends).

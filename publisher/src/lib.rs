@@ -21,6 +21,7 @@ pub mod protocol;
 pub mod publish;
 pub mod stamp;
 pub mod store;
+pub mod systemd;
 pub mod tls;
 pub mod web;
 pub mod workspace;

@@ -22,6 +22,7 @@ use crate::report::Reporter;
 use crate::sources::Sources;
 use crate::state::State;
 use crate::sync::{sync_sources, SyncOutcome, SyncReport};
+use crate::systemd::ServiceNotifications;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -105,6 +106,8 @@ pub async fn run(
         report_interval_secs = config.report_interval.as_secs(),
         "puller started"
     );
+    // systemd (`Type=notify`): ready now; watchdog pings only while the player beats.
+    let _service = ServiceNotifications::ready(player.is_some().then(|| live.player_heartbeat.clone()));
     let mut follower = Follower {
         config: &config,
         sources: &sources,

@@ -22,6 +22,7 @@ pub mod sources;
 pub mod state;
 pub mod status;
 pub mod sync;
+pub mod systemd;
 #[cfg(test)]
 mod test_support;
 pub mod transport;

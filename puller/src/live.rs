@@ -13,6 +13,7 @@ use skycast_schema::report::{Fetching, NowPlaying, OutputState};
 use tokio::sync::Notify;
 
 use crate::clock::clock_correction;
+use crate::systemd::Heartbeat;
 
 /// The fields a report carries about the moment.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -74,6 +75,8 @@ pub struct ClockSetting {
 pub struct Live {
     state: Mutex<LiveState>,
     pub fetching: FetchProgress,
+    /// Beaten by the player thread each turn of its loop; the systemd watchdog reads it.
+    pub player_heartbeat: Arc<Heartbeat>,
     report: Notify,
     sync: Notify,
     started: Instant,
@@ -85,6 +88,7 @@ impl Live {
         Arc::new(Live {
             state: Mutex::new(LiveState::default()),
             fetching: FetchProgress::default(),
+            player_heartbeat: Arc::new(Heartbeat::default()),
             report: Notify::new(),
             sync: Notify::new(),
             started: Instant::now(),

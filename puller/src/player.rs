@@ -379,6 +379,8 @@ impl<'e> Player<'e> {
     fn run(&mut self) -> Result<(), PlayerError> {
         let mut block = vec![0f32; BLOCK_FRAMES * CHANNELS];
         loop {
+            // Proof of progress for the systemd watchdog (see `crate::systemd`).
+            self.options.live.player_heartbeat.beat();
             loop {
                 match self.commands.try_recv() {
                     Ok(Command::Install(m)) => self.install(m),
