@@ -681,7 +681,7 @@ async fn main() {
     drop(root);
     drop(dir);
     if missed.is_empty() {
-        println!("every target met");
+        println!("the server's targets met (publish → swapped: see its PASS/MISS lines above)");
     } else {
         eprintln!("targets missed: {missed:?}");
         std::process::exit(1);
