@@ -251,6 +251,11 @@ struct Conn {
     evict: Notify,
     /// Told when a request ends: the idle timer starts again.
     changed: Notify,
+    /// Set when a response asked for the connection to close (`Connection:
+    /// close`, e.g. a cut-off token's 401): HTTP/1.1 closes by itself after
+    /// it, HTTP/2 has no such header, so the connection is shut down gracefully
+    /// (GOAWAY once the streams in flight end).
+    close_asked: AtomicBool,
 }
 
 impl Conn {
@@ -314,6 +319,7 @@ impl ConnTable {
             served: AtomicBool::new(false),
             evict: Notify::new(),
             changed: Notify::new(),
+            close_asked: AtomicBool::new(false),
         });
         conn.idle_since_ms.store(conn.now_ms(), Ordering::Release);
         table.open.insert(id, conn.clone());
@@ -497,8 +503,16 @@ impl Connection {
                 req.extensions_mut().insert(ConnectInfo(PeerAddr(peer)));
                 let busy = Busy::start(conn.clone());
                 let app = app.clone();
+                let conn = conn.clone();
                 async move {
                     let response = app.oneshot(req).await?;
+                    let closing = response
+                        .headers()
+                        .get(axum::http::header::CONNECTION)
+                        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
+                    if closing {
+                        conn.close_asked.store(true, Ordering::Release);
+                    }
                     Ok::<_, Infallible>(response.map(|body| Tracked {
                         body,
                         busy: Some(busy),
@@ -532,7 +546,12 @@ impl Connection {
                     tracing::debug!(%peer, "idle connection shed to make room");
                     return;
                 }
-                _ = conn.changed.notified() => {}
+                _ = conn.changed.notified() => {
+                    if close_by.is_none() && conn.close_asked.load(Ordering::Acquire) {
+                        served.as_mut().graceful_shutdown();
+                        close_by = Some(Instant::now() + CLOSE_GRACE);
+                    }
+                }
                 _ = self.stop.changed(), if close_by.is_none() => {
                     served.as_mut().graceful_shutdown();
                     close_by = Some(Instant::now() + DRAIN_TIMEOUT);

@@ -241,7 +241,7 @@ impl HttpVersion {
 }
 
 /// A rustls client configuration trusting only the CA in `ca_pem`, offering `http`.
-fn tls_client(ca_pem: &Path, http: HttpVersion) -> Arc<rustls::ClientConfig> {
+pub fn tls_client(ca_pem: &Path, http: HttpVersion) -> Arc<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
     let pem = std::fs::read(ca_pem).unwrap();
     for cert in rustls_pemfile::certs(&mut pem.as_slice()) {

@@ -434,3 +434,52 @@ async fn an_unknown_player_id_gets_a_clear_error_and_changes_nothing() {
     );
     fx.stop().await;
 }
+
+/// An HTTP/2 connection has no `Connection: close`: the server ends it with
+/// GOAWAY once a response asked for the close, so a client holding a cut-off
+/// token keeps nothing open whatever protocol it speaks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_off_token_s_http2_connection_is_closed_after_its_401() {
+    use skycast_tests::fleet_sim::{tls_client, HttpVersion};
+
+    let fx = PublisherFixture::start().await;
+    fx.publish(&write_planning(&fx.dir.path().join("v1"), &[&example_music()[0]]));
+    let puller = fx.add_player("main-1", "main", &fx.url());
+    let token = token_of(&puller);
+    let addr: std::net::SocketAddr = fx.url().trim_start_matches("https://").parse().unwrap();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let tls = tokio_rustls::TlsConnector::from(tls_client(&fx.data.ca_cert_path(), HttpVersion::Http2))
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (mut send, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tls),
+    )
+    .await
+    .unwrap();
+    let mut connection = tokio::spawn(connection);
+    let head = |send: &mut hyper::client::conn::http2::SendRequest<axum::body::Body>| {
+        let request = axum::http::Request::get(format!("https://{addr}/v1/head"))
+            .header("authorization", format!("Bearer {token}"))
+            .body(axum::body::Body::empty())
+            .unwrap();
+        send.send_request(request)
+    };
+    assert_eq!(head(&mut send).await.unwrap().status(), StatusCode::OK);
+    // Still open a moment later: only a close asked for ends it.
+    assert!(tokio::time::timeout(Duration::from_millis(300), &mut connection)
+        .await
+        .is_err());
+
+    player_cli_ok(&fx, &["disable", "--id", "main-1", "--by", "ann"]).await;
+    assert_eq!(head(&mut send).await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    let closed = tokio::time::timeout(Duration::from_secs(5), &mut connection).await;
+    assert!(
+        closed.is_ok(),
+        "the HTTP/2 connection is still open 5 s after the 401"
+    );
+    fx.stop().await;
+}
