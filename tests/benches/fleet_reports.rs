@@ -237,7 +237,8 @@ async fn main() {
         idle * 100.0
     );
 
-    let mut web = WebClient::new(&url, &serve.ca_path());
+    // HTTP/1.1, like the reports above: the pages' times are the server's.
+    let mut web = WebClient::http1(&url, &serve.ca_path());
     let landed = web.login("admin", "admin-password").await;
     assert!(landed.status.is_success(), "admin sign-in: {}", landed.status);
     let mut over = Vec::new();

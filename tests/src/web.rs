@@ -56,8 +56,19 @@ impl PublisherFixture {
 
 impl WebClient {
     pub fn new(base: &str, ca_cert: &std::path::Path) -> WebClient {
+        Self::with(base, ca_cert, Client::builder())
+    }
+
+    /// The same over HTTP/1.1 only: for benchmarks timing the server's pages,
+    /// where the client's HTTP/2 framing of a 5 MB body on the same 2 cores
+    /// would be counted against the server.
+    pub fn http1(base: &str, ca_cert: &std::path::Path) -> WebClient {
+        Self::with(base, ca_cert, Client::builder().http1_only())
+    }
+
+    fn with(base: &str, ca_cert: &std::path::Path, builder: reqwest::ClientBuilder) -> WebClient {
         let ca = reqwest::Certificate::from_pem(&std::fs::read(ca_cert).unwrap()).unwrap();
-        let client = Client::builder()
+        let client = builder
             .add_root_certificate(ca)
             .tls_built_in_root_certs(false)
             .cookie_store(true)
