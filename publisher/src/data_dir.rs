@@ -216,6 +216,25 @@ impl DataDir {
         Ok(password)
     }
 
+    /// Writes into `out` a new server certificate from this directory's CA
+    /// (`server.pem`, `server.key` 0600) and the CA itself (`ca.pem`): what a
+    /// second site serves with, so players keep the one CA they pin. Refuses to
+    /// overwrite files already there.
+    pub fn issue_server_cert(&self, names: &[String], out: &Path) -> Result<()> {
+        self.refuse_if_follower()?;
+        let ca_key = fs::read_to_string(self.ca_key_path()).map_err(PublisherError::io(
+            "read the CA key (only a directory made by `init` with its own CA can issue)",
+            self.ca_key_path(),
+        ))?;
+        let ca_cert =
+            fs::read(self.ca_cert_path()).map_err(PublisherError::io("read", self.ca_cert_path()))?;
+        let (cert, key) = tls::issue(&ca_key, names)?;
+        fs::create_dir_all(out).map_err(PublisherError::io("create", out))?;
+        write_public(&out.join("server.pem"), cert.as_bytes())?;
+        write_private(&out.join("server.key"), key.as_bytes())?;
+        write_public(&out.join("ca.pem"), &ca_cert)
+    }
+
     pub fn settings(&self) -> Result<Settings> {
         let path = self.settings_path();
         let text = fs::read_to_string(&path).map_err(PublisherError::io("read", &path))?;

@@ -555,34 +555,7 @@ fn main() -> anyhow::Result<()> {
         Command::Tls {
             command: TlsCommand::Issue { data, names, out },
         } => {
-            let dir = DataDir::open(&data)?;
-            dir.refuse_if_follower()?;
-            let ca_key = std::fs::read_to_string(dir.ca_key_path()).with_context(|| {
-                format!(
-                    "read the CA key {}: only a data directory made by `init` with its own CA can issue",
-                    dir.ca_key_path().display()
-                )
-            })?;
-            let (cert, key) = skycast_publisher::tls::issue(&ca_key, &names)?;
-            std::fs::create_dir_all(&out).with_context(|| format!("create {}", out.display()))?;
-            std::fs::write(out.join("server.pem"), cert)
-                .with_context(|| format!("write into {}", out.display()))?;
-            std::fs::copy(dir.ca_cert_path(), out.join("ca.pem"))
-                .with_context(|| format!("write into {}", out.display()))?;
-            let key_path = out.join("server.key");
-            {
-                use std::io::Write;
-                use std::os::unix::fs::OpenOptionsExt;
-                let mut file = std::fs::OpenOptions::new()
-                    .write(true)
-                    .create(true)
-                    .truncate(true)
-                    .mode(0o600)
-                    .open(&key_path)
-                    .with_context(|| format!("write {}", key_path.display()))?;
-                file.write_all(key.as_bytes())
-                    .with_context(|| format!("write {}", key_path.display()))?;
-            }
+            DataDir::open(&data)?.issue_server_cert(&names, &out)?;
             println!("server.pem, server.key and ca.pem written to {}", out.display());
         }
         Command::Player { command } => player(command, now)?,

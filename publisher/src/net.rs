@@ -103,6 +103,18 @@ pub enum FdLimitError {
     },
 }
 
+/// Whether `url` names this machine (127.0.0.0/8, ::1, `localhost`): the only
+/// place plain HTTP may go from the publisher (webhooks, mirrors), since it
+/// crosses no network.
+pub fn is_loopback_url(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    }
+}
+
 /// Raises this process's soft open-file limit to its hard limit and returns
 /// the limit now in force.
 pub fn raise_fd_limit() -> Result<u64, FdLimitError> {

@@ -26,7 +26,6 @@ pub mod upload;
 pub mod worker;
 
 use std::fmt;
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -243,18 +242,9 @@ pub fn check_endpoint(url: &str) -> Result<url::Url, MirrorError> {
     }
     match parsed.scheme() {
         "https" => Ok(parsed),
-        "http" if is_loopback(&parsed) => Ok(parsed),
+        "http" if crate::net::is_loopback_url(&parsed) => Ok(parsed),
         "http" => Err(bad("plain http is allowed only to a loopback address: use https")),
         _ => Err(bad("use an https:// URL")),
-    }
-}
-
-fn is_loopback(url: &url::Url) -> bool {
-    match url.host() {
-        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
-        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
-        Some(url::Host::Domain(d)) => d == "localhost",
-        None => false,
     }
 }
 

@@ -10,8 +10,6 @@
 mod deliver;
 mod sign;
 
-use std::net::IpAddr;
-
 use chrono::{DateTime, Utc};
 use url::Url;
 
@@ -86,18 +84,13 @@ pub fn check_url(text: &str) -> Result<Url, NotifyError> {
         return Err(refused(&format!("longer than {MAX_URL_CHARS} characters")));
     }
     let url = Url::parse(text).map_err(|e| refused(&format!("{e}: write it as https://host/path")))?;
-    let Some(host) = url.host() else {
+    if url.host().is_none() {
         return Err(refused("it names no host: write it as https://host/path"));
-    };
+    }
     match url.scheme() {
         "https" => Ok(url),
         "http" => {
-            let loopback = match host {
-                url::Host::Domain(d) => d.eq_ignore_ascii_case("localhost"),
-                url::Host::Ipv4(ip) => IpAddr::V4(ip).is_loopback(),
-                url::Host::Ipv6(ip) => IpAddr::V6(ip).is_loopback(),
-            };
-            if loopback {
+            if crate::net::is_loopback_url(&url) {
                 Ok(url)
             } else {
                 Err(refused(
