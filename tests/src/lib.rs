@@ -357,3 +357,31 @@ pub fn edit_config(puller: &Puller, f: impl FnOnce(&mut toml::Table)) {
     f(&mut table);
     std::fs::write(&puller.config, toml::to_string(&table).unwrap()).unwrap();
 }
+
+/// `promtool check metrics` finds nothing to say about `text`.
+pub fn promtool_accepts(text: &str) {
+    use std::io::Write as _;
+    let promtool = std::path::Path::new("/usr/bin/promtool");
+    assert!(
+        promtool.exists(),
+        "promtool is missing: `bash scripts/install-deps.sh` installs Debian's prometheus package"
+    );
+    let mut check = std::process::Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    check.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = check.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "promtool: {said}\n{text}"
+    );
+}

@@ -176,34 +176,6 @@ async fn assert_version_readable(garage: &GarageCluster, node: usize, data: &Pat
     }
 }
 
-/// `promtool check metrics` finds nothing to say about `text`.
-fn promtool_accepts(text: &str) {
-    use std::io::Write as _;
-    let promtool = Path::new("/usr/bin/promtool");
-    assert!(
-        promtool.exists(),
-        "promtool is missing: `bash scripts/install-deps.sh` installs Debian's prometheus package"
-    );
-    let mut check = std::process::Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    check.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-    let out = check.wait_with_output().unwrap();
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success() && said.trim().is_empty(),
-        "promtool: {said}\n{text}"
-    );
-}
-
 /// `GET /metrics` of a serve started with `--metrics-listen 127.0.0.1:0`
 /// (its address read from its log).
 async fn scrape_metrics(serve: &ServeProcess) -> String {
@@ -277,7 +249,7 @@ async fn every_version_reaches_garage_byte_for_byte_before_its_head_pointer() {
     ] {
         assert!(metrics.lines().any(|l| l == line), "{line} in:\n{metrics}");
     }
-    promtool_accepts(&metrics);
+    skycast_tests::promtool_accepts(&metrics);
     let log = serve.plain_log();
     assert!(!log.contains(garage.secret()), "the secret key is never logged");
     let stored = std::fs::read(data.join("publisher.sqlite")).unwrap();
