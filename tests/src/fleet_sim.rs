@@ -283,6 +283,13 @@ impl Sender {
         .header("authorization", format!("Bearer {token}"))
         .body(axum::body::Body::empty())
         .unwrap();
+        // A keep-alive connection becomes ready again only once hyper has seen the
+        // previous answer end; sending before that is refused ("connection was not ready").
+        match self {
+            Sender::Http1(s) => s.ready().await,
+            Sender::Http2(s) => s.ready().await,
+        }
+        .expect("connection ready for the next request");
         let response = match self {
             Sender::Http1(s) => s.send_request(request).await,
             Sender::Http2(s) => {
