@@ -394,6 +394,7 @@ mod tests {
             last_error: None,
             clock_offset_ms: None,
             free_disk_bytes: None,
+            audio_clock: None,
             agent_version: None,
             uptime_secs: None,
             open_alerts: Vec::new(),

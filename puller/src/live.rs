@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
-use skycast_schema::report::{Fetching, NowPlaying, OutputState};
+use skycast_schema::report::{AudioClock, Fetching, NowPlaying, OutputState};
 use tokio::sync::Notify;
 
 use crate::clock::clock_correction;
@@ -25,6 +25,9 @@ pub struct LiveState {
     pub clock_offset_ms: Option<i64>,
     /// `None` until the first exchange; then whether the last one reached the server.
     pub network_ok: Option<bool>,
+    /// How the schedule follows the wall clock on a sound device (`None` for outputs
+    /// paced in software).
+    pub audio_clock: Option<AudioClock>,
 }
 
 /// A sync's download progress, updated as media files arrive.

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
-use skycast_schema::report::{EntryBody, EventEntry, PlayEntry};
+use skycast_schema::report::{AudioClock, EntryBody, EventEntry, PlayEntry};
 use skycast_schema::{History, MediaId};
 
 use crate::outbox::{self, rfc3339};
@@ -90,6 +90,19 @@ pub struct PlayLog {
     conn: Connection,
     path: PathBuf,
     run_id: String,
+    cut_short: Option<CutShort>,
+}
+
+/// The music a previous run was playing when it died, as its last saved progress
+/// says: the player goes on with it where the schedule is now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CutShort {
+    pub row: String,
+    pub media: MediaId,
+    pub playlist: String,
+    /// Position in the file at `at`.
+    pub position_ms: u64,
+    pub at: DateTime<Utc>,
 }
 
 impl PlayLog {
@@ -101,8 +114,28 @@ impl PlayLog {
             conn: PlayLog::prepared(path)?,
             path: path.to_path_buf(),
             run_id: run_id.to_string(),
+            cut_short: None,
         };
+        let mut cut_short = None;
         log.change(at, |tx| {
+            cut_short = tx
+                .query_row(
+                    "SELECT id, media, source, COALESCE(end_position_ms, position_ms),
+                            COALESCE(ended_at, started_at)
+                     FROM plays WHERE outcome = 'playing' AND kind = 'music'
+                     ORDER BY started_at DESC, rowid DESC LIMIT 1",
+                    [],
+                    |r| {
+                        Ok((
+                            r.get::<_, String>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, String>(2)?,
+                            r.get::<_, i64>(3)?,
+                            r.get::<_, String>(4)?,
+                        ))
+                    },
+                )
+                .optional()?;
             let mut stmt = tx.prepare("SELECT id FROM plays WHERE outcome = 'playing'")?;
             let ids = stmt
                 .query_map([], |r| r.get::<_, String>(0))?
@@ -113,7 +146,36 @@ impl PlayLog {
             )?;
             Ok(ids)
         })?;
+        // A row this log wrote itself: a media id or time that does not parse is a
+        // damaged file, and then there is simply nothing to go on with.
+        log.cut_short = cut_short.and_then(|(row, media, playlist, position_ms, at)| {
+            Some(CutShort {
+                row,
+                media: media.parse().ok()?,
+                playlist,
+                position_ms: position_ms.unsigned_abs(),
+                at: DateTime::parse_from_rfc3339(&at).ok()?.with_timezone(&Utc),
+            })
+        });
         Ok(log)
+    }
+
+    /// The music the previous run died playing, once (see [`CutShort`]).
+    pub fn take_cut_short(&mut self) -> Option<CutShort> {
+        self.cut_short.take()
+    }
+
+    /// Keeps the latest audio clock reading for `status` (one row, overwritten).
+    pub fn record_audio_clock(&self, at: DateTime<Utc>, clock: &AudioClock) -> Result<(), PlayLogError> {
+        let json = serde_json::to_string(clock).unwrap_or_default();
+        self.conn
+            .execute(
+                "INSERT INTO audio_clock (id, reading, at) VALUES (1, ?1, ?2)
+                 ON CONFLICT(id) DO UPDATE SET reading = excluded.reading, at = excluded.at",
+                params![json, rfc3339(at)],
+            )
+            .map(drop)
+            .map_err(self.err())
     }
 
     /// Switches `state.sqlite` to WAL and creates the play log's tables. The daemon
@@ -155,6 +217,11 @@ impl PlayLog {
              CREATE TABLE IF NOT EXISTS player_history (
                  shop TEXT PRIMARY KEY,
                  history TEXT NOT NULL
+             );
+             CREATE TABLE IF NOT EXISTS audio_clock (
+                 id INTEGER PRIMARY KEY CHECK (id = 1),
+                 reading TEXT NOT NULL,
+                 at TEXT NOT NULL
              );",
         )
         .map_err(err)?;
@@ -312,6 +379,28 @@ pub fn now_playing(path: &Path) -> Result<Option<PlayRow>, PlayLogError> {
     .pop())
 }
 
+/// The audio clock the player last recorded (read-only; `None` before any, or for
+/// outputs paced in software).
+pub fn audio_clock(path: &Path) -> Result<Option<AudioClock>, PlayLogError> {
+    let err = |source| PlayLogError {
+        path: path.to_path_buf(),
+        source,
+    };
+    if !path.exists() {
+        return Ok(None);
+    }
+    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(err)?;
+    let reading: Option<String> =
+        match conn.query_row("SELECT reading FROM audio_clock WHERE id = 1", [], |r| r.get(0)) {
+            Ok(json) => Some(json),
+            Err(rusqlite::Error::QueryReturnedNoRows) => None,
+            // A state file from before this table.
+            Err(rusqlite::Error::SqliteFailure(_, Some(m))) if m.contains("no such table") => None,
+            Err(e) => return Err(err(e)),
+        };
+    Ok(reading.and_then(|json| serde_json::from_str(&json).ok()))
+}
+
 fn query(path: &Path, tail: &str) -> Result<Vec<PlayRow>, PlayLogError> {
     let err = |source| PlayLogError {
         path: path.to_path_buf(),
@@ -413,7 +502,20 @@ mod tests {
                 .unwrap();
             id
         };
-        let log = PlayLog::open(&db, "run-2", t0).unwrap();
+        let mut log = PlayLog::open(&db, "run-2", t0).unwrap();
+        assert_eq!(
+            log.take_cut_short(),
+            Some(CutShort {
+                row: id.clone(),
+                media: MediaId::of(b"a"),
+                playlist: "daytime".into(),
+                position_ms: 5000,
+                at: t0 + chrono::Duration::seconds(5),
+            }),
+            "the music the dead run played, to go on with"
+        );
+        assert_eq!(log.take_cut_short(), None, "once");
+        assert_eq!(PlayLog::open(&db, "run-3", t0).unwrap().take_cut_short(), None);
         assert_eq!(log.history("main").unwrap(), Some(history));
         assert_eq!(log.history("lille").unwrap(), None);
         let rows = read_all(&db).unwrap();
@@ -422,6 +524,25 @@ mod tests {
         assert_eq!(rows[0].outcome, "interrupted");
         assert_eq!(rows[0].end_position_ms, Some(5000));
         assert_eq!(rows[0].ended_at.as_deref(), Some("2026-11-22T09:00:05.000Z"));
+    }
+
+    #[test]
+    fn the_audio_clock_reading_is_kept_once_and_read_without_writing() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("state.sqlite");
+        assert_eq!(audio_clock(&db).unwrap(), None, "no file yet");
+        let t0: DateTime<Utc> = "2026-11-22T09:00:00Z".parse().unwrap();
+        let log = PlayLog::open(&db, "run-1", t0).unwrap();
+        assert_eq!(audio_clock(&db).unwrap(), None);
+        for offset in [120, -40] {
+            let reading = AudioClock {
+                schedule_offset_ms: offset,
+                device_rate_ppm: Some(-1000),
+                throttled: false,
+            };
+            log.record_audio_clock(t0, &reading).unwrap();
+            assert_eq!(audio_clock(&db).unwrap(), Some(reading));
+        }
     }
 
     #[test]

@@ -1,6 +1,11 @@
 //! The player: follows the shop's schedule from the local, verified copy and renders
 //! what the shop hears into an output, block by block. The output paces the blocks,
-//! so the count of rendered frames is the player's clock.
+//! so the count of rendered frames is the player's clock; on a sound device that
+//! count is steered onto the wall clock (see [`crate::audio::Discipline`]).
+//!
+//! Music that stops without ending (the device went away, the previous run died) is
+//! remembered with its position; when sound is back it goes on where the schedule is
+//! now, if that is still inside the track and its playlist still plays.
 //!
 //! Music plays from the resolver's picks; a message that `cut`s fades the music out,
 //! plays, and hands back as its `after` mode says; a `boundary` message waits for
@@ -23,14 +28,14 @@ use skycast_schema::{
 };
 
 use crate::audio::{
-    db_to_gain, frames_duration, frames_in, AudioError, Change, Down, OutputSpec, Pace, Ramp,
+    db_to_gain, frames_duration, frames_in, AudioError, Change, Discipline, Down, OutputSpec, Pace, Ramp,
     SupervisedOutput, Track, CHANNELS, SAMPLE_RATE,
 };
 use crate::commands::media_damaged;
 use crate::live::Live;
 use crate::local_store::{write_atomic, Layout, StoreError};
 use crate::outbox::{event, rfc3339};
-use crate::play_log::{Outcome, PlayLog, PlayLogError, PlayStart};
+use crate::play_log::{CutShort, Outcome, PlayLog, PlayLogError, PlayStart};
 
 /// Frames rendered per block: about 23 ms, the reaction time to a new `cut` message.
 const BLOCK_FRAMES: usize = 1024;
@@ -40,6 +45,11 @@ const IDLE_STEP: Duration = Duration::from_millis(250);
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 /// A deck being cut by a higher-priority message fades out this fast.
 const MESSAGE_CUT_FADE: Duration = Duration::from_millis(100);
+/// The audio clock goes to the live state this often (wall time), and to
+/// `state.sqlite` for `status` every fifth time.
+const CLOCK_READING_EVERY: Duration = Duration::from_secs(1);
+/// Music cut short is not taken up again this close to its end.
+const RESUME_MARGIN: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlayerError {
@@ -286,6 +296,29 @@ struct Paused {
     after: AfterMode,
 }
 
+/// Music that stopped without ending: where it was, and when (the schedule's time).
+#[derive(Debug, Clone)]
+struct ResumePoint {
+    media: MediaId,
+    playlist: String,
+    /// Its play log row, which the continuation names in `resumed_from`.
+    row: String,
+    position: Duration,
+    at: DateTime<Utc>,
+}
+
+impl From<CutShort> for ResumePoint {
+    fn from(c: CutShort) -> ResumePoint {
+        ResumePoint {
+            media: c.media,
+            playlist: c.playlist,
+            row: c.row,
+            position: Duration::from_millis(c.position_ms),
+            at: c.at,
+        }
+    }
+}
+
 struct Player<'e> {
     options: PlayerOptions,
     commands: Receiver<Command>,
@@ -299,7 +332,14 @@ struct Player<'e> {
     output_state: OutputState,
     playing_row: Option<String>,
     origin: DateTime<Utc>,
+    /// Frames rendered (sound and silence): the output's clock.
     frames: u64,
+    /// For an output paced by a device: steers the schedule onto the wall clock.
+    clock: Option<Discipline>,
+    clock_shown_at: Option<Instant>,
+    clock_readings: u64,
+    /// Music to go on with once sound is back (see the module docs).
+    resume_point: Option<ResumePoint>,
     /// Frames already filled in the block being rendered.
     block_offset: u64,
     music: Option<Deck>,
@@ -338,7 +378,12 @@ impl<'e> Player<'e> {
             .clock_start
             .unwrap_or_else(|| Utc::now() + chrono::Duration::milliseconds(options.clock_correction_ms));
         let run_id = hex::encode(crate::random_bytes::<8>());
-        let log = PlayLog::open(&layout.state_db(), &run_id, origin)?;
+        let mut log = PlayLog::open(&layout.state_db(), &run_id, origin)?;
+        let resume_point = log.take_cut_short().map(ResumePoint::from);
+        let clock = options
+            .output
+            .paced_by_device()
+            .then(|| Discipline::new(Instant::now(), 0, options.clock_rate));
         let history = match log.history(&options.shop)? {
             Some(h) => h,
             None => History::new(u64::from_le_bytes(crate::random_bytes::<8>())),
@@ -356,6 +401,10 @@ impl<'e> Player<'e> {
             playing_row: None,
             origin,
             frames: 0,
+            clock,
+            clock_shown_at: None,
+            clock_readings: 0,
+            resume_point,
             block_offset: 0,
             music: None,
             paused: None,
@@ -373,7 +422,8 @@ impl<'e> Player<'e> {
     }
 
     fn at_frame(&self, frame: u64) -> DateTime<Utc> {
-        self.origin + chrono::Duration::microseconds((frame as f64 * 1e6 / SAMPLE_RATE as f64) as i64)
+        let frame = frame as f64 + self.clock.as_ref().map_or(0, Discipline::offset) as f64;
+        self.origin + chrono::Duration::microseconds((frame * 1e6 / SAMPLE_RATE as f64) as i64)
     }
 
     fn run(&mut self) -> Result<(), PlayerError> {
@@ -424,6 +474,12 @@ impl<'e> Player<'e> {
                 self.set_output_state(OutputState::Playing);
                 self.output.write(&block, Instant::now());
                 self.frames += BLOCK_FRAMES as u64;
+                if let Some(clock) = &mut self.clock {
+                    let wait = clock.after_sound(self.frames, BLOCK_FRAMES as u64, Instant::now());
+                    if !wait.is_zero() {
+                        std::thread::sleep(wait);
+                    }
+                }
             } else {
                 self.set_output_state(if open {
                     OutputState::NotStarted
@@ -445,12 +501,44 @@ impl<'e> Player<'e> {
             if self.frames - self.last_progress >= frames_in(PROGRESS_EVERY) {
                 self.save_progress();
             }
+            self.show_clock();
         }
     }
 
     fn idle(&mut self, frames: u64) {
         self.output.idle(frames, Instant::now());
         self.frames += frames;
+        if let Some(clock) = &mut self.clock {
+            clock.after_silence(self.frames, frames, Instant::now());
+        }
+    }
+
+    /// Puts the audio clock's reading in the live state (for reports) and, less
+    /// often, in `state.sqlite` (for `status`).
+    fn show_clock(&mut self) {
+        let Some(clock) = &self.clock else { return };
+        let now = Instant::now();
+        if self
+            .clock_shown_at
+            .is_some_and(|at| now.duration_since(at) < CLOCK_READING_EVERY)
+        {
+            return;
+        }
+        self.clock_shown_at = Some(now);
+        let reading = clock.reading(self.frames, now);
+        let audio_clock = skycast_schema::report::AudioClock {
+            schedule_offset_ms: reading.schedule_offset_ms,
+            device_rate_ppm: reading.device_rate_ppm.map(|p| p.round() as i64),
+            throttled: reading.throttled,
+        };
+        self.options.live.update(|s| s.audio_clock = Some(audio_clock));
+        if self.clock_readings.is_multiple_of(5) {
+            let at = self.now();
+            if let Err(e) = self.log.record_audio_clock(at, &audio_clock) {
+                tracing::warn!(error = %e, "cannot save the audio clock reading");
+            }
+        }
+        self.clock_readings += 1;
     }
 
     /// Retries a down output, reports what changed; false while there is no sound.
@@ -481,8 +569,24 @@ impl<'e> Player<'e> {
             Some(Down::Failed(_)) => OutputState::Error,
         };
         self.set_output_state(state);
+        self.remember_music();
         self.end_all();
         false
+    }
+
+    /// Notes where the music is (playing, or paused under a message) before it is ended
+    /// for lack of sound, so that it goes on from the schedule's position when sound is back.
+    fn remember_music(&mut self) {
+        let deck = self.music.as_ref().or(self.paused.as_ref().map(|p| &p.deck));
+        let Some(deck) = deck else { return };
+        let Role::Music { pick } = &deck.role else { return };
+        self.resume_point = Some(ResumePoint {
+            media: deck.media,
+            playlist: pick.playlist.clone(),
+            row: deck.row.clone(),
+            position: deck.track.position(),
+            at: self.now(),
+        });
     }
 
     /// Appends a player event to the outbox and asks for a report.
@@ -807,7 +911,13 @@ impl<'e> Player<'e> {
                 if let Some(p) = self.paused.take() {
                     self.end_row(&p.deck, Outcome::Interrupted);
                 }
+                self.resume_point = None;
                 return;
+            }
+            if let Some(point) = self.resume_point.take() {
+                if self.go_on_with(point, at, schedule) {
+                    return;
+                }
             }
             if let Some(paused) = self.paused.take() {
                 match paused.after {
@@ -954,6 +1064,57 @@ impl<'e> Player<'e> {
         }
         let source = pick.playlist.clone();
         self.music = self.open_deck(pick.media, Role::Music { pick }, "music", source, None);
+        self.music.is_some()
+    }
+
+    /// Takes up music that stopped without ending at the position the schedule has
+    /// reached since, if its playlist still plays now and that is not past its end.
+    /// False (nothing started) otherwise: then the next pick plays.
+    fn go_on_with(&mut self, point: ResumePoint, at: DateTime<Utc>, schedule: &ShopSchedule<'_>) -> bool {
+        let Some(choice) = schedule.music_at(at) else {
+            return false;
+        };
+        let still_listed = schedule
+            .playlist_at(at)
+            .is_some_and(|(name, items)| name == point.playlist && items.contains(&point.media));
+        if choice.playlist != point.playlist || !still_listed {
+            return false;
+        }
+        let position = point.position + (at - point.at).to_std().unwrap_or_default();
+        let (gain, title, _, duration) = self.entry_gain(&point.media);
+        if position + RESUME_MARGIN >= duration {
+            return false;
+        }
+        let mut track = match self.open_track(&point.media) {
+            Ok(t) => t,
+            Err(e) => {
+                self.problem(format!("cannot go on with {title}: {e}"));
+                return false;
+            }
+        };
+        track.skip_to(position);
+        tracing::info!(media = %point.media, position_ms = position.as_millis() as u64, "going on with the music cut short");
+        let pick = MusicPick {
+            media: point.media,
+            playlist: point.playlist.clone(),
+            rule: choice.rule,
+        };
+        let cut_short = Deck {
+            track,
+            role: Role::Music { pick },
+            row: point.row,
+            media: point.media,
+            now_playing: NowPlaying {
+                media: point.media.to_string(),
+                title,
+                kind: "music".into(),
+                started_at: rfc3339(at),
+            },
+            gain,
+            ramp: Ramp::steady(1.0),
+            fading: None,
+        };
+        self.resume(cut_short);
         self.music.is_some()
     }
 

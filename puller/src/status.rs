@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use skycast_schema::report::AudioClock;
 
 use crate::config::Config;
 use crate::local_store::{Layout, StoreError};
@@ -52,6 +53,9 @@ pub struct Status {
     pub last_sync: Option<LastSync>,
     /// What the player is playing now (from the play log).
     pub now_playing: Option<PlayRow>,
+    /// On a sound device: how the schedule follows the wall clock (offset in ms,
+    /// the device's rate in ppm, whether the player had to pace it).
+    pub audio_clock: Option<AudioClock>,
     /// Supervision entries (plays, events) waiting for the server's acknowledgement.
     pub outbox_waiting: u64,
     /// When the last report went through (RFC 3339), and why the last one failed
@@ -110,6 +114,7 @@ pub fn status_at(config: &Config, local: DateTime<Utc>) -> Result<Status, Status
         last_sync: snap.last_sync,
         // The play log is the player's; status reports it but never fails on it.
         now_playing: crate::play_log::now_playing(&layout.state_db()).unwrap_or_default(),
+        audio_clock: crate::play_log::audio_clock(&layout.state_db()).unwrap_or_default(),
         outbox_waiting: outbox.waiting,
         last_report_at: outbox.last_report_at,
         last_report_error: outbox.last_report_error,
@@ -149,6 +154,7 @@ mod tests {
             "clock_warning",
             "config_warning",
             "outbox_waiting",
+            "audio_clock",
             "last_report_at",
             "last_report_error",
         ] {

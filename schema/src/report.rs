@@ -57,6 +57,21 @@ pub struct Fetching {
     pub bytes_total: u64,
 }
 
+/// How a player's schedule follows the wall clock on an output paced by a sound
+/// device (a crystal off by some ppm, or a device that does not pace at all).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AudioClock {
+    /// The schedule ahead (+) or behind (−) of the wall clock, in milliseconds.
+    pub schedule_offset_ms: i64,
+    /// The device's rate off real time, in parts per million (+ = fast); absent
+    /// until measured over ten seconds of sound.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_rate_ppm: Option<i64>,
+    /// The device took samples faster than real time, so the player paced it.
+    #[serde(default)]
+    pub throttled: bool,
+}
+
 /// What a player is playing now.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NowPlaying {
@@ -193,6 +208,9 @@ pub struct Report {
     pub clock_offset_ms: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub free_disk_bytes: Option<u64>,
+    /// Present when the output is a sound device (see [`AudioClock`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audio_clock: Option<AudioClock>,
     pub agent_version: String,
     pub uptime_secs: u64,
     /// Outbox entries not yet acknowledged, oldest first, at most [`MAX_ENTRIES_PER_REPORT`].

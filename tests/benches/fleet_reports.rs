@@ -75,6 +75,7 @@ fn report(i: usize, round: usize) -> Report {
         last_error: None,
         clock_offset_ms: Some(12),
         free_disk_bytes: Some(8_000_000_000),
+        audio_clock: None,
         agent_version: "0.1.0".into(),
         uptime_secs: 3_600,
         entries,

@@ -2,6 +2,7 @@
 //! binds to 127.0.0.1:0, over real HTTPS), real `skycast-puller` processes, and a
 //! tampering HTTPS proxy for fault injection.
 
+pub mod alsa;
 pub mod browser;
 pub mod fleet;
 pub mod fleet_sim;

@@ -11,7 +11,17 @@ use nix::unistd::Pid;
 use skycast_puller::play_log::{read_all, PlayRow};
 
 use crate::recording::{Gap, Recording};
-use crate::{example, file_id, Puller};
+use crate::{example, file_id, PublisherFixture, Puller};
+
+/// A publisher with `yaml` published as version 1 and a synced puller `main-1` for
+/// shop `main`.
+pub async fn published(yaml: &str, files: &[&str]) -> (PublisherFixture, Puller) {
+    let p = PublisherFixture::start().await;
+    p.publish(&write_planning_yaml(&p.dir.path().join("v1"), yaml, files));
+    let puller = p.add_player("main-1", "main", &p.url());
+    puller.sync_ok().await;
+    (p, puller)
+}
 
 /// Writes `planning.yaml` with `yaml` in `dir`, copying the named files of
 /// content-example beside it (the planning names them by those relative paths).
@@ -56,8 +66,24 @@ impl PlayerRun {
         clock_start: Option<&str>,
         rate: f64,
     ) -> PlayerRun {
+        PlayerRun::start_with_env(puller, output, logs, clock_start, rate, &[])
+    }
+
+    /// [`PlayerRun::start_output`] with extra environment variables (`HOME` for an
+    /// ALSA configuration, for example).
+    pub fn start_with_env(
+        puller: &Puller,
+        output: &str,
+        logs: &Path,
+        clock_start: Option<&str>,
+        rate: f64,
+        env: &[(&str, &Path)],
+    ) -> PlayerRun {
         let stdout = logs.with_extension("out.txt");
         let mut cmd = puller.command("run");
+        for (key, value) in env {
+            cmd.env(key, value);
+        }
         cmd.args(["--output", output]);
         if let Some(start) = clock_start {
             cmd.args(["--clock-start", start]);

@@ -36,6 +36,7 @@ fn status(title: &str, entries: Vec<Entry>) -> Report {
         output: OutputState::Playing,
         clock_offset_ms: Some(-120),
         free_disk_bytes: Some(5_000_000_000),
+        audio_clock: None,
         agent_version: "fleet_web test".into(),
         uptime_secs: 60,
         entries,

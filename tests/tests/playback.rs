@@ -9,25 +9,15 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use skycast_puller::play_log::PlayRow;
 use skycast_tests::play::{
-    added_silence, decoded, output_secs, own_silences, started, write_planning_yaml, PlayerRun,
+    added_silence, decoded, output_secs, own_silences, published, started, write_planning_yaml, PlayerRun,
 };
 use skycast_tests::recording::Recording;
-use skycast_tests::{PublisherFixture, Puller};
 
 /// Below this level a 10 ms window counts as silence.
 const SILENCE_DBFS: f64 = -50.0;
 
 fn at(text: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
-}
-
-/// A publisher with `yaml` published as version 1 and a synced puller for shop `main`.
-async fn published(yaml: &str, files: &[&str]) -> (PublisherFixture, Puller) {
-    let p = PublisherFixture::start().await;
-    p.publish(&write_planning_yaml(&p.dir.path().join("v1"), yaml, files));
-    let puller = p.add_player("main-1", "main", &p.url());
-    puller.sync_ok().await;
-    (p, puller)
 }
 
 /// Fails when `rec` (from `from_s` on) holds more than 300 ms of silence beyond

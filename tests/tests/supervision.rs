@@ -203,6 +203,7 @@ fn report(outbox: &str, entries: Vec<Entry>) -> Report {
         output: OutputState::Playing,
         clock_offset_ms: Some(-120),
         free_disk_bytes: Some(5 << 30),
+        audio_clock: None,
         agent_version: "skycast-puller test".into(),
         uptime_secs: 60,
         entries,

@@ -11,7 +11,7 @@
 use chrono::{DateTime, Utc};
 use rusqlite::{params, OptionalExtension, Row};
 use serde::Serialize;
-use skycast_schema::report::{CommandKind, Fetching, NowPlaying, OutputState, PlayEntry};
+use skycast_schema::report::{AudioClock, CommandKind, Fetching, NowPlaying, OutputState, PlayEntry};
 
 use super::{timestamp, Db, DbError};
 
@@ -130,6 +130,7 @@ pub struct StatusUpdate {
     pub last_error: Option<String>,
     pub clock_offset_ms: Option<i64>,
     pub free_disk_bytes: Option<u64>,
+    pub audio_clock: Option<AudioClock>,
     pub agent_version: String,
     pub uptime_secs: u64,
 }
@@ -224,13 +225,17 @@ fn u64_of(v: Option<i64>) -> Option<u64> {
     v.map(i64::unsigned_abs)
 }
 
+/// The audio clock a player reports on a sound device (issue 14), as its JSON.
+pub(super) const AUDIO_CLOCK_MIGRATION: &str = "ALTER TABLE player_status ADD COLUMN audio_clock TEXT;";
+
 fn i64_of(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
 const STATUS_COLUMNS: &str = "player_id, received_at, active_version, fetching_version, fetching_done,
     fetching_total, now_media, now_title, now_kind, now_started_at, output, last_error,
-    clock_offset_ms, free_disk_bytes, agent_version, uptime_secs, outbox, acked_seq, behind_since";
+    clock_offset_ms, free_disk_bytes, agent_version, uptime_secs, outbox, acked_seq, behind_since,
+    audio_clock";
 
 fn output_of(text: &str) -> OutputState {
     [
@@ -283,6 +288,11 @@ fn status_row(r: &Row<'_>) -> rusqlite::Result<PlayerStatus> {
             last_error: r.get(11)?,
             clock_offset_ms: r.get(12)?,
             free_disk_bytes: u64_of(r.get(13)?),
+            // Written by this module from the type, so a value that does not parse is
+            // only a row from a future version: shown as unknown.
+            audio_clock: r
+                .get::<_, Option<String>>(19)?
+                .and_then(|json| serde_json::from_str(&json).ok()),
             agent_version: r.get(14)?,
             uptime_secs: r.get::<_, i64>(15)?.unsigned_abs(),
         },
@@ -499,7 +509,7 @@ impl Db {
                     &format!(
                         "INSERT OR REPLACE INTO player_status ({STATUS_COLUMNS})
                          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
-                                 ?17, ?18, ?19)"
+                                 ?17, ?18, ?19, ?20)"
                     ),
                     params![
                         player_id,
@@ -521,6 +531,10 @@ impl Db {
                         outbox,
                         i64_of(applied.acked),
                         behind_since,
+                        status
+                            .audio_clock
+                            .as_ref()
+                            .and_then(|a| serde_json::to_string(a).ok()),
                     ],
                 )
             })?;

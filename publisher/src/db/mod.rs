@@ -176,6 +176,8 @@ BEGIN UPDATE player_generation SET n = n + 1; END;
     alerts::MIGRATION,
     // Mirrors to object storage and their queue of versions to copy.
     mirrors::MIGRATION,
+    // The audio clock of players on a sound device (issue 14).
+    fleet::AUDIO_CLOCK_MIGRATION,
 ];
 
 /// What the database refused, or a failure of the file itself (which names it).

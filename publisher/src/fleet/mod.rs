@@ -21,8 +21,8 @@ use std::time::Duration;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use skycast_schema::report::{
-    Command, CommandKind, EntryBody, Fetching, NowPlaying, OutputState, PlayEntry, Report, ReportAnswer,
-    MAX_ENTRIES_PER_REPORT, MAX_TEXT_CHARS,
+    AudioClock, Command, CommandKind, EntryBody, Fetching, NowPlaying, OutputState, PlayEntry, Report,
+    ReportAnswer, MAX_ENTRIES_PER_REPORT, MAX_TEXT_CHARS,
 };
 use skycast_schema::{Head, Manifest, ShopSchedule, TrustedKeys};
 use tokio::sync::watch;
@@ -149,6 +149,8 @@ pub struct PlayerView {
     pub last_error: Option<String>,
     pub clock_offset_ms: Option<i64>,
     pub free_disk_bytes: Option<u64>,
+    /// How its schedule follows the wall clock on a sound device, as last reported.
+    pub audio_clock: Option<AudioClock>,
     pub agent_version: Option<String>,
     /// Seconds since the player's agent started, as last reported.
     pub uptime_secs: Option<u64>,
@@ -565,6 +567,7 @@ fn player_view(
         last_error: status.and_then(|s| s.report.last_error.clone()),
         clock_offset_ms: status.and_then(|s| s.report.clock_offset_ms),
         free_disk_bytes: status.and_then(|s| s.report.free_disk_bytes),
+        audio_clock: status.and_then(|s| s.report.audio_clock),
         agent_version: status.map(|s| s.report.agent_version.clone()),
         uptime_secs: status.map(|s| s.report.uptime_secs),
         open_alerts,
@@ -708,6 +711,7 @@ impl PreparedReport {
             last_error: report.last_error.as_deref().map(cut),
             clock_offset_ms: report.clock_offset_ms,
             free_disk_bytes: report.free_disk_bytes,
+            audio_clock: report.audio_clock,
             agent_version: cut(&report.agent_version),
             uptime_secs: report.uptime_secs,
         };

@@ -927,6 +927,7 @@ mod tests {
             last_error: None,
             clock_offset_ms: Some(-1500),
             free_disk_bytes: Some(12_345_000_000),
+            audio_clock: None,
             agent_version: None,
             uptime_secs: None,
             open_alerts: vec![AlertView {

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+mod discipline;
 mod null;
 mod pacer;
 mod render;
@@ -18,6 +19,7 @@ mod supervised;
 mod track;
 mod wav;
 
+pub use discipline::{ClockReading, Discipline};
 pub use render::{render_files, RenderStats, RENDER_FADE_IN};
 pub use supervised::{Backoff, Change, Down, SupervisedOutput};
 pub use track::Track;
@@ -60,6 +62,15 @@ pub enum OutputSpec {
     Speaker,
     Null,
     Wav(PathBuf),
+}
+
+impl OutputSpec {
+    /// Whether a sound device sets the pace (its own crystal, or none at all), so
+    /// that the player must keep its schedule on the wall clock itself (see
+    /// [`Discipline`]); `null` and `wav` keep an exact software pace.
+    pub fn paced_by_device(&self) -> bool {
+        matches!(self, OutputSpec::Speaker)
+    }
 }
 
 impl FromStr for OutputSpec {

@@ -8,7 +8,7 @@
 
 use std::mem;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError, TrySendError};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,8 +30,15 @@ const POLL: Duration = Duration::from_millis(5);
 const STALL_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long releasing waits for the queued audio to be played.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long the device's thread waits for the next block before it plays a frame
+/// of silence. A device that does not pace (ALSA's `null`, a `file` plugin over it)
+/// pulls as fast as it can: without this wait it would take seconds of silence
+/// between two blocks while the player keeps real time. A real device that waits
+/// this long has run dry anyway.
+const WAIT_FOR_BLOCK: Duration = Duration::from_millis(50);
 
-/// What rodio plays: the queued blocks, then silence whenever the queue runs dry.
+/// What rodio plays: the queued blocks, then silence whenever the queue stays dry
+/// for [`WAIT_FOR_BLOCK`].
 struct QueueSource {
     rx: Receiver<Vec<f32>>,
     block: Vec<f32>,
@@ -53,12 +60,12 @@ impl Iterator for QueueSource {
 
     fn next(&mut self) -> Option<f32> {
         if self.pos >= self.block.len() {
-            match self.rx.try_recv() {
+            match self.rx.recv_timeout(WAIT_FOR_BLOCK) {
                 Ok(block) => {
                     self.block = block;
                     self.started = true;
                 }
-                Err(TryRecvError::Empty) => {
+                Err(RecvTimeoutError::Timeout) => {
                     // One whole silent frame, so the channels never swap.
                     self.block.clear();
                     self.block.resize(CHANNELS, 0.0);
@@ -66,7 +73,7 @@ impl Iterator for QueueSource {
                         self.shared.underrun_frames.fetch_add(1, Ordering::Relaxed);
                     }
                 }
-                Err(TryRecvError::Disconnected) => {
+                Err(RecvTimeoutError::Disconnected) => {
                     self.shared.drained.store(true, Ordering::Release);
                     return None;
                 }

@@ -108,6 +108,19 @@ impl Track {
         Duration::from_secs_f64(self.read as f64 / (CHANNELS as f64 * SAMPLE_RATE as f64))
     }
 
+    /// Moves on to `position` into the track by decoding up to it (exact, and fast:
+    /// a minute of MP3 decodes in a tenth of a second even unoptimised; rodio's seek
+    /// on these CBR files without a table of contents landed at the start). Past
+    /// the end, the track is finished.
+    pub fn skip_to(&mut self, position: Duration) {
+        let target = super::frames_in(position) * CHANNELS as u64;
+        let mut scratch = vec![0f32; 4096];
+        while self.read < target && !self.finished {
+            let want = ((target - self.read) as usize).min(scratch.len());
+            self.read(&mut scratch[..want]);
+        }
+    }
+
     pub fn is_finished(&self) -> bool {
         self.finished
     }
@@ -239,6 +252,37 @@ mod tests {
             let diff = (frames as f64 / SAMPLE_RATE as f64 - secs).abs();
             assert!(diff < 0.050, "{file}: decoded {frames} frames, expected {secs} s");
         }
+    }
+
+    /// The sweep's position from 100 ms read at the track's position.
+    fn sweep_position_read(track: &mut Track) -> f64 {
+        let mut buf = vec![0f32; 2 * 4410];
+        assert_eq!(track.read(&mut buf), buf.len());
+        let left: Vec<f32> = buf.chunks(2).map(|f| f[0]).collect();
+        let crossings = left.windows(2).filter(|w| (w[0] < 0.0) != (w[1] < 0.0)).count();
+        // The window's middle is 50 ms after where it started.
+        (crossings as f64 / 2.0 / 0.1 - 200.0) / 30.0 - 0.05
+    }
+
+    #[test]
+    fn skipping_lands_where_asked_and_past_the_end_finishes() {
+        for at in [3.0, 12.0, 41.3] {
+            let mut track = Track::open(&example("music/sweep-60s.mp3")).unwrap();
+            track.skip_to(Duration::from_secs_f64(at));
+            assert!((track.position().as_secs_f64() - at).abs() < 0.001);
+            let heard = sweep_position_read(&mut track);
+            assert!(
+                (heard - at).abs() < 0.2,
+                "skipped to {at} s, the sweep says {heard:.2} s"
+            );
+        }
+        let mut track = Track::open(&example("music/tone-a.mp3")).unwrap();
+        track.skip_to(Duration::from_secs(5));
+        track.skip_to(Duration::from_secs(2));
+        assert_eq!(track.position(), Duration::from_secs(5), "never backwards");
+        track.skip_to(Duration::from_secs(90));
+        let mut buf = vec![0f32; 2 * 1024];
+        assert!(track.read(&mut buf) < buf.len(), "past the end the track ends");
     }
 
     #[test]

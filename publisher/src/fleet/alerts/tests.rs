@@ -811,6 +811,7 @@ fn report_with(output: OutputState, entries: Vec<Entry>) -> Report {
         output,
         clock_offset_ms: Some(0),
         free_disk_bytes: Some(10_000_000_000),
+        audio_clock: None,
         agent_version: "test".into(),
         uptime_secs: 5,
         entries,
