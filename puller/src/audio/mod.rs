@@ -49,6 +49,8 @@ pub enum AudioError {
     Decode { path: PathBuf, reason: String },
     #[error("no sound device could be opened ({reason}): use --output null or --output wav:PATH on a machine without one")]
     NoDevice { reason: String },
+    #[error("the sound device has taken no audio for {secs} s and is not released yet: check its cable and driver; it is opened again as soon as it moves")]
+    DeviceStuck { secs: u64 },
     #[error("cannot write the recording {path}: {reason}")]
     Wav { path: PathBuf, reason: String },
     #[error("`{0}` is not an output: use speaker, null or wav:PATH")]

@@ -6,6 +6,7 @@
 //! queue makes `write` wait, so the player runs at most 200 ms (plus the
 //! device's own buffer) ahead of what the shop hears.
 
+use std::cell::RefCell;
 use std::mem;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
@@ -102,6 +103,36 @@ impl Source for QueueSource {
     }
 }
 
+thread_local! {
+    /// Devices that stopped taking audio, kept rather than dropped until their
+    /// thread moves again: dropping a stream joins its thread, which may be stuck in
+    /// the driver (a hung USB card), and the player's thread must never wait on it.
+    static STUCK: RefCell<Vec<Stuck>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A device that stopped taking audio, its queue's sender dropped: once its thread
+/// moves again, the source plays out what was queued, ends, and `drained` is set.
+struct Stuck {
+    _stream: OutputStream,
+    shared: Arc<Shared>,
+    since: Instant,
+}
+
+/// Drops the stuck devices that moved again (their thread is no longer blocked, so
+/// the drop is quick); an error while one is still stuck, since opening the same
+/// device again would only find it busy or stuck too.
+fn reap_stuck() -> Result<(), AudioError> {
+    STUCK.with_borrow_mut(|stuck| {
+        stuck.retain(|s| !s.shared.drained.load(Ordering::Acquire));
+        match stuck.first() {
+            None => Ok(()),
+            Some(s) => Err(AudioError::DeviceStuck {
+                secs: s.since.elapsed().as_secs(),
+            }),
+        }
+    })
+}
+
 /// An open device with our source playing on it.
 struct Device {
     // Dropping the stream closes the device (and drops the source).
@@ -112,6 +143,7 @@ struct Device {
 
 impl Device {
     fn open() -> Result<Device, AudioError> {
+        reap_stuck()?;
         let (stream, handle) = OutputStream::try_default().map_err(|e| AudioError::NoDevice {
             reason: e.to_string(),
         })?;
@@ -135,13 +167,19 @@ impl Device {
         })
     }
 
-    /// Lets the queued audio play out (bounded wait), then closes the device.
+    /// Lets the queued audio play out (bounded wait), then closes the device; one
+    /// that does not play out is stuck and is put aside instead (see [`STUCK`]).
     fn close(self) {
         let Device { _stream, tx, shared } = self;
         drop(tx);
         let deadline = Instant::now() + DRAIN_TIMEOUT;
         while !shared.drained.load(Ordering::Acquire) && Instant::now() < deadline {
             std::thread::sleep(POLL);
+        }
+        if !shared.drained.load(Ordering::Acquire) {
+            tracing::warn!("the sound device did not play out its queue: put aside until it moves again");
+            Device::put_aside(_stream, shared);
+            return;
         }
         let underruns = shared.underrun_frames.load(Ordering::Relaxed);
         if underruns > 0 {
@@ -151,6 +189,24 @@ impl Device {
             );
         }
         tracing::info!("sound device released");
+    }
+
+    /// Keeps a stream whose sender is gone among the stuck ones (see [`STUCK`]).
+    fn put_aside(stream: OutputStream, shared: Arc<Shared>) {
+        STUCK.with_borrow_mut(|stuck| {
+            stuck.push(Stuck {
+                _stream: stream,
+                shared,
+                since: Instant::now(),
+            })
+        });
+    }
+
+    /// The device stopped taking audio: put aside, never dropped here.
+    fn abandon(self) {
+        let Device { _stream, tx, shared } = self;
+        drop(tx);
+        Device::put_aside(_stream, shared);
     }
 }
 
@@ -195,9 +251,14 @@ impl SpeakerOutput {
                         TrySendError::Full(_) => "the sound device stopped taking audio",
                         TrySendError::Disconnected(_) => "the sound device closed the stream",
                     };
-                    // Dropped without draining: it is not playing anyway. The next
-                    // write tries to open a device again.
-                    self.device = None;
+                    // Not drained: it is not playing anyway. The next write tries to
+                    // open a device again.
+                    if let Some(device) = self.device.take() {
+                        match e {
+                            TrySendError::Full(_) => device.abandon(),
+                            TrySendError::Disconnected(_) => drop(device),
+                        }
+                    }
                     return Err(AudioError::NoDevice {
                         reason: reason.to_string(),
                     });

@@ -32,6 +32,12 @@ impl Backoff {
         self.delay = (self.delay * 2).min(LONGEST_RETRY);
     }
 
+    /// Try again after the first delay, without making the next one longer: for a
+    /// device that is only waited for (see [`AudioError::DeviceStuck`]).
+    pub fn soon(&mut self, now: Instant) {
+        self.next = Some(now + FIRST_RETRY);
+    }
+
     pub fn due(&self, now: Instant) -> bool {
         self.next.is_none_or(|next| now >= next)
     }
@@ -105,7 +111,10 @@ impl SupervisedOutput {
                 }
             }
             Err(e) => {
-                self.backoff.failed(now);
+                match e {
+                    AudioError::DeviceStuck { .. } => self.backoff.soon(now),
+                    _ => self.backoff.failed(now),
+                }
                 if self.down.is_none() {
                     self.go_down(Down::NoDevice(e.to_string()));
                 } else {
@@ -123,9 +132,15 @@ impl SupervisedOutput {
         self.down = Some(down);
     }
 
+    /// A write failed: a device that went away (stopped taking audio, closed the
+    /// stream) is "no device"; anything else (a recording's disk) is an error.
     fn failed(&mut self, e: AudioError, now: Instant) {
         self.backoff.failed(now);
-        self.go_down(Down::Failed(e.to_string()));
+        let reason = e.to_string();
+        self.go_down(match e {
+            AudioError::NoDevice { .. } => Down::NoDevice(reason),
+            _ => Down::Failed(reason),
+        });
     }
 
     pub fn down(&self) -> Option<&Down> {
