@@ -47,6 +47,9 @@ pub struct ServeConfig {
     pub metrics_listener: Option<TcpListener>,
     /// On a second site: fetch the primary's store this often (`follow`).
     pub follow_every: Option<Duration>,
+    /// When to check whether the head is due for re-signing (cron with seconds,
+    /// `--resign-schedule`).
+    pub resign_schedule: String,
 }
 
 impl ServeConfig {
@@ -61,6 +64,7 @@ impl ServeConfig {
             retention: crate::fleet::DEFAULT_RETENTION,
             metrics_listener: None,
             follow_every: None,
+            resign_schedule: crate::resign::DEFAULT_SCHEDULE.to_string(),
         }
     }
 }
@@ -126,6 +130,12 @@ pub async fn run(
         // Proof of play and events past the retention, purged every hour.
         tasks.spawn(fleet.clone().purge_on_schedule(config.retention, stop_rx.clone()));
     }
+    // The head signed again before half of its validity has passed.
+    tasks.spawn(crate::resign::resign_on_schedule(
+        data.clone(),
+        config.resign_schedule.clone(),
+        stop_rx.clone(),
+    ));
     {
         // Every version copied to the object-storage mirrors, from a persistent queue.
         let mirrors = crate::mirror::worker::MirrorTask::new(data.clone(), head.subscribe())?;

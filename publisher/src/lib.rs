@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod audit;
+mod cron;
 pub mod data_dir;
 pub mod db;
 pub mod describe;
@@ -19,6 +20,7 @@ pub mod notify;
 pub mod passwords;
 pub mod protocol;
 pub mod publish;
+pub mod resign;
 pub mod stamp;
 pub mod store;
 pub mod systemd;

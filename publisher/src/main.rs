@@ -173,6 +173,14 @@ enum Command {
         #[arg(long, env = "USER", default_value = "publisher")]
         author: String,
     },
+    /// Sign the head's content again as a new version with a fresh expiry (serve
+    /// does this by itself once half of the head's validity has passed)
+    Resign {
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long, env = "USER", default_value = "publisher")]
+        author: String,
+    },
     /// Check every version's signature and every media hash in the whole history
     Verify {
         /// A publisher data directory, or a plain `git clone` of the store
@@ -216,6 +224,9 @@ struct ServeArgs {
     /// Serve Prometheus metrics at http://ADDR/metrics (plain HTTP, no sign-in: keep ADDR on loopback or a private network) [default: off]
     #[arg(long, value_name = "ADDR")]
     metrics_listen: Option<String>,
+    /// When to check whether the head is due for re-signing (half of its validity passed): cron with seconds first
+    #[arg(long, value_name = "CRON", default_value = skycast_publisher::resign::DEFAULT_SCHEDULE)]
+    resign_schedule: String,
 }
 
 #[derive(Subcommand)]
@@ -657,6 +668,16 @@ fn main() -> anyhow::Result<()> {
                 done.version
             );
         }
+        Command::Resign { data, author } => {
+            let dir = DataDir::open(&data)?;
+            let done = publish::resign(&dir, &author, now)?;
+            println!(
+                "published version {} with the content of version {}, valid until {}",
+                done.published.version,
+                done.of_version,
+                done.expires_at.to_rfc3339()
+            );
+        }
         Command::Verify { data, key } => {
             let (store, keys) = open_for_audit(&data, &key)?;
             let report = audit::verify_store(&store, &keys)?;
@@ -684,6 +705,7 @@ fn serve(dir: DataDir, args: ServeArgs, follow_every: Option<std::time::Duration
         offline_after,
         retention_days,
         metrics_listen,
+        resign_schedule,
     } = args;
     let limits = serve_limits(
         max_connections,
@@ -707,6 +729,7 @@ fn serve(dir: DataDir, args: ServeArgs, follow_every: Option<std::time::Duration
         config.offline_after = std::time::Duration::from_secs(offline_after);
         config.retention = std::time::Duration::from_secs(retention_days.saturating_mul(86_400));
         config.follow_every = follow_every;
+        config.resign_schedule = resign_schedule;
         if let Some(addr) = &metrics_listen {
             let metrics = tokio::net::TcpListener::bind(addr)
                 .await

@@ -1,5 +1,6 @@
 //! Publishing: a planning and its MP3s become a signed manifest and one commit;
-//! a rollback republishes an old version's content under a new, higher version.
+//! a rollback republishes an old version's content under a new, higher version,
+//! and a re-sign republishes the head's own content with a fresh expiry.
 
 use std::collections::{BTreeSet, HashMap};
 use std::io::Read;
@@ -139,6 +140,7 @@ pub fn publish_planning(
             media.push((entry.clone(), store.write_blob(bytes)?));
         }
     }
+    let validity = Duration::seconds(i64::try_from(planning.validity_secs()).unwrap_or(i64::MAX));
     let program = planning.program.try_map_media(|_, rel: String| {
         files
             .iter()
@@ -148,7 +150,7 @@ pub fn publish_planning(
     })?;
     let unsigned = Unsigned {
         timezone: planning.timezone,
-        validity: Duration::days(planning.valid_days.into()),
+        validity,
         media,
         program,
     };
@@ -170,26 +172,7 @@ pub fn rollback(data: &DataDir, target: u64, author: &str, now: DateTime<Utc>) -
     let commit = store
         .commit_of_version(target)?
         .ok_or(PublisherError::NoSuchVersion(target))?;
-    // Only content that still verifies may come back.
-    let trusted = TrustedKeys::new([data.public_key()?]);
-    let old = match store.verified_manifest(commit, &trusted) {
-        Err(StoreError::MissingFile { .. }) => return Err(PublisherError::NoSuchVersion(target)),
-        other => other?,
-    };
-    let blobs: HashMap<MediaId, BlobId> = store.media_ids_in(commit)?.into_iter().collect();
-    let mut media = Vec::new();
-    for entry in &old.media {
-        let oid = blobs
-            .get(&entry.id)
-            .ok_or_else(|| PublisherError::Internal(format!("version {target} lacks media {}", entry.id)))?;
-        media.push((entry.clone(), *oid));
-    }
-    let unsigned = Unsigned {
-        timezone: old.timezone.clone(),
-        validity: old.expires_at.0 - old.published_at.0,
-        media,
-        program: old.program.clone(),
-    };
+    let unsigned = content_of(data, &store, target, commit)?;
     commit_unsigned(
         data,
         &store,
@@ -198,6 +181,77 @@ pub fn rollback(data: &DataDir, target: u64, author: &str, now: DateTime<Utc>) -
         &format!("Roll back to version {target}"),
         now,
     )
+}
+
+/// Version `version`'s content (at `commit`), verified, ready to be signed again
+/// with the same length of validity.
+fn content_of(data: &DataDir, store: &Store, version: u64, commit: CommitId) -> Result<Unsigned> {
+    // Only content that still verifies may come back.
+    let trusted = TrustedKeys::new([data.public_key()?]);
+    let old = match store.verified_manifest(commit, &trusted) {
+        Err(StoreError::MissingFile { .. }) => return Err(PublisherError::NoSuchVersion(version)),
+        other => other?,
+    };
+    let blobs: HashMap<MediaId, BlobId> = store.media_ids_in(commit)?.into_iter().collect();
+    let mut media = Vec::new();
+    for entry in &old.media {
+        let oid = blobs
+            .get(&entry.id)
+            .ok_or_else(|| PublisherError::Internal(format!("version {version} lacks media {}", entry.id)))?;
+        media.push((entry.clone(), *oid));
+    }
+    Ok(Unsigned {
+        timezone: old.timezone.clone(),
+        validity: old.expires_at.0 - old.published_at.0,
+        media,
+        program: old.program.clone(),
+    })
+}
+
+/// What a re-sign did: the version it re-signed and the one it made.
+#[derive(Debug, Clone)]
+pub struct Resigned {
+    pub of_version: u64,
+    pub published: Published,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Publishes the head's own content again as the next version, signed now with the
+/// head's length of validity: players take it without downloading anything (every
+/// media is the same) and their expiry moves on. The head is read under the store
+/// lock, so a publish landing meanwhile is what gets re-signed.
+pub fn resign(data: &DataDir, author: &str, now: DateTime<Utc>) -> Result<Resigned> {
+    check_author(author)?;
+    let store = data.store()?;
+    let mut of_version = 0;
+    let mut validity = Duration::zero();
+    let published = commit_with(
+        data,
+        &store,
+        author,
+        "Re-sign (same content, new expiry)",
+        now,
+        |head| {
+            let (version, commit) = head.ok_or_else(|| {
+                PublisherError::BadRequest("nothing to re-sign: publish a first version".into())
+            })?;
+            of_version = version;
+            let unsigned = content_of(data, &store, version, commit)?;
+            validity = unsigned.validity;
+            Ok(unsigned)
+        },
+    )?;
+    Ok(Resigned {
+        of_version,
+        expires_at: now.with_nanosecond(0).unwrap_or(now) + validity,
+        published,
+    })
+}
+
+/// Whether a head published at `published_at` and valid until `expires_at` is due
+/// for re-signing at `now`: half of its validity has passed.
+pub fn resign_due(published_at: DateTime<Utc>, expires_at: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+    now - published_at >= (expires_at - published_at) / 2
 }
 
 /// Signs and commits `unsigned` as the version after the current head.

@@ -28,7 +28,7 @@ use crate::db::{
 use crate::error::{PublisherError, Result};
 
 impl AlertKind {
-    pub const ALL: [AlertKind; 9] = [
+    pub const ALL: [AlertKind; 10] = [
         AlertKind::Unreachable,
         AlertKind::OutOfSync,
         AlertKind::StaleVersion,
@@ -38,6 +38,7 @@ impl AlertKind {
         AlertKind::ClockSkew,
         AlertKind::DiskLow,
         AlertKind::MirrorFailing,
+        AlertKind::ResignOverdue,
     ];
 
     /// As stored and serialised (`snake_case`).
@@ -52,6 +53,7 @@ impl AlertKind {
             AlertKind::ClockSkew => "clock_skew",
             AlertKind::DiskLow => "disk_low",
             AlertKind::MirrorFailing => "mirror_failing",
+            AlertKind::ResignOverdue => "resign_overdue",
         }
     }
 
@@ -217,6 +219,9 @@ pub fn evaluate(facts: &Facts<'_>, now: DateTime<Utc>, config: &AlertConfig) -> 
         if let Some(c) = mirror_failing(mirror, facts.head_version) {
             out.push(c);
         }
+    }
+    if let Some(c) = facts.manifest.and_then(|m| resign_overdue(m, now)) {
+        out.push(c);
     }
     for player in facts.players.iter().filter(|p| !p.disabled) {
         let condition = |kind, subject: String, (en, fr): (String, String), detail| Condition {
@@ -705,6 +710,45 @@ fn mirror_failing(m: &MirrorRow, head_version: u64) -> Option<Condition> {
             "queue_len": m.queue_len,
             "failures": failures,
             "last_error": m.last_error,
+        }),
+        onset: Duration::ZERO,
+    })
+}
+
+/// The head past three quarters of its validity: `serve` re-signs at half
+/// (`crate::resign`), so re-signing has failed or is not running. About the
+/// publisher: no player or shop; its subject is the head's version.
+fn resign_overdue(head: &Manifest, now: DateTime<Utc>) -> Option<Condition> {
+    let (published, expires) = (head.published_at.0, head.expires_at.0);
+    if now - published < (expires - published) * 3 / 4 {
+        return None;
+    }
+    let version = head.version.get();
+    let (left_en, left_fr) = span(expires - now);
+    let (when_en, when_fr) = if now < expires {
+        (format!("expires in {left_en}"), format!("expire dans {left_fr}"))
+    } else {
+        ("has expired".to_string(), "a expiré".to_string())
+    };
+    let text_en = format!(
+        "Version {version} {when_en} and has not been re-signed (serve re-signs at half of its validity): players go stale when it expires. \
+         Run `skycast-publisher resign --data DIR` to re-sign it now and see what fails, and check serve's log."
+    );
+    let text_fr = format!(
+        "La version {version} {when_fr} et n'a pas été re-signée (serve la re-signe à la moitié de sa validité) : les lecteurs seront périmés à son expiration. \
+         Lancez `skycast-publisher resign --data DIR` pour la re-signer maintenant et voir ce qui échoue, et consultez le journal de serve."
+    );
+    Some(Condition {
+        kind: AlertKind::ResignOverdue,
+        player_id: String::new(),
+        shop: String::new(),
+        subject: format!("v{version}"),
+        text_en,
+        text_fr,
+        detail: json!({
+            "version": version,
+            "published_at": published.to_rfc3339(),
+            "expires_at": expires.to_rfc3339(),
         }),
         onset: Duration::ZERO,
     })

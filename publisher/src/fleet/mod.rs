@@ -109,6 +109,9 @@ pub enum AlertKind {
     /// A mirror (object storage) keeps failing to take new versions; its
     /// subject is the mirror's name, it names no player or shop.
     MirrorFailing,
+    /// The head passed three quarters of its validity without being re-signed
+    /// (serve re-signs at half); about the publisher, it names no player or shop.
+    ResignOverdue,
 }
 
 /// One alert, open or resolved, with its words in both languages.

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use chrono::Utc;
 use tokio::sync::watch;
-use tokio_cron_scheduler::{Job, JobScheduler};
 
 use crate::db::Db;
 
@@ -35,28 +34,14 @@ async fn purge_now(db: Arc<Db>, retention: Duration) {
 }
 
 /// Purges once, then every hour until `stop` turns true or its sender is gone.
-pub(super) async fn purge_on_schedule(db: Arc<Db>, retention: Duration, mut stop: watch::Receiver<bool>) {
+pub(super) async fn purge_on_schedule(db: Arc<Db>, retention: Duration, stop: watch::Receiver<bool>) {
     purge_now(db.clone(), retention).await;
-    let scheduled = async {
-        let scheduler = JobScheduler::new().await?;
-        let job = Job::new_async(SCHEDULE, move |_id, _scheduler| {
-            Box::pin(purge_now(db.clone(), retention))
-        })?;
-        scheduler.add(job).await?;
-        scheduler.start().await?;
-        Ok::<_, tokio_cron_scheduler::JobSchedulerError>(scheduler)
-    };
-    let mut scheduler = match scheduled.await {
-        Ok(s) => Some(s),
-        Err(e) => {
-            tracing::error!(error = %e, "cannot schedule the hourly purge of old plays and events: they are purged at the next start");
-            None
-        }
-    };
-    let _ = stop.wait_for(|s| *s).await;
-    if let Some(s) = scheduler.as_mut() {
-        if let Err(e) = s.shutdown().await {
-            tracing::warn!(error = %e, "cannot stop the purge scheduler");
-        }
-    }
+    crate::cron::run_on_schedule(
+        "the hourly purge of old plays and events",
+        "they are purged at the next start",
+        SCHEDULE,
+        move || purge_now(db.clone(), retention),
+        stop,
+    )
+    .await;
 }

@@ -29,7 +29,7 @@ pub use uploads::{decode_upload, sanitize_file_name, DecodedUpload};
 
 /// Time zone and validity of a draft made when nothing is published yet.
 pub const DEFAULT_TIMEZONE: &str = "Europe/Paris";
-pub const DEFAULT_VALID_DAYS: u32 = 30;
+pub use skycast_schema::planning::DEFAULT_VALID_DAYS;
 
 /// Titles, artists and file names are labels: at most this many characters.
 pub const MAX_LABEL_CHARS: usize = 200;

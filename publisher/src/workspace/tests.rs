@@ -367,7 +367,7 @@ fn a_published_draft_is_signed_authored_by_the_user_and_labelled_from_the_librar
     let m = fx.verified(1);
     assert_eq!(m.published_by, "alice");
     assert_eq!(m.published_at.to_string(), "2026-12-05T10:00:00Z");
-    assert_eq!(m.expires_at.0 - m.published_at.0, Duration::days(30));
+    assert_eq!(m.expires_at.0 - m.published_at.0, Duration::days(7));
     assert_eq!(m.program, saved.program);
     let labels: Vec<(String, Option<String>)> = m
         .media
@@ -676,7 +676,7 @@ fn rollback_replaces_the_draft_with_the_new_head() {
         ws.publish(&d, "admin", "Next", now).unwrap();
     }
     ws.edit_draft("bob", now, |d| {
-        d.valid_days = 7;
+        d.valid_days = 14;
         Ok(())
     })
     .unwrap();
@@ -687,7 +687,7 @@ fn rollback_replaces_the_draft_with_the_new_head() {
     assert_eq!(fx.verified(3).program, fx.verified(1).program);
     let draft = ws.draft().unwrap();
     assert_eq!(draft.base_version, Some(3));
-    assert_eq!(draft.valid_days, 30);
+    assert_eq!(draft.valid_days, 7);
     assert_eq!(draft.program, fx.verified(1).program);
     assert!(!ws.draft_differs_from_head().unwrap());
 }

@@ -234,6 +234,8 @@ fn each_condition_opens_exactly_one_alert_over_many_sweeps() {
     let base = manifest();
     let mut expiring = base.clone();
     expiring.expires_at = Instant(at(NOW) + TimeDelta::hours(5));
+    // Published an hour ago: short-lived, but not overdue for re-signing.
+    expiring.published_at = Instant(at(NOW) - TimeDelta::hours(1));
     let mut cases = breakages();
     cases.push(("head expires in 5 h", |_, _, _| {}, AlertKind::StaleVersion));
     for (name, change, kind) in cases {
@@ -322,7 +324,48 @@ fn texts_exist_in_both_languages_for_every_kind() {
         assert_eq!((c.subject.as_str(), c.player_id.as_str()), ("garage-eu", ""));
         seen.insert(c.kind);
     }
+    // A head not re-signed in time names the version, not a shop.
+    let mut m = base.clone();
+    m.published_at = Instant(now - TimeDelta::hours(20));
+    m.expires_at = Instant(now + TimeDelta::hours(4));
+    let f = facts(&m, Vec::new(), vec![noon_ad_played()]);
+    let overdue: Vec<Condition> = evaluate(&f, now, &config)
+        .into_iter()
+        .filter(|c| c.kind == AlertKind::ResignOverdue)
+        .collect();
+    assert_eq!(overdue.len(), 1);
+    let c = &overdue[0];
+    assert!(
+        c.text_en.contains("expires in 4 h") && c.text_en.contains("skycast-publisher resign"),
+        "{}",
+        c.text_en
+    );
+    assert!(
+        c.text_fr.contains("re-signée") && c.text_fr.contains("expire dans 4 h"),
+        "{}",
+        c.text_fr
+    );
+    assert_eq!(c.player_id, "");
+    seen.insert(c.kind);
     assert_eq!(seen, AlertKind::ALL.into_iter().collect::<HashSet<_>>());
+}
+
+#[test]
+fn a_head_past_three_quarters_of_its_validity_is_overdue_for_re_signing() {
+    let config = AlertConfig::default();
+    let now = at(NOW);
+    // Valid 8 h from its publication; re-signing is due at 4 h, overdue at 6 h.
+    let cases = [(1, false), (5, false), (6, true), (7, true), (9, true)];
+    for (hours_ago, overdue) in cases {
+        let mut m = manifest();
+        m.published_at = Instant(now - TimeDelta::hours(hours_ago));
+        m.expires_at = Instant(now - TimeDelta::hours(hours_ago) + TimeDelta::hours(8));
+        let f = facts(&m, Vec::new(), vec![noon_ad_played()]);
+        let found = evaluate(&f, now, &config)
+            .iter()
+            .any(|c| c.kind == AlertKind::ResignOverdue);
+        assert_eq!(found, overdue, "published {hours_ago} h ago");
+    }
 }
 
 fn failing_mirror(name: &str) -> crate::db::MirrorRow {
