@@ -150,13 +150,16 @@ step schema-purity schema_purity
 # percentile); publish → every shop swapped at 100, 1,000 and 10,000 simulated
 # shops and the head rate vs nginx (prints swapped p99 against 1 s at 1,000
 # shops and 3 s at 10,000; fails when the server's fan-out, every long-poll
-# answered, misses those, or under 50 % of nginx's rate). Optimised builds: debug
-# figures would say nothing.
+# answered, misses those, or under 50 % of nginx's rate); the chaos soak (an hour
+# of shop time at --clock-rate 10 under faults; fails on silence the files do not
+# hold, a publish that does not arrive, a fixed-time ad twice). Optimised builds:
+# debug figures would say nothing.
 if [[ $BUILD_FAILED -ne 0 ]]; then
     skip bench "the build failed"
     skip bench-web "the build failed"
     skip bench-fleet "the build failed"
     skip bench-scale "the build failed"
+    skip soak "the build failed"
 else
     step bench cargo bench -p skycast-puller --bench playback
     step bench-web cargo bench -p skycast-tests --bench web_pages
@@ -165,6 +168,8 @@ else
     # Publish → every shop swapped at 100, 1,000 and 10,000 simulated shops, and
     # GET /v1/head vs nginx; the same release serve binary (a no-op build here).
     step bench-scale bash -c 'cargo build --release -p skycast-publisher && cargo bench -p skycast-tests --bench fleet_scale'
+    # The chaos soak: six minutes of wall time, the release puller and publisher.
+    step soak bash -c 'cargo build --release -p skycast-publisher -p skycast-puller && cargo bench -p skycast-tests --bench chaos_soak'
 fi
 
 summary

@@ -73,16 +73,34 @@ struct Received {
 }
 
 impl AlsaPipeDevice {
-    /// Makes `dir/device.fifo`, writes `dir/home/.asoundrc` naming it and starts reading.
+    /// Makes `dir/device.fifo`, writes `dir/home/.asoundrc` naming it and starts
+    /// reading; the pipe gets the audio as the player gave it.
     pub fn new(dir: &Path) -> AlsaPipeDevice {
+        AlsaPipeDevice::with_recording(dir, None)
+    }
+
+    /// Like [`AlsaPipeDevice::new`], with ALSA's `plug` turning the audio into
+    /// 16-bit mono at `rate` Hz before the pipe: an hour of it fits in memory.
+    pub fn downmixed(dir: &Path, rate: u32) -> AlsaPipeDevice {
+        AlsaPipeDevice::with_recording(dir, Some(rate))
+    }
+
+    fn with_recording(dir: &Path, downmix: Option<u32>) -> AlsaPipeDevice {
         let home = dir.join("home");
         std::fs::create_dir_all(&home).unwrap();
         let fifo = dir.join("device.fifo");
         nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
-        let conf = format!(
-            "pcm.!default {{\n    type file\n    slave.pcm \"null\"\n    file \"{}\"\n    format \"wav\"\n}}\n",
+        let recorder = format!(
+            "{{\n    type file\n    slave.pcm \"null\"\n    file \"{}\"\n    format \"wav\"\n}}\n",
             fifo.display()
         );
+        let conf = match downmix {
+            None => format!("pcm.!default {recorder}"),
+            Some(rate) => format!(
+                "pcm.recorder {recorder}pcm.!default {{\n    type plug\n    slave {{\n        pcm \"recorder\"\n        \
+                 format S16_LE\n        channels 1\n        rate {rate}\n    }}\n}}\n"
+            ),
+        };
         std::fs::write(home.join(".asoundrc"), conf).unwrap();
         // Non-blocking: the open does not wait for a writer, and a read finds out
         // at once whether a stream is writing (EOF: none is).

@@ -4,6 +4,7 @@
 
 pub mod alsa;
 pub mod browser;
+pub mod cut_relay;
 pub mod fleet;
 pub mod fleet_sim;
 pub mod garage;
