@@ -13,7 +13,8 @@
 //!   suspended box) is stepped at once, like the software pacer's catch-up.
 //! - The schedule may run ahead of the wall clock by up to [`LEAD_ALLOWANCE`]
 //!   uncorrected: that is the audio a device holds in its buffer and our queue, not
-//!   yet heard. Behind, only [`DEADBAND`] is let be.
+//!   yet heard. A device that does not pace holds none, so once it has been
+//!   throttled only [`DEADBAND`] is let be either way; behind, always only that.
 //! - While silent (closed, idle, no device) the whole error is corrected at once,
 //!   forwards, or backwards by at most half of the silent step.
 //! - A device that takes samples faster than [`THROTTLE_RATE`] times real time is
@@ -41,7 +42,7 @@ pub const LEAD_ALLOWANCE: Duration = Duration::from_millis(500);
 pub const STEP_AFTER: Duration = Duration::from_secs(2);
 /// A device taking samples faster than this many times real time is throttled.
 /// Above 1 + 0.1 %, so that a fast crystal is left to the slew and never waited on.
-pub const THROTTLE_RATE: f64 = 1.003;
+pub const THROTTLE_RATE: f64 = 1.0015;
 /// Audio a device may take at once beyond real time (its buffer and our queue filling).
 pub const BURST: Duration = Duration::from_millis(250);
 /// The device's rate is judged over at least this much wall time.
@@ -140,8 +141,11 @@ impl Discipline {
             self.offset -= error;
         } else if -error > audio_frames(DEADBAND) {
             self.offset += (-error - audio_frames(DEADBAND)).min(most);
-        } else if error > audio_frames(LEAD_ALLOWANCE) {
-            self.offset -= (error - audio_frames(LEAD_ALLOWANCE)).min(most);
+        } else {
+            let allowance = if self.throttled { DEADBAND } else { LEAD_ALLOWANCE };
+            if error > audio_frames(allowance) {
+                self.offset -= (error - audio_frames(allowance)).min(most);
+            }
         }
         wait
     }
@@ -332,7 +336,11 @@ mod tests {
         assert!(run.worst_ms < 600.0, "worst error {:.0} ms", run.worst_ms);
         let reading = run.clock.reading(run.frames, run.now);
         assert!(reading.throttled);
-        assert!(reading.schedule_offset_ms.abs() <= 501, "{reading:?}");
+        // It holds nothing unheard: the schedule is kept within the deadband of it.
+        assert!(
+            reading.schedule_offset_ms.abs() <= DEADBAND.as_millis() as i64 + 1,
+            "{reading:?}"
+        );
     }
 
     #[test]
