@@ -8,7 +8,10 @@ use std::fmt::Write as _;
 use skycast_schema::{ContentHasher, Manifest, MediaId, TrustedKeys};
 
 use crate::error::Result;
-use crate::store::{BlobId, CommitId, Store, StoreError, MANIFEST_FILE, MEDIA_DIR, SIGNATURE_FILE};
+use crate::store::{
+    BlobId, CommitId, RootFile, Store, StoreError, MANIFEST_FILE, MEDIA_DIR, ROOT_DIR, SIGNATURE_FILE,
+};
+use crate::trust::HistoryTrust;
 
 #[derive(Debug, Clone)]
 pub struct VersionAudit {
@@ -74,7 +77,7 @@ impl AuditReport {
 }
 
 /// Checks the whole first-parent history of `main`, oldest first.
-pub fn verify_store(store: &Store, trusted: &TrustedKeys) -> Result<AuditReport> {
+pub fn verify_store(store: &Store, trust: &HistoryTrust) -> Result<AuditReport> {
     let mut report = AuditReport::default();
     let history = store.history()?;
     if history.is_empty() {
@@ -86,7 +89,13 @@ pub fn verify_store(store: &Store, trusted: &TrustedKeys) -> Result<AuditReport>
     // Blobs shared between versions are hashed once.
     let mut checked_blobs: HashMap<BlobId, (MediaId, u64)> = HashMap::new();
     let mut previous: Option<u64> = None;
+    let mut previous_roots: Vec<RootFile> = Vec::new();
     let mut on_main = BTreeSet::new();
+    // What players trust today: a version whose key was revoked since is flagged.
+    let newest_keys = match history.last() {
+        Some(last) => trust.keys_at(store, last.commit).unwrap_or_default(),
+        None => TrustedKeys::default(),
+    };
     for info in &history {
         on_main.insert(info.commit);
         let commit = info.commit;
@@ -99,7 +108,26 @@ pub fn verify_store(store: &Store, trusted: &TrustedKeys) -> Result<AuditReport>
             problems: Vec::new(),
             warnings: Vec::new(),
         };
-        let (media_count, problems) = check_commit(store, commit, info.version, trusted, &mut checked_blobs)?;
+        let roots = store.roots_at(commit)?;
+        if let Some(problem) = roots_problem(&previous_roots, &roots) {
+            audit.problems.push(problem);
+        }
+        previous_roots = roots;
+        let trusted = match trust.keys_at(store, commit) {
+            Ok(keys) => keys,
+            Err(e) => {
+                audit.problems.push(format!("its trust root: {e}"));
+                TrustedKeys::default()
+            }
+        };
+        let (media_count, problems) =
+            check_commit(store, commit, info.version, &trusted, &mut checked_blobs)?;
+        if problems.is_empty() {
+            let refused = roots_now_refuse(store, commit, &newest_keys)?;
+            if !refused.is_empty() {
+                audit.warnings.push(refused);
+            }
+        }
         audit.media_count = media_count;
         audit.problems.extend(problems);
         if let Some(prev) = previous {
@@ -138,6 +166,37 @@ pub fn verify_store(store: &Store, trusted: &TrustedKeys) -> Result<AuditReport>
     Ok(report)
 }
 
+/// Roots only ever grow: each commit keeps its predecessor's roots byte for byte.
+fn roots_problem(before: &[RootFile], now: &[RootFile]) -> Option<String> {
+    if now.len() < before.len() {
+        return Some(format!(
+            "it carries {} trust root(s), fewer than the {} before it: the root was rolled back",
+            now.len(),
+            before.len()
+        ));
+    }
+    before.iter().zip(now).find(|(a, b)| a != b).map(|(a, _)| {
+        format!(
+            "its trust root {} differs from the one before it: the root history was rewritten",
+            a.version
+        )
+    })
+}
+
+/// Why players trusting `newest` would now refuse `commit`'s manifest (a key
+/// revoked since it was published), or an empty string.
+fn roots_now_refuse(store: &Store, commit: CommitId, newest: &TrustedKeys) -> Result<String> {
+    if newest.is_empty() {
+        return Ok(String::new());
+    }
+    Ok(match store.verified_manifest(commit, newest) {
+        Err(StoreError::Unverified { source, .. }) => {
+            format!("players trusting the newest root refuse it now: {source}")
+        }
+        _ => String::new(),
+    })
+}
+
 /// The checks of one version that need nothing but its commit: the signature
 /// of its manifest, the files it holds, each media file's hash and size, and
 /// the version number it declares. Returns the media count and the problems.
@@ -164,7 +223,7 @@ pub fn check_commit(
         Err(e) => return Err(e.into()),
     };
     for name in store.root_entries(commit)? {
-        if ![MANIFEST_FILE, SIGNATURE_FILE, MEDIA_DIR].contains(&name.as_str()) {
+        if ![MANIFEST_FILE, SIGNATURE_FILE, MEDIA_DIR, ROOT_DIR].contains(&name.as_str()) {
             problems.push(format!("unexpected file `{name}` in the version"));
         }
     }

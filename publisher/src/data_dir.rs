@@ -34,6 +34,8 @@ pub struct Settings {
 /// What `init` produced, for the caller to print.
 pub struct InitReport {
     pub public_key: PublicKey,
+    /// The root key files written, to be moved to offline storage.
+    pub root_key_files: Vec<PathBuf>,
     /// Set only when the password was generated; shown once, never stored in clear.
     pub generated_admin_password: Option<String>,
 }
@@ -46,6 +48,28 @@ pub struct InitOptions {
     pub tls_cert_and_key: Option<(PathBuf, PathBuf)>,
     /// Extra DNS names or IP addresses for the generated server certificate.
     pub extra_names: Vec<String>,
+    /// The offline root keys of the trust root `init` makes.
+    pub root: RootKeysSpec,
+}
+
+/// How many root keys `init` makes, how many must sign a change of the root,
+/// and where their files go (the admin moves them off the machine).
+#[derive(Debug, Clone)]
+pub struct RootKeysSpec {
+    pub count: usize,
+    pub threshold: usize,
+    /// Default: `<data>/root-keys/`.
+    pub dir: Option<PathBuf>,
+}
+
+impl Default for RootKeysSpec {
+    fn default() -> Self {
+        RootKeysSpec {
+            count: 1,
+            threshold: 1,
+            dir: None,
+        }
+    }
 }
 
 /// What `follow` needs to make a second site's directory: no signing key, the
@@ -155,6 +179,8 @@ impl DataDir {
             }
         }
 
+        let root_key_files = self.make_root(&opts.root, &secret)?;
+
         let db = Db::open(&self.db_path())?;
         let (password, generated) = match opts.admin_password {
             Some(p) => (p, None),
@@ -174,8 +200,42 @@ impl DataDir {
         write_public(&self.settings_path(), text.as_bytes())?;
         Ok(InitReport {
             public_key: secret.public(),
+            root_key_files,
             generated_admin_password: generated,
         })
+    }
+
+    /// Root 1: `spec.count` new root keys in their files, `spec.threshold` of them
+    /// to change it, the online key `signing` and this directory's CA.
+    fn make_root(&self, spec: &RootKeysSpec, signing: &SecretKey) -> Result<Vec<PathBuf>> {
+        if spec.count == 0 || spec.threshold == 0 || spec.threshold > spec.count {
+            return Err(PublisherError::BadRequest(format!(
+                "a root threshold of {} with {} root key(s) cannot work: give 1 <= threshold <= keys",
+                spec.threshold, spec.count
+            )));
+        }
+        let dir = spec.dir.clone().unwrap_or_else(|| self.root.join("root-keys"));
+        create_private_dir(&dir)?;
+        let mut keys = Vec::new();
+        let mut files = Vec::new();
+        for _ in 0..spec.count {
+            let key = SecretKey::from_seed(crate::random_bytes::<32>());
+            let path = dir.join(format!("root-{}.key", key.public().id()));
+            write_private(&path, key.to_file_text().as_bytes())?;
+            keys.push(key);
+            files.push(path);
+        }
+        let ca = fs::read_to_string(self.ca_cert_path())
+            .map_err(PublisherError::io("read", self.ca_cert_path()))?;
+        crate::trust::write_initial_root(
+            self,
+            &keys,
+            spec.threshold,
+            signing.public(),
+            &ca,
+            chrono::Utc::now(),
+        )?;
+        Ok(files)
     }
 
     /// Makes a second site's directory (see [`FollowerInit`]); its store stays

@@ -93,10 +93,21 @@ pub fn player_config_toml(
     doc.insert("server".into(), server_url.into());
     doc.insert("token".into(), token.into());
     doc.insert("data".into(), player_data.into());
-    doc.insert(
-        "trusted_keys".into(),
-        toml::Value::Array(vec![data.public_key()?.to_string().into()]),
-    );
+    // With a trust root the player follows it from the newest one (verified by
+    // its own threshold); a directory made before roots pins its one key.
+    match crate::trust::local_chain(data)? {
+        Some(root) => {
+            let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+            doc.insert("root".into(), text(root.bytes()).into());
+            doc.insert("root_signatures".into(), text(root.signature_bytes()).into());
+        }
+        None => {
+            doc.insert(
+                "trusted_keys".into(),
+                toml::Value::Array(vec![data.public_key()?.to_string().into()]),
+            );
+        }
+    }
     doc.insert("ca_cert".into(), ca.into());
     doc.insert("poll_interval_secs".into(), 10.into());
     doc.insert("long_poll_secs".into(), 30.into());

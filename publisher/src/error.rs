@@ -24,6 +24,8 @@ pub enum PublisherError {
     Verify(#[from] skycast_schema::VerifyError),
     #[error("{0}")]
     Key(#[from] skycast_schema::KeyError),
+    #[error("trust root: {0}")]
+    Root(#[from] skycast_schema::RootError),
     #[error("media `{path}` is not a playable MP3: {reason}")]
     NotMp3 { path: String, reason: String },
     #[error("media `{path}` is {size_bytes} bytes, over the {max_bytes}-byte limit")]

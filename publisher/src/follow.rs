@@ -10,7 +10,6 @@
 //! logged; the copy keeps serving its last good version.
 
 use serde::{Deserialize, Serialize};
-use skycast_schema::TrustedKeys;
 
 use crate::data_dir::DataDir;
 use crate::db::Player;
@@ -74,7 +73,7 @@ impl std::fmt::Display for Pulled {
 /// `main` to the primary's when all verified, and copies the players. Blocking.
 pub fn pull_once(data: &DataDir, from: &str) -> Result<Pulled> {
     let store = data.store()?;
-    let trusted = TrustedKeys::new([data.public_key()?]);
+    let trust = crate::trust::HistoryTrust::of_data_dir(data)?;
     let incoming = store.fetch_primary(from)?;
     let pulled = match incoming {
         None => Pulled::Nothing,
@@ -101,6 +100,9 @@ pub fn pull_once(data: &DataDir, from: &str) -> Result<Pulled> {
                             previous.unwrap_or_default()
                         )));
                     }
+                    let trusted = trust
+                        .keys_at(&store, *commit)
+                        .map_err(|e| refuse(e.to_string()))?;
                     let (_, problems) =
                         crate::audit::check_commit(&store, *commit, *version, &trusted, &mut checked)?;
                     if !problems.is_empty() {

@@ -25,6 +25,7 @@ pub mod stamp;
 pub mod store;
 pub mod systemd;
 pub mod tls;
+pub mod trust;
 pub mod web;
 pub mod workspace;
 
@@ -32,7 +33,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 
 pub use app::{run, ServeConfig, TransportMode};
-pub use data_dir::{DataDir, FollowerInit, InitOptions};
+pub use data_dir::{DataDir, FollowerInit, InitOptions, RootKeysSpec};
 pub use enrol::{check_plain_name, check_shop_name, player_config_toml};
 pub use error::{PublisherError, Result};
 pub use net::TlsListener;

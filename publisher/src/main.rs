@@ -4,8 +4,11 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
+use skycast_publisher::trust::{Anchor, HistoryTrust};
 use skycast_publisher::{audit, publish, DataDir, InitOptions, ServeConfig, TransportMode};
 use skycast_schema::{PublicKey, TrustedKeys};
+
+mod trust_commands;
 
 #[derive(Parser)]
 #[command(
@@ -37,6 +40,25 @@ enum Command {
         /// Extra host name or IP address for the generated certificate (repeatable)
         #[arg(long = "san")]
         extra_names: Vec<String>,
+        /// How many offline root keys the trust root has
+        #[arg(long, default_value_t = 1)]
+        root_keys: usize,
+        /// How many root keys must sign a change of the trust root
+        #[arg(long, default_value_t = 1)]
+        root_threshold: usize,
+        /// Where the root key files are written (default `<data>/root-keys`): move them off this machine
+        #[arg(long)]
+        root_key_dir: Option<PathBuf>,
+    },
+    /// The online signing key: rotate, revoke, generate key files
+    Key {
+        #[command(subcommand)]
+        command: trust_commands::KeyCommand,
+    },
+    /// The trust root: rotate its keys, show it
+    Root {
+        #[command(subcommand)]
+        command: trust_commands::RootCommand,
     },
     /// Publish a planning as a new signed version
     Publish {
@@ -186,9 +208,12 @@ enum Command {
         /// A publisher data directory, or a plain `git clone` of the store
         #[arg(long)]
         data: PathBuf,
-        /// Trusted public key (`ed25519:...`); required for a clone, read from the data directory otherwise
+        /// Trusted public key (`ed25519:...`); required for a clone without --root, read from the data directory otherwise
         #[arg(long)]
         key: Vec<String>,
+        /// A trust root file you hold (`root/<N>.yaml`, e.g. the one a player was enrolled with): the clone's chain must contain it
+        #[arg(long)]
+        root: Option<PathBuf>,
     },
 }
 
@@ -477,6 +502,9 @@ fn main() -> anyhow::Result<()> {
             tls_cert,
             tls_key,
             extra_names,
+            root_keys,
+            root_threshold,
+            root_key_dir,
         } => {
             let password = std::env::var("SKYCAST_ADMIN_PASSWORD")
                 .ok()
@@ -488,11 +516,20 @@ fn main() -> anyhow::Result<()> {
                     admin_password: password,
                     tls_cert_and_key: tls_cert.zip(tls_key),
                     extra_names,
+                    root: skycast_publisher::RootKeysSpec {
+                        count: root_keys,
+                        threshold: root_threshold,
+                        dir: root_key_dir,
+                    },
                 },
                 skycast_publisher::random_bytes(),
             )?;
             println!("initialised {}", data.display());
             println!("signing key: {}", report.public_key);
+            println!("root key file(s), needed to rotate or revoke keys: move them off this machine now:");
+            for file in &report.root_key_files {
+                println!("  {}", file.display());
+            }
             match report.generated_admin_password {
                 Some(p) => println!("admin user `{admin_user}` password (shown once, store it now): {p}"),
                 None => println!("admin user `{admin_user}` password taken from SKYCAST_ADMIN_PASSWORD"),
@@ -570,6 +607,8 @@ fn main() -> anyhow::Result<()> {
             println!("server.pem, server.key and ca.pem written to {}", out.display());
         }
         Command::Player { command } => player(command, now)?,
+        Command::Key { command } => trust_commands::key(command, now)?,
+        Command::Root { command } => trust_commands::root(command, now)?,
         Command::Webhook { command } => webhook(command, now)?,
         Command::Mirror { command } => mirror(command, now)?,
         Command::User {
@@ -678,9 +717,9 @@ fn main() -> anyhow::Result<()> {
                 done.expires_at.to_rfc3339()
             );
         }
-        Command::Verify { data, key } => {
-            let (store, keys) = open_for_audit(&data, &key)?;
-            let report = audit::verify_store(&store, &keys)?;
+        Command::Verify { data, key, root } => {
+            let (store, trust) = open_for_audit(&data, &key, root.as_deref())?;
+            let report = audit::verify_store(&store, &trust)?;
             print!("{}", report.render());
             if !report.ok() {
                 std::process::exit(1);
@@ -1131,27 +1170,40 @@ fn export_rows(
     Ok(())
 }
 
-/// A data directory's store and key, or a clone of the store with keys given by flag.
+/// A data directory's store and trust, or a clone of the store with its trust given by flag.
 fn open_for_audit(
     path: &std::path::Path,
     keys: &[String],
-) -> anyhow::Result<(skycast_publisher::store::Store, TrustedKeys)> {
-    let mut trusted: Vec<PublicKey> = keys.iter().map(|k| k.parse()).collect::<Result<_, _>>()?;
+    root: Option<&std::path::Path>,
+) -> anyhow::Result<(skycast_publisher::store::Store, HistoryTrust)> {
+    let keys: Vec<PublicKey> = keys.iter().map(|k| k.parse()).collect::<Result<_, _>>()?;
     let dir = DataDir::new(path);
+    if dir.settings_path().exists() && keys.is_empty() && root.is_none() {
+        return Ok((dir.store()?, HistoryTrust::of_data_dir(&dir)?));
+    }
     let store_path = if dir.settings_path().exists() {
-        if trusted.is_empty() {
-            trusted.push(dir.public_key()?);
-        }
         dir.store_path()
     } else {
-        if trusted.is_empty() {
-            bail!("`{}` is a store clone, not a data directory: pass the publisher's key with --key ed25519:...", path.display());
-        }
         path.to_path_buf()
+    };
+    let anchor = match (root, keys.first()) {
+        (Some(file), _) => {
+            let bytes = std::fs::read(file).with_context(|| format!("cannot read the root {}", file.display()))?;
+            let version = skycast_schema::Root::parse(&bytes)?.version;
+            Anchor::Roots([(version, bytes)].into())
+        }
+        (None, Some(key)) => Anchor::Key(*key),
+        (None, None) => bail!(
+            "`{}` is a store clone, not a data directory: pass the root you trust with --root FILE, or the publisher's key with --key ed25519:...",
+            path.display()
+        ),
     };
     Ok((
         skycast_publisher::store::Store::open(&store_path)?,
-        TrustedKeys::new(trusted),
+        HistoryTrust {
+            anchor,
+            pinned: TrustedKeys::new(keys),
+        },
     ))
 }
 

@@ -8,9 +8,7 @@ use std::num::NonZeroU64;
 use std::path::{Component, Path};
 
 use chrono::{DateTime, Duration, Timelike, Utc};
-use skycast_schema::{
-    Limits, Manifest, MediaEntry, MediaId, MediaKind, Planning, Program, TrustedKeys, SCHEMA_V1,
-};
+use skycast_schema::{Limits, Manifest, MediaEntry, MediaId, MediaKind, Planning, Program, SCHEMA_V1};
 
 use crate::data_dir::DataDir;
 use crate::error::{PublisherError, Result};
@@ -187,7 +185,7 @@ pub fn rollback(data: &DataDir, target: u64, author: &str, now: DateTime<Utc>) -
 /// with the same length of validity.
 fn content_of(data: &DataDir, store: &Store, version: u64, commit: CommitId) -> Result<Unsigned> {
     // Only content that still verifies may come back.
-    let trusted = TrustedKeys::new([data.public_key()?]);
+    let trusted = crate::trust::trusted_keys(data)?;
     let old = match store.verified_manifest(commit, &trusted) {
         Err(StoreError::MissingFile { .. }) => return Err(PublisherError::NoSuchVersion(version)),
         other => other?,
@@ -335,13 +333,16 @@ pub(crate) fn commit_with(
     )?;
     manifest.validate(&Limits::default())?;
     let bytes = format!("# Skycast manifest, signed: do not edit\n{}", manifest.to_yaml()).into_bytes();
-    let signature = data.secret_key()?.sign(&bytes);
+    let key = data.secret_key()?;
+    let roots = crate::trust::check_signing_key(data, &key.public())?;
+    let signature = key.sign(&bytes);
     let media: Vec<(MediaId, BlobId)> = draft.media.iter().map(|(e, blob)| (e.id, *blob)).collect();
     let commit = store.commit_version(NewVersion {
         version,
         manifest: &bytes,
         signature: signature.as_bytes(),
         media: &media,
+        roots: &roots,
         author,
         message,
         time: now,

@@ -25,7 +25,7 @@ pub fn resign_if_due(data: &DataDir, now: DateTime<Utc>) -> Result<Option<Resign
     let Some((version, commit)) = store.head_version()? else {
         return Ok(None);
     };
-    let trusted = skycast_schema::TrustedKeys::new([data.public_key()?]);
+    let trusted = crate::trust::trusted_keys(data)?;
     let head = store.verified_manifest(commit, &trusted)?;
     if !publish::resign_due(head.published_at.0, head.expires_at.0, now) {
         return Ok(None);

@@ -191,6 +191,21 @@ impl Client {
         read_capped(&url, resp, max_bytes).await
     }
 
+    /// `GET /v1/roots/<version>/<file>`: a trust root or its signatures.
+    pub async fn root_file(
+        &self,
+        version: u64,
+        file: &str,
+        max_bytes: usize,
+    ) -> Result<Vec<u8>, ClientError> {
+        let url = self.url(&skycast_schema::protocol::root_file_path(version, file));
+        let resp = self
+            .get(FetchRequest::whole(&url, Duration::from_secs(120)))
+            .await?;
+        let resp = Self::check_status(&url, resp).await?;
+        read_capped(&url, resp, max_bytes).await
+    }
+
     /// Starts `GET /v1/media/<id>`, from byte `offset` when it is not zero. The caller
     /// reads the body; the status (200, 206, 416) is left for it to judge.
     pub async fn media(&self, id: &MediaId, offset: u64) -> Result<(String, FetchResponse), ClientError> {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
-use skycast_schema::{PublicKey, TrustedKeys};
+use skycast_schema::{PublicKey, TrustedKeys, VerifiedRoot};
 
 use crate::audio::OutputSpec;
 
@@ -88,8 +88,10 @@ pub enum ConfigError {
         index: usize,
         reason: String,
     },
-    #[error("no trusted_keys in {path}: add the publisher's public key (`ed25519:...`)")]
+    #[error("no trusted_keys and no root in {path}: enrol the player, or add the publisher's public key (`ed25519:...`)")]
     NoTrustedKeys { path: PathBuf },
+    #[error("the trust root in {path} is refused: {reason}")]
+    BadRoot { path: PathBuf, reason: String },
     #[error("ca_cert in {path} holds no PEM certificate: paste the publisher's tls/ca.pem")]
     BadCaCert { path: PathBuf },
     #[error("`{field}` in {path} must be at least {min}")]
@@ -120,7 +122,15 @@ struct ConfigFile {
     allow_http_mirrors: bool,
     token: String,
     data: PathBuf,
+    /// Pinned keys, read only when no `root` is given.
+    #[serde(default)]
     trusted_keys: Vec<String>,
+    /// The trust root the player was enrolled with (`root.yaml`'s text) and its
+    /// signatures: from there it follows the chain the server offers.
+    #[serde(default)]
+    root: Option<String>,
+    #[serde(default)]
+    root_signatures: Option<String>,
     #[serde(default)]
     ca_cert: Option<String>,
     #[serde(default = "default_poll_interval")]
@@ -226,6 +236,9 @@ pub struct Config {
     /// Data directory, already resolved against the config file's directory.
     pub data: PathBuf,
     pub trusted_keys: Vec<PublicKey>,
+    /// The root the player was enrolled with (`root` and `root_signatures`),
+    /// signed by its own threshold; when set, it decides the trusted keys.
+    pub enrolled_root: Option<VerifiedRoot>,
     /// PEM of the only CA trusted for the server's certificate, when given.
     pub ca_cert: Option<String>,
     pub poll_interval: Duration,
@@ -340,7 +353,24 @@ impl Config {
                 })?;
             trusted_keys.push(key);
         }
-        if trusted_keys.is_empty() {
+        let enrolled_root = match (&file.root, &file.root_signatures) {
+            (Some(root), Some(sigs)) => Some(
+                VerifiedRoot::trust_initial(root.as_bytes(), sigs.as_bytes()).map_err(|e| {
+                    ConfigError::BadRoot {
+                        path: origin.to_path_buf(),
+                        reason: e.to_string(),
+                    }
+                })?,
+            ),
+            (None, None) => None,
+            _ => {
+                return Err(ConfigError::BadRoot {
+                    path: origin.to_path_buf(),
+                    reason: "`root` and `root_signatures` go together: copy both from the enrolment".into(),
+                })
+            }
+        };
+        if trusted_keys.is_empty() && enrolled_root.is_none() {
             return Err(ConfigError::NoTrustedKeys {
                 path: origin.to_path_buf(),
             });
@@ -392,6 +422,7 @@ impl Config {
             token: Token(file.token),
             data,
             trusted_keys,
+            enrolled_root,
             ca_cert,
             poll_interval: Duration::from_secs(file.poll_interval_secs),
             // The server caps waits at 60 s; asking for more only delays error detection.
@@ -423,7 +454,9 @@ impl Config {
         self
     }
 
-    pub fn trusted(&self) -> TrustedKeys {
+    /// The pinned keys, for a player enrolled without a root; with one, the
+    /// keys come from the chain it follows (`trust::trusted_keys`).
+    pub fn pinned_keys(&self) -> TrustedKeys {
         TrustedKeys::new(self.trusted_keys.iter().copied())
     }
 }

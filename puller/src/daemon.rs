@@ -342,7 +342,14 @@ impl Follower<'_> {
         swapped.version = Some(report.version);
         record_event(self.layout, self.live, swapped);
         self.config.shop.as_ref()?;
-        match self.layout.load_verified(report.version, &self.config.trusted()) {
+        let loaded = crate::trust::trusted_keys(self.config, self.layout)
+            .map_err(|e| e.to_string())
+            .and_then(|keys| {
+                self.layout
+                    .load_verified(report.version, &keys)
+                    .map_err(|e| e.to_string())
+            });
+        match loaded {
             Ok(m) => Some(Arc::new(m)),
             Err(e) => {
                 tracing::error!(error = %e, "cannot hand the new version to the player");
@@ -438,7 +445,11 @@ fn start_player(
     events: &Events,
 ) -> Result<PlayerHandle, PlayerError> {
     let manifest = match layout.current_version()? {
-        Some(v) => Some(Arc::new(layout.load_verified(v, &config.trusted())?)),
+        Some(v) => {
+            let keys =
+                crate::trust::trusted_keys(config, layout).map_err(|e| PlayerError::Trust(e.to_string()))?;
+            Some(Arc::new(layout.load_verified(v, &keys)?))
+        }
         None => None,
     };
     let snapshot = State::read_only_snapshot(&layout.state_db()).unwrap_or_default();

@@ -26,6 +26,7 @@ pub mod systemd;
 #[cfg(test)]
 mod test_support;
 pub mod transport;
+pub mod trust;
 
 pub use client::{Client, ClientError, Head, MAX_MANIFEST_BYTES, MAX_SIGNATURE_BYTES};
 pub use clock::{clock_correction, judge_clock, JudgedClock, CLOCK_TOLERANCE_MS};

@@ -63,6 +63,8 @@ pub enum PlayerError {
     Thread(std::io::Error),
     #[error("cannot create the data directory {path}: {source}")]
     DataDir { path: PathBuf, source: std::io::Error },
+    #[error("{0}")]
+    Trust(String),
 }
 
 /// How the player is set up.

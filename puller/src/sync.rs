@@ -6,8 +6,13 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use skycast_schema::protocol::{version_file_path, HEAD_PATH, MANIFEST_FILE, SIGNATURE_FILE};
-use skycast_schema::{check_installable, verify, Limits, Manifest, Refusal, Verified, VerifyError};
+use skycast_schema::protocol::{
+    root_file_path, version_file_path, HEAD_PATH, MANIFEST_FILE, ROOT_FILE, ROOT_SIGNATURE_FILE,
+    SIGNATURE_FILE,
+};
+use skycast_schema::{
+    check_installable, verify, Limits, Manifest, Refusal, RootError, TrustedKeys, Verified, VerifyError,
+};
 
 use crate::client::{Client, ClientError, Fetched, Head, MAX_MANIFEST_BYTES, MAX_SIGNATURE_BYTES};
 use crate::clock::judge_clock;
@@ -17,6 +22,7 @@ use crate::live::FetchProgress;
 use crate::local_store::{Layout, Pruned, StoreError};
 use crate::sources::{Ledger, ServedBy, Sources};
 use crate::state::{LastSync, State, StateError};
+use crate::trust::{self, TrustError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
@@ -41,6 +47,15 @@ pub enum SyncError {
     Expired { url: String, refusal: Refusal },
     #[error("{url} holds a manifest for version {found}, not {expected}: refusing it, possible attack")]
     VersionMismatch { url: String, expected: u64, found: u64 },
+    #[error("trust root from {url} refused, keeping root {kept}: {source}")]
+    Root {
+        url: String,
+        kept: u64,
+        #[source]
+        source: RootError,
+    },
+    #[error(transparent)]
+    Trust(#[from] TrustError),
 }
 
 impl SyncError {
@@ -50,6 +65,7 @@ impl SyncError {
         matches!(
             self,
             SyncError::Verify { .. }
+                | SyncError::Root { .. }
                 | SyncError::Replay { .. }
                 | SyncError::VersionMismatch { .. }
                 | SyncError::Download(DownloadError::HashMismatch { .. } | DownloadError::TooLong { .. })
@@ -248,6 +264,40 @@ async fn head_from_servers(
     })))
 }
 
+/// The largest trust root (or its signature file) a player reads.
+const MAX_ROOT_BYTES: usize = skycast_schema::root::MAX_ROOT_BYTES;
+
+/// Follows the trust root chain up to the root `offered` by `server` (one
+/// version at a time, each kept once verified) and returns the keys manifests
+/// may be signed with. An older root offered (a backup site behind) is no
+/// reason to go back: the newest trusted one stands.
+async fn follow_roots(
+    config: &Config,
+    layout: &Layout,
+    server: &Client,
+    offered: Option<u64>,
+) -> Result<TrustedKeys, SyncError> {
+    let Some(mut root) = trust::current(config, layout)? else {
+        return Ok(config.pinned_keys());
+    };
+    while offered.is_some_and(|offered| offered > root.version()) {
+        let next = root.version() + 1;
+        let url = server.url(&root_file_path(next, ROOT_FILE));
+        let yaml = server.root_file(next, ROOT_FILE, MAX_ROOT_BYTES).await?;
+        let sig = server
+            .root_file(next, ROOT_SIGNATURE_FILE, MAX_ROOT_BYTES)
+            .await?;
+        root = root.next(&yaml, &sig).map_err(|source| SyncError::Root {
+            url,
+            kept: root.version(),
+            source,
+        })?;
+        trust::keep(layout, &root)?;
+        tracing::info!(root_version = root.version(), "trust root followed");
+    }
+    Ok(root.trusted_keys())
+}
+
 /// The version a source offers, judged: `manifest` is `None` when it is the active
 /// one, else the verified, installable manifest. `now` is the judged clock.
 struct Offer {
@@ -263,16 +313,13 @@ struct Known {
     local: DateTime<Utc>,
     offset_ms: Option<i64>,
     newest_published: Option<DateTime<Utc>>,
+    /// The keys a manifest may be signed with (the newest trusted root's).
+    trusted: TrustedKeys,
 }
 
 /// Fetches and verifies the manifest `client` offers with `offered`, with the
 /// replay, expiry and version rules: the same for a server and a mirror.
-async fn judge_offer(
-    config: &Config,
-    client: &Client,
-    offered: u64,
-    known: &Known,
-) -> Result<Offer, SyncError> {
+async fn judge_offer(client: &Client, offered: u64, known: &Known) -> Result<Offer, SyncError> {
     let clock = judge_clock(known.local, known.offset_ms, known.newest_published);
     if let Some(problem) = &clock.problem {
         tracing::warn!(offset_ms = known.offset_ms, "{problem}");
@@ -298,7 +345,7 @@ async fn judge_offer(
     let signature = client
         .version_file(offered, SIGNATURE_FILE, MAX_SIGNATURE_BYTES)
         .await?;
-    let verified = verify(&bytes, &signature, &config.trusted(), &Limits::default()).map_err(|source| {
+    let verified = verify(&bytes, &signature, &known.trusted, &Limits::default()).map_err(|source| {
         SyncError::Verify {
             version: offered,
             url: manifest_url.clone(),
@@ -348,7 +395,6 @@ async fn judge_offer(
 /// it did not answer). When none will do, the error that matters most: a mirror's
 /// refused object (tampered, replayed, stale), else the servers' silence.
 async fn offer_from_mirrors(
-    config: &Config,
     sources: &Sources,
     known: &Known,
     served: &mut ServedBy,
@@ -383,7 +429,7 @@ async fn offer_from_mirrors(
             );
             continue;
         }
-        match judge_offer(config, mirror, offered, known).await {
+        match judge_offer(mirror, offered, known).await {
             Ok(offer) if offer.manifest.is_none() => {
                 level.get_or_insert((index, offer));
             }
@@ -444,31 +490,32 @@ async fn sync_locked(
             if let Some(offset) = offset_ms {
                 state.record_clock_offset(offset)?;
             }
+            let server = &sources.servers()[index];
+            let trusted = follow_roots(config, layout, server, head.value.root_version).await?;
             let known = Known {
                 active,
                 highest,
                 local,
                 offset_ms,
                 newest_published,
+                trusted,
             };
-            let server = &sources.servers()[index];
-            (
-                server,
-                judge_offer(config, server, head.value.version, &known).await?,
-            )
+            (server, judge_offer(server, head.value.version, &known).await?)
         }
         ServerHead::NoneAnswered(servers_error) => {
             // A mirror's `Date` is not trusted with expiry (a stale mirror could
             // claim an old date): the offset a server last gave stands.
+            // A mirror serves no roots: its versions verify with the root already held.
             let known = Known {
                 active,
                 highest,
                 local,
                 offset_ms: state.snapshot()?.clock_offset_ms,
                 newest_published,
+                trusted: trust::trusted_keys(config, layout)?,
             };
             let (index, offer) =
-                offer_from_mirrors(config, sources, &known, &mut served, &mut down, servers_error).await?;
+                offer_from_mirrors(sources, &known, &mut served, &mut down, servers_error).await?;
             tracing::info!(
                 mirror = sources.mirrors()[index].base(),
                 version = offer.version,
@@ -615,7 +662,7 @@ async fn repair(
     version: u64,
     progress: &FetchProgress,
 ) -> Result<(), SyncError> {
-    let verified = layout.load_verified(version, &config.trusted())?;
+    let verified = layout.load_verified(version, &trust::trusted_keys(config, layout)?)?;
     let stats = download_reporting(config, sources, layout, &verified, progress).await?;
     tracing::info!(
         version,

@@ -29,6 +29,7 @@ pub mod planning;
 pub mod playback;
 pub mod protocol;
 pub mod report;
+pub mod root;
 pub mod schedule;
 pub mod shop_target;
 pub mod signature;
@@ -45,13 +46,14 @@ pub use names::{is_plain_name, PLAIN_NAME_RULE};
 pub use planning::{MediaMeta, Planning};
 pub use playback::{gain_db, AfterMode, MessageMode, MessageModes, Playback, StartMode, TargetLoudness};
 pub use protocol::Head;
+pub use root::{sign_root, Retirement, Root, RootError, SigningKeyEntry, VerifiedRoot};
 pub use schedule::{
     History, Message, MessageSource, MusicPick, Next, OpenPeriod, Priority, ScheduleError, ShopSchedule,
 };
 pub use shop_target::{is_shop_name, ShopTarget, ShopTargetError};
 pub use signature::{
-    check_installable, verify, KeyError, KeyId, PublicKey, Refusal, SecretKey, TrustedKeys, Verified,
-    VerifyError,
+    check_installable, verify, KeyError, KeyId, KeyLimit, PublicKey, Refusal, SecretKey, TrustedKeys,
+    Verified, VerifyError,
 };
 pub use strict_yaml::check_no_duplicate_keys;
 pub use time_spec::{DailyHours, DateRange, DayRange, Instant, TimeOfDay, TimeWindow, Weekday};

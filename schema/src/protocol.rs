@@ -7,6 +7,12 @@ use serde::{Deserialize, Serialize};
 pub const HEAD_PATH: &str = "/v1/head";
 /// Prefix of a version's files: `/v1/versions/<N>/<file>`.
 pub const VERSIONS_PREFIX: &str = "/v1/versions";
+/// Prefix of the trust roots: `/v1/roots/<N>/<file>`.
+pub const ROOTS_PREFIX: &str = "/v1/roots";
+/// A trust root's file, as served under [`ROOTS_PREFIX`].
+pub const ROOT_FILE: &str = "root.yaml";
+/// The signatures of [`ROOT_FILE`].
+pub const ROOT_SIGNATURE_FILE: &str = "root.yaml.sig";
 /// Prefix of media downloads: `/v1/media/<blake3>`.
 pub const MEDIA_PREFIX: &str = "/v1/media";
 /// Every protocol path starts with this; everything else is the web UI.
@@ -36,6 +42,11 @@ pub fn version_file_path(version: u64, file: &str) -> String {
     format!("{VERSIONS_PREFIX}/{version}/{file}")
 }
 
+/// `/v1/roots/<version>/<file>`.
+pub fn root_file_path(version: u64, file: &str) -> String {
+    format!("{ROOTS_PREFIX}/{version}/{file}")
+}
+
 /// `/v1/media/<id>`.
 pub fn media_path(id: &impl std::fmt::Display) -> String {
     format!("{MEDIA_PREFIX}/{id}")
@@ -54,6 +65,10 @@ pub struct Head {
     /// (a long-poll returns early for this too).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub commands_pending: bool,
+    /// The newest trust root this version is governed by: a player holding an
+    /// older one fetches the roots after it first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_version: Option<u64>,
 }
 
 #[cfg(test)]

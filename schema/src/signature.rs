@@ -13,6 +13,7 @@ use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
 use crate::manifest::{Limits, Manifest, ManifestError};
+use crate::time_spec::Instant;
 
 const PUBLIC_PREFIX: &str = "ed25519:";
 const SECRET_PREFIX: &str = "skycast-ed25519-secret:";
@@ -63,7 +64,16 @@ impl PublicKey {
     pub fn id(&self) -> KeyId {
         KeyId::of(&self.0)
     }
+
+    /// Whether `signature` is this key's (strict) ed25519 signature over `bytes`.
+    pub fn verify_raw(&self, bytes: &[u8], signature: &[u8; 64]) -> bool {
+        self.0
+            .verify_strict(bytes, &ed25519_dalek::Signature::from_bytes(signature))
+            .is_ok()
+    }
 }
+
+serde_via_text!(PublicKey);
 
 impl FromStr for PublicKey {
     type Err = KeyError;
@@ -117,6 +127,11 @@ impl SecretKey {
         Ok(SecretKey::from_seed(seed))
     }
 
+    /// The raw 64-byte signature over `bytes`.
+    pub fn sign_raw(&self, bytes: &[u8]) -> [u8; 64] {
+        self.0.sign(bytes).to_bytes()
+    }
+
     /// Signs the exact bytes given and returns the text of the detached signature file.
     pub fn sign(&self, bytes: &[u8]) -> String {
         let file = SignatureFile {
@@ -143,13 +158,38 @@ struct SignatureFile {
     signature: String,
 }
 
-/// The keys a player accepts signatures from.
+/// Until where a retired or revoked signing key still counts: manifests published
+/// after `at`, or of a version after `last_version`, are refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyLimit {
+    pub at: Instant,
+    pub last_version: u64,
+    /// Why it was revoked; `None` for a routine rotation.
+    pub revoked: Option<String>,
+}
+
+/// The keys a player accepts signatures from, each with its limit if it has one.
 #[derive(Debug, Clone, Default)]
-pub struct TrustedKeys(BTreeMap<KeyId, VerifyingKey>);
+pub struct TrustedKeys(BTreeMap<KeyId, (VerifyingKey, Option<KeyLimit>)>);
 
 impl TrustedKeys {
+    /// Keys pinned without limits (a configuration's `trusted_keys`).
     pub fn new(keys: impl IntoIterator<Item = PublicKey>) -> TrustedKeys {
-        TrustedKeys(keys.into_iter().map(|k| (k.id(), k.0)).collect())
+        TrustedKeys::with_limits(keys.into_iter().map(|k| (k, None)))
+    }
+
+    /// Keys with their limits, as a trust root lists them.
+    pub fn with_limits(keys: impl IntoIterator<Item = (PublicKey, Option<KeyLimit>)>) -> TrustedKeys {
+        TrustedKeys(
+            keys.into_iter()
+                .map(|(k, limit)| (k.id(), (k.0, limit)))
+                .collect(),
+        )
+    }
+
+    /// The ids of the keys, in order.
+    pub fn ids(&self) -> Vec<KeyId> {
+        self.0.keys().copied().collect()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -167,6 +207,26 @@ pub enum VerifyError {
     BadSignature { key_id: String },
     #[error("manifest is signed but invalid: {0}")]
     Manifest(#[from] ManifestError),
+    #[error(
+        "version {version} is signed by key {key_id}, retired at {at} after version {last_version}: \
+         refusing what it signed later; the publisher signs with the key in service (`skycast-publisher resign`)"
+    )]
+    RetiredKey {
+        key_id: String,
+        version: u64,
+        at: String,
+        last_version: u64,
+    },
+    #[error(
+        "version {version} is signed by key {key_id}, revoked at {at} ({reason}): refusing what it \
+         signed after that, possible attack"
+    )]
+    RevokedKey {
+        key_id: String,
+        version: u64,
+        at: String,
+        reason: String,
+    },
 }
 
 /// A value whose bytes were checked against a trusted signature. Fields are private
@@ -224,7 +284,7 @@ pub fn verify(
         )));
     }
     let key_id: KeyId = file.key_id.parse().map_err(VerifyError::MalformedSignature)?;
-    let key = trusted.0.get(&key_id).ok_or_else(|| VerifyError::UntrustedKey {
+    let (key, limit) = trusted.0.get(&key_id).ok_or_else(|| VerifyError::UntrustedKey {
         key_id: key_id.to_string(),
     })?;
     let sig_bytes: [u8; 64] = B64
@@ -238,11 +298,37 @@ pub fn verify(
             key_id: key_id.to_string(),
         })?;
     let value = Manifest::parse_with(manifest_bytes, limits)?;
+    if let Some(limit) = limit {
+        check_limit(&value, key_id, limit)?;
+    }
     Ok(Verified {
         value,
         bytes: manifest_bytes.to_vec(),
         signature: signature_bytes.to_vec(),
         key_id,
+    })
+}
+
+/// Refuses a manifest signed by a retired or revoked key past its limit.
+fn check_limit(manifest: &Manifest, key_id: KeyId, limit: &KeyLimit) -> Result<(), VerifyError> {
+    let version = manifest.version();
+    if manifest.published_at <= limit.at && version <= limit.last_version {
+        return Ok(());
+    }
+    let (key_id, at) = (key_id.to_string(), limit.at.to_string());
+    Err(match &limit.revoked {
+        Some(reason) => VerifyError::RevokedKey {
+            key_id,
+            version,
+            at,
+            reason: reason.clone(),
+        },
+        None => VerifyError::RetiredKey {
+            key_id,
+            version,
+            at,
+            last_version: limit.last_version,
+        },
     })
 }
 

@@ -32,6 +32,13 @@ pub enum Fault {
     ReplaceSignature(Vec<u8>),
     /// Serve this manifest and this signature: what a key holder could sign.
     ReplaceVersion { manifest: Vec<u8>, signature: Vec<u8> },
+    /// Announce trust root `version` in head and serve these bytes as its
+    /// `root.yaml` and `root.yaml.sig`: a root someone made without the keys it needs.
+    ServeRoot {
+        version: u64,
+        root: Vec<u8>,
+        signatures: Vec<u8>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -145,6 +152,7 @@ async fn forward(State(state): State<Arc<ProxyState>>, req: Request) -> Response
             headers.insert(name, value.clone());
         }
     }
+    let mut status = status;
     let mut body = resp.bytes().await.unwrap_or_default().to_vec();
     let is_media = path.starts_with("/v1/media/") && status.is_success();
     let mut cut_after = None;
@@ -174,6 +182,24 @@ async fn forward(State(state): State<Arc<ProxyState>>, req: Request) -> Response
         }
         Fault::ReplaceVersion { ref signature, .. } if path.ends_with("/manifest.yaml.sig") => {
             body = signature.clone()
+        }
+        Fault::ServeRoot { version, .. } if path.starts_with("/v1/head") && status.is_success() => {
+            let mut head: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            head["root_version"] = version.into();
+            body = serde_json::to_vec(&head).unwrap();
+        }
+        Fault::ServeRoot {
+            version,
+            ref root,
+            ref signatures,
+        } if path.starts_with(&format!("/v1/roots/{version}/")) => {
+            status = reqwest::StatusCode::OK;
+            headers.remove("content-type");
+            body = if path.ends_with(".sig") {
+                signatures.clone()
+            } else {
+                root.clone()
+            };
         }
         _ => {}
     }

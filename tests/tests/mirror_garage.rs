@@ -514,6 +514,7 @@ async fn a_large_media_goes_up_in_parts_once_and_the_head_pointer_never_moves_ba
             published_at: Some("2026-12-01T10:00:00Z".into()),
             manifest: Some(version_file_path(n, MANIFEST_FILE)),
             commands_pending: false,
+            root_version: None,
         },
         manifest: format!("version: {n}\n").into_bytes(),
         signature: b"sig\n".to_vec(),

@@ -440,6 +440,7 @@ async fn small_limit_publisher() -> SmallLimit {
     let data = DataDir::new(dir.path().join("publisher"));
     data.init(
         InitOptions {
+            root: Default::default(),
             public_url: "https://127.0.0.1:1".into(),
             admin_user: "admin".into(),
             admin_password: Some("admin-password".into()),

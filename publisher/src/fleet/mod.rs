@@ -24,7 +24,7 @@ use skycast_schema::report::{
     AudioClock, Command, CommandKind, EntryBody, Fetching, NowPlaying, OutputState, PlayEntry, Report,
     ReportAnswer, MAX_ENTRIES_PER_REPORT, MAX_TEXT_CHARS,
 };
-use skycast_schema::{Head, Manifest, ShopSchedule, TrustedKeys};
+use skycast_schema::{Head, Manifest, ShopSchedule};
 use tokio::sync::watch;
 
 use crate::data_dir::DataDir;
@@ -440,7 +440,7 @@ fn manifest_of_version(data: &DataDir, version: u64) -> Option<Arc<Manifest>> {
         let Some(commit) = store.commit_of_version(version)? else {
             return Ok(None);
         };
-        let trusted = TrustedKeys::new([data.public_key()?]);
+        let trusted = crate::trust::trusted_keys(data)?;
         Ok(Some((*store.verified_manifest(commit, &trusted)?).clone()))
     })();
     match loaded {

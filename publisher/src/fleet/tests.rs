@@ -314,6 +314,7 @@ async fn the_view_judges_closed_shops_by_the_head_manifests_hours_and_ko_players
     let data = DataDir::new(dir.path().join("publisher"));
     data.init(
         crate::data_dir::InitOptions {
+            root: Default::default(),
             public_url: "https://127.0.0.1:1".into(),
             admin_user: "admin".into(),
             admin_password: Some("admin-password".into()),
@@ -385,6 +386,7 @@ async fn a_command_wakes_its_players_signal_whether_queued_here_or_by_another_pr
     let data = DataDir::new(dir.path().join("publisher"));
     data.init(
         crate::data_dir::InitOptions {
+            root: Default::default(),
             public_url: "https://127.0.0.1:1".into(),
             admin_user: "admin".into(),
             admin_password: Some("admin-password".into()),

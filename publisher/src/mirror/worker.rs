@@ -79,6 +79,7 @@ fn version_content(data: &DataDir, version: u64) -> Result<VersionContent> {
             published_at: published_at(&store, commit),
             manifest: Some(version_file_path(version, MANIFEST_FILE)),
             commands_pending: false,
+            root_version: None,
         },
         manifest,
         signature,

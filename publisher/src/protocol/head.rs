@@ -16,7 +16,7 @@ use tokio::sync::watch;
 
 use crate::data_dir::DataDir;
 use crate::error::{PublisherError, Result};
-use crate::store::{BlobId, CommitId, RefStamp, Store, MANIFEST_FILE, SIGNATURE_FILE};
+use crate::store::{BlobId, CommitId, RefStamp, RootFile, Store, MANIFEST_FILE, SIGNATURE_FILE};
 
 /// Manifests and signatures kept in memory: the head's, fetched by the whole
 /// fleet after a publish, and the few before it that lagging players still ask for.
@@ -55,6 +55,9 @@ pub(crate) struct HeadTracker {
     /// `(version, file name)` → bytes, the newest [`CACHED_VERSION_FILES`].
     files: RwLock<BTreeMap<FileKey, VersionFile>>,
     media: RwLock<HashMap<MediaId, BlobId>>,
+    /// The trust roots the head carries (a few small files), served to players
+    /// that follow the chain.
+    roots: RwLock<Vec<RootFile>>,
     /// Version number → commit, so a request for any version (present or not)
     /// is one lookup, never a walk of history.
     versions: RwLock<HashMap<u64, CommitId>>,
@@ -68,6 +71,7 @@ struct Change {
     head_files: Vec<(FileKey, VersionFile)>,
     versions: Vec<(u64, CommitId)>,
     media: HashMap<MediaId, BlobId>,
+    roots: Vec<RootFile>,
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
@@ -94,6 +98,7 @@ fn read_head(store: &Store, commit: Option<CommitId>) -> Result<(Head, Vec<(File
         published_at: Some(fields.published_at),
         manifest: Some(version_file_path(fields.version, MANIFEST_FILE)),
         commands_pending: false,
+        root_version: None,
     };
     let mut files = vec![((head.version, MANIFEST_FILE), VersionFile::new(bytes))];
     if let Some(signature) = store.file_at(commit, SIGNATURE_FILE)? {
@@ -113,6 +118,7 @@ impl HeadTracker {
             seen: Mutex::new((None, Instant::now())),
             files: RwLock::new(BTreeMap::new()),
             media: RwLock::new(HashMap::new()),
+            roots: RwLock::new(Vec::new()),
             versions: RwLock::new(HashMap::new()),
         };
         tracker.refresh().await?;
@@ -134,6 +140,17 @@ impl HeadTracker {
             .unwrap_or_else(|p| p.into_inner())
             .get(id)
             .copied()
+    }
+
+    /// Root `version`'s bytes (`yaml` or its signatures), as the head carries it.
+    pub(crate) fn root_file(&self, version: u64, signatures: bool) -> Option<Vec<u8>> {
+        let roots = self.roots.read().unwrap_or_else(|p| p.into_inner());
+        let root = roots.iter().find(|r| r.version == version)?;
+        Some(if signatures {
+            root.sig.clone()
+        } else {
+            root.yaml.clone()
+        })
     }
 
     /// The commit of version `n`, among the versions this server has indexed.
@@ -224,13 +241,19 @@ impl HeadTracker {
             for (id, blob) in &media {
                 store.media_file(id, *blob)?;
             }
-            let (head, head_files) = read_head(&store, commit)?;
+            let (mut head, head_files) = read_head(&store, commit)?;
+            let roots = match commit {
+                Some(c) => store.roots_at(c)?,
+                None => Vec::new(),
+            };
+            head.root_version = roots.last().map(|r| r.version);
             Ok(Some(Change {
                 commit,
                 head,
                 head_files,
                 versions,
                 media,
+                roots,
             }))
         })
         .await?;
@@ -240,10 +263,12 @@ impl HeadTracker {
             head_files,
             versions,
             media,
+            roots,
         }) = changed
         else {
             return Ok(());
         };
+        *self.roots.write().unwrap_or_else(|p| p.into_inner()) = roots;
         // In memory before the head moves: the whole fleet asks for them next.
         self.keep_files(head_files);
         self.media

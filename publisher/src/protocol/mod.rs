@@ -17,7 +17,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
-use skycast_schema::protocol::{version_file_path, HEAD_PATH, MEDIA_PREFIX, VERSIONS_PREFIX};
+use skycast_schema::protocol::{
+    root_file_path, version_file_path, HEAD_PATH, MEDIA_PREFIX, ROOTS_PREFIX, ROOT_FILE, ROOT_SIGNATURE_FILE,
+    VERSIONS_PREFIX,
+};
 use skycast_schema::report::report_path;
 use skycast_schema::MediaId;
 use tokio::sync::watch;
@@ -88,6 +91,7 @@ pub(crate) fn router(state: Arc<ProtocolState>) -> Router {
             &format!("{VERSIONS_PREFIX}/{{version}}/{{file}}"),
             get(version_file),
         )
+        .route(&format!("{ROOTS_PREFIX}/{{version}}/{{file}}"), get(root_file))
         .route(&format!("{MEDIA_PREFIX}/{{id}}"), get(media))
         .route(&report_path("{id}"), post(report::report))
         .layer(middleware::from_fn_with_state(state.clone(), require_player))
@@ -219,6 +223,31 @@ async fn version_file(
         content_type,
         served.bytes,
     ))
+}
+
+/// `GET /v1/roots/<N>/root.yaml` (or `.sig`): a trust root the head carries.
+/// Immutable like a version's files: root N never changes once made.
+async fn root_file(
+    State(state): State<Arc<ProtocolState>>,
+    Path((version, file)): Path<(u64, String)>,
+    headers: HeaderMap,
+) -> Result<Response> {
+    let signatures = match file.as_str() {
+        ROOT_FILE => false,
+        ROOT_SIGNATURE_FILE => true,
+        _ => return Err(PublisherError::NotFound(root_file_path(version, &file))),
+    };
+    let bytes = state
+        .head
+        .root_file(version, signatures)
+        .ok_or_else(|| PublisherError::NotFound(root_file_path(version, &file)))?;
+    let etag = format!("\"{}\"", &blake3::hash(&bytes).to_hex()[..32]);
+    let content_type = if signatures {
+        "text/plain; charset=utf-8"
+    } else {
+        "application/yaml"
+    };
+    Ok(immutable_response(&headers, &etag, content_type, bytes.into()))
 }
 
 fn immutable_response(

@@ -9,6 +9,7 @@ mod bundle;
 mod cache;
 mod follow;
 mod lock;
+mod roots;
 mod write;
 
 use std::collections::HashMap;
@@ -23,6 +24,7 @@ pub use bundle::Bundle;
 pub use cache::{media_cache_dir_of, MEDIA_CACHE_DIR};
 pub use follow::{INCOMING_REF, PLAYERS_REF};
 pub use lock::StoreLock;
+pub use roots::{RootFile, ROOT_DIR};
 pub use skycast_schema::protocol::{MANIFEST_FILE, SIGNATURE_FILE};
 pub use write::NewVersion;
 

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use git2::{Commit, ObjectType, Signature};
 use skycast_schema::MediaId;
 
+use super::roots::{RootFile, ROOT_DIR};
 use super::{
     tag_name, BlobId, CommitId, Result, Store, StoreError, StoreLock, MAIN_REF, MANIFEST_FILE, MEDIA_DIR,
     SIGNATURE_FILE,
@@ -19,6 +20,8 @@ pub struct NewVersion<'a> {
     pub manifest: &'a [u8],
     pub signature: &'a [u8],
     pub media: &'a [(MediaId, BlobId)],
+    /// Every trust root from 1 to the one in force (empty for a store without roots).
+    pub roots: &'a [RootFile],
     pub author: &'a str,
     pub message: &'a str,
     pub time: DateTime<Utc>,
@@ -44,6 +47,21 @@ impl Store {
         root.insert(SIGNATURE_FILE, self.write_blob(new.signature)?.0, 0o100644)
             .map_err(self.err())?;
         root.insert(MEDIA_DIR, media_tree, 0o040000).map_err(self.err())?;
+        if !new.roots.is_empty() {
+            let mut roots_tree = self.repo.treebuilder(None).map_err(self.err())?;
+            for file in new.roots {
+                for (name, bytes) in [
+                    (RootFile::yaml_name(file.version), &file.yaml),
+                    (RootFile::sig_name(file.version), &file.sig),
+                ] {
+                    roots_tree
+                        .insert(name, self.write_blob(bytes)?.0, 0o100644)
+                        .map_err(self.err())?;
+                }
+            }
+            let roots_tree = roots_tree.write().map_err(self.err())?;
+            root.insert(ROOT_DIR, roots_tree, 0o040000).map_err(self.err())?;
+        }
         let tree = self
             .repo
             .find_tree(root.write().map_err(self.err())?)

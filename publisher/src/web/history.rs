@@ -16,7 +16,7 @@ use axum::Router;
 use chrono::{DateTime, Utc};
 use minijinja::context;
 use serde::Serialize;
-use skycast_schema::{Manifest, TrustedKeys};
+use skycast_schema::Manifest;
 
 use super::form::Fields;
 use super::{Ctx, WebState};
@@ -135,7 +135,11 @@ impl HistoryCache {
 
     /// The last verification of the whole store, kept while `main` and the tags stay
     /// as they were: hashing every media file of every version is too slow for each view.
-    fn report(&self, store: &Store, trusted: &TrustedKeys) -> Result<(AuditReport, DateTime<Utc>)> {
+    fn report(
+        &self,
+        store: &Store,
+        trust: &crate::trust::HistoryTrust,
+    ) -> Result<(AuditReport, DateTime<Utc>)> {
         let tags = store
             .version_tags()?
             .into_iter()
@@ -154,7 +158,7 @@ impl HistoryCache {
                 return Ok((c.report.clone(), c.at));
             }
         }
-        let report = audit::verify_store(store, trusted)?;
+        let report = audit::verify_store(store, trust)?;
         let at = Utc::now();
         *self.report.lock().unwrap_or_else(|p| p.into_inner()) = Some(CachedReport {
             store: path,
@@ -175,7 +179,7 @@ struct SignatureStatus {
 }
 
 fn signature_status(data: &DataDir, store: &Store, commit: CommitId, n: u64) -> Result<SignatureStatus> {
-    let trusted = TrustedKeys::new([data.public_key()?]);
+    let trusted = crate::trust::trusted_keys(data)?;
     Ok(match store.verified_manifest(commit, &trusted) {
         Ok(v) => SignatureStatus {
             ok: true,
@@ -341,7 +345,8 @@ async fn audit_page(State(state): State<Arc<WebState>>, ctx: Ctx) -> Response {
     let store_part = blocking(move || {
         let store = st.data.store()?;
         let key = st.data.public_key()?;
-        let (report, at) = st.history.report(&store, &TrustedKeys::new([key]))?;
+        let trust = crate::trust::HistoryTrust::of_data_dir(&st.data)?;
+        let (report, at) = st.history.report(&store, &trust)?;
         let versions = st.history.recent_versions(&store, Some(10))?;
         let head = store.head_version()?.map(|(v, _)| v);
         let current = match head {

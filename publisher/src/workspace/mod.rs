@@ -15,7 +15,7 @@ use std::io::Read;
 use std::path::Path;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use skycast_schema::{Manifest, TrustedKeys};
+use skycast_schema::Manifest;
 
 use crate::data_dir::DataDir;
 use crate::db::Db;
@@ -77,7 +77,7 @@ fn version_text(v: Option<u64>) -> String {
 /// The head's manifest as the publisher trusts it: its signature checked with the
 /// data directory's key.
 fn verified_manifest(data: &DataDir, store: &Store, commit: CommitId) -> Result<Manifest> {
-    let trusted = TrustedKeys::new([data.public_key()?]);
+    let trusted = crate::trust::trusted_keys(data)?;
     Ok((*store.verified_manifest(commit, &trusted)?).clone())
 }
 

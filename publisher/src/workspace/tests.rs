@@ -25,6 +25,7 @@ impl Fixture {
         let data = DataDir::new(dir.path().join("publisher"));
         data.init(
             InitOptions {
+                root: Default::default(),
                 public_url: "https://127.0.0.1:1".into(),
                 admin_user: "admin".into(),
                 admin_password: Some("admin-password".into()),

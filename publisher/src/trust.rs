@@ -1,0 +1,483 @@
+//! The publisher's side of the signed trust root: the chain of roots a primary
+//! keeps in `roots/` (and commits into every version's tree), the keys its
+//! manifests verify with, and the changes an admin makes with the offline root
+//! keys: `key rotate`, `key revoke`, `root rotate`. Each change is a new root
+//! signed by a threshold of the old root keys and of the new ones, committed
+//! with a re-signed head, so players learn it at their next sync.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Timelike, Utc};
+use skycast_schema::{
+    sign_root, KeyId, PublicKey, Retirement, Root, SecretKey, SigningKeyEntry, TrustedKeys, VerifiedRoot,
+};
+
+use crate::data_dir::DataDir;
+use crate::error::{PublisherError, Result};
+use crate::publish::{self, Resigned};
+use crate::store::{CommitId, RootFile, Store};
+
+/// Where a primary keeps every root it made (`roots/<N>.yaml`, `roots/<N>.sig`).
+pub const ROOTS_DIR: &str = "roots";
+
+/// What a root chain found in a store must agree with.
+#[derive(Debug, Clone)]
+pub enum Anchor {
+    /// Roots held apart, by version (the primary's own `roots/`, a root an
+    /// auditor was given): the store's root of the same version must be
+    /// byte-identical. A chain that verifies and meets one held root is the real
+    /// one from there on: no one could sign a different one without the root keys.
+    Roots(BTreeMap<u64, Vec<u8>>),
+    /// A pinned signing key (a follower, `verify --key` on a clone): root 1 must
+    /// list it. Weaker than a root: whoever controls the copy could make a root 1
+    /// listing the public key; players never rely on this.
+    Key(PublicKey),
+}
+
+impl Anchor {
+    pub fn of_roots(roots: &[RootFile]) -> Anchor {
+        Anchor::Roots(roots.iter().map(|r| (r.version, r.yaml.clone())).collect())
+    }
+}
+
+fn roots_dir(data: &DataDir) -> PathBuf {
+    data.root().join(ROOTS_DIR)
+}
+
+fn trust_error(reason: impl Into<String>) -> PublisherError {
+    PublisherError::BadRequest(reason.into())
+}
+
+/// The roots in `roots/`, 1, 2, … up to the first missing one.
+pub fn local_roots(data: &DataDir) -> Result<Vec<RootFile>> {
+    let dir = roots_dir(data);
+    let mut roots = Vec::new();
+    for version in 1.. {
+        let (yaml_path, sig_path) = (
+            dir.join(RootFile::yaml_name(version)),
+            dir.join(RootFile::sig_name(version)),
+        );
+        if !yaml_path.exists() {
+            break;
+        }
+        let yaml = fs::read(&yaml_path).map_err(PublisherError::io("read", &yaml_path))?;
+        let sig = fs::read(&sig_path).map_err(PublisherError::io("read", &sig_path))?;
+        roots.push(RootFile { version, yaml, sig });
+    }
+    Ok(roots)
+}
+
+/// `roots` verified as a chain: root 1 by its own threshold, each next by both.
+pub fn follow_chain(roots: &[RootFile]) -> Result<Option<VerifiedRoot>> {
+    let Some(first) = roots.first() else {
+        return Ok(None);
+    };
+    let start = VerifiedRoot::trust_initial(&first.yaml, &first.sig)?;
+    let last = start.follow(roots[1..].iter().map(|r| (&r.yaml[..], &r.sig[..])))?;
+    Ok(Some(last))
+}
+
+/// This primary's newest root, its chain verified; `None` for a directory made
+/// before roots (its manifests verify with the pinned key alone).
+pub fn local_chain(data: &DataDir) -> Result<Option<VerifiedRoot>> {
+    follow_chain(&local_roots(data)?)
+}
+
+/// The chain `commit` carries, checked against `anchor`; `None` when the
+/// commit has no roots (a store made before them).
+pub fn chain_at(store: &Store, commit: CommitId, anchor: &Anchor) -> Result<Option<VerifiedRoot>> {
+    let roots = store.roots_at(commit)?;
+    let Some(first) = roots.first() else {
+        return Ok(None);
+    };
+    match anchor {
+        Anchor::Roots(held) => {
+            for r in &roots {
+                if held.get(&r.version).is_some_and(|bytes| *bytes != r.yaml) {
+                    return Err(trust_error(format!(
+                        "commit {commit} carries a root {} that differs from the trusted one: \
+                         the root history was rewritten, possible attack",
+                        r.version
+                    )));
+                }
+            }
+        }
+        Anchor::Key(key) => {
+            let root = Root::parse(&first.yaml)?;
+            let listed = root.signing_keys.iter().any(|e| e.key == *key) || root.root_keys.contains(key);
+            if !listed {
+                return Err(trust_error(format!(
+                    "root 1 of commit {commit} does not list key {}: this store is not the one the key belongs to",
+                    key.id()
+                )));
+            }
+        }
+    }
+    follow_chain(&roots)
+}
+
+/// The keys manifests verify with here: the newest root's (the primary's own
+/// chain, or on a follower the chain its store carries, anchored on the pinned
+/// key), else the pinned key alone.
+pub fn trusted_keys(data: &DataDir) -> Result<TrustedKeys> {
+    if let Some(root) = local_chain(data)? {
+        return Ok(root.trusted_keys());
+    }
+    // A follower (or a directory made before roots): the chain its store carries.
+    let pinned = data.public_key()?;
+    let store = data.store()?;
+    if let Some(head) = store.head()? {
+        if let Some(root) = chain_at(&store, head, &Anchor::Key(pinned))? {
+            return Ok(root.trusted_keys());
+        }
+    }
+    Ok(TrustedKeys::new([pinned]))
+}
+
+/// How a store's history is trusted: the anchor for the roots its commits
+/// carry, and the pinned keys for commits made before roots.
+#[derive(Debug, Clone)]
+pub struct HistoryTrust {
+    pub anchor: Anchor,
+    pub pinned: TrustedKeys,
+}
+
+impl HistoryTrust {
+    /// A data directory's: its own roots when it has them (a primary), else its
+    /// pinned key (a follower, or a directory made before roots).
+    pub fn of_data_dir(data: &DataDir) -> Result<HistoryTrust> {
+        let pinned = data.public_key()?;
+        let roots = local_roots(data)?;
+        let anchor = if roots.is_empty() {
+            Anchor::Key(pinned)
+        } else {
+            Anchor::of_roots(&roots)
+        };
+        Ok(HistoryTrust {
+            anchor,
+            pinned: TrustedKeys::new([pinned]),
+        })
+    }
+
+    /// The keys the manifest of `commit` verifies with: those of the newest
+    /// root it carries (the root in force when it was published).
+    pub fn keys_at(&self, store: &Store, commit: CommitId) -> Result<TrustedKeys> {
+        Ok(match chain_at(store, commit, &self.anchor)? {
+            Some(root) => root.trusted_keys(),
+            None => self.pinned.clone(),
+        })
+    }
+}
+
+/// Checks, before a version is signed, that `signing` is the key the newest root
+/// has in service (a rotation half done is finished by running it again).
+pub fn check_signing_key(data: &DataDir, signing: &PublicKey) -> Result<Vec<RootFile>> {
+    let roots = local_roots(data)?;
+    if let Some(root) = follow_chain(&roots)? {
+        if root.root().online_key() != Some(signing) {
+            return Err(trust_error(format!(
+                "the signing key {} is not the one root {} has in service: a key rotation was cut short; \
+                 run `skycast-publisher key rotate` again",
+                signing.id(),
+                root.version()
+            )));
+        }
+    }
+    Ok(roots)
+}
+
+/// Root 1 of a new primary: `root_keys` (kept offline afterwards) with
+/// `threshold`, the online key `signing` and the CA players reach `serve` through.
+pub fn write_initial_root(
+    data: &DataDir,
+    root_keys: &[SecretKey],
+    threshold: usize,
+    signing: PublicKey,
+    ca_pem: &str,
+    now: DateTime<Utc>,
+) -> Result<VerifiedRoot> {
+    let root = Root {
+        skycast_root: skycast_schema::root::ROOT_SCHEMA_V1,
+        version: 1,
+        published_at: whole_second(now).into(),
+        root_threshold: threshold,
+        root_keys: root_keys.iter().map(SecretKey::public).collect(),
+        signing_keys: vec![SigningKeyEntry {
+            key: signing,
+            retired: None,
+        }],
+        tls_ca: vec![ca_pem.to_string()],
+    };
+    let bytes = root.to_yaml().into_bytes();
+    let signers: Vec<&SecretKey> = root_keys.iter().collect();
+    let sig = sign_root(&bytes, &signers).into_bytes();
+    let verified = VerifiedRoot::trust_initial(&bytes, &sig)?;
+    write_root_files(data, &verified)?;
+    Ok(verified)
+}
+
+fn whole_second(t: DateTime<Utc>) -> DateTime<Utc> {
+    t.with_nanosecond(0).unwrap_or(t)
+}
+
+/// Writes root `root` into `roots/`: signature first, then the root, each in
+/// full to a temporary file renamed into place, so a half-written root is never read.
+fn write_root_files(data: &DataDir, root: &VerifiedRoot) -> Result<()> {
+    let dir = roots_dir(data);
+    crate::data_dir::create_private_dir(&dir)?;
+    let v = root.version();
+    write_atomically(&dir.join(RootFile::sig_name(v)), root.signature_bytes(), 0o644)?;
+    write_atomically(&dir.join(RootFile::yaml_name(v)), root.bytes(), 0o644)
+}
+
+fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    let _ = fs::remove_file(&tmp);
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(PublisherError::io("create", &tmp))?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .map_err(PublisherError::io("write", &tmp))?;
+    fs::rename(&tmp, path).map_err(PublisherError::io("rename into", path))
+}
+
+/// Reads secret key files (root keys the admin brings from offline storage).
+pub fn read_secret_keys(paths: &[PathBuf]) -> Result<Vec<SecretKey>> {
+    paths
+        .iter()
+        .map(|p| {
+            let text = fs::read_to_string(p).map_err(PublisherError::io("read the key file", p))?;
+            Ok(SecretKey::from_file_text(&text)?)
+        })
+        .collect()
+}
+
+/// Writes a new secret key file (0600, never over an existing file) and returns the key.
+pub fn generate_key_file(path: &Path) -> Result<SecretKey> {
+    let key = SecretKey::from_seed(crate::random_bytes::<32>());
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(PublisherError::io("create (it must not exist yet)", path))?;
+    f.write_all(key.to_file_text().as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(PublisherError::io("write", path))?;
+    Ok(key)
+}
+
+/// What a change of the root did.
+#[derive(Debug)]
+pub struct RootChanged {
+    pub root: VerifiedRoot,
+    /// The head re-signed to carry the new root; `None` before the first publish
+    /// (the first version will carry it).
+    pub resigned: Option<Resigned>,
+}
+
+/// Makes root N+1 from the newest root with `edit`, signed by `signers`; it must
+/// meet the old root's threshold and its own (checked here as players will).
+/// Writes it, then re-signs the head so the new root is committed and served.
+fn change_root(
+    data: &DataDir,
+    signers: &[&SecretKey],
+    new_online: Option<SecretKey>,
+    author: &str,
+    now: DateTime<Utc>,
+    edit: impl FnOnce(&mut Root, &Store) -> Result<()>,
+) -> Result<RootChanged> {
+    data.refuse_if_follower()?;
+    let current = local_chain(data)?.ok_or_else(|| {
+        trust_error("this data directory has no trust root (it was made before roots): nothing to rotate")
+    })?;
+    let store = data.store()?;
+    let root = {
+        // Held while the head is read and the key swapped: no version is signed
+        // with the old key after the limit this root sets.
+        let _lock = data.lock_store()?;
+        if let Some(key) = &new_online {
+            swap_signing_key(data, key)?;
+        }
+        let mut next = current.root().clone();
+        next.version += 1;
+        next.published_at = whole_second(now).into();
+        edit(&mut next, &store)?;
+        let bytes = next.to_yaml().into_bytes();
+        let sig = sign_root(&bytes, signers).into_bytes();
+        let verified = current.next(&bytes, &sig)?;
+        write_root_files(data, &verified)?;
+        verified
+    };
+    let resigned = match store.head()? {
+        Some(_) => Some(publish::resign(data, author, now)?),
+        None => None,
+    };
+    Ok(RootChanged { root, resigned })
+}
+
+/// Puts `key` in place as the online signing key (and its public half).
+fn swap_signing_key(data: &DataDir, key: &SecretKey) -> Result<()> {
+    write_atomically(&data.secret_key_path(), key.to_file_text().as_bytes(), 0o600)?;
+    write_atomically(
+        &data.public_key_path(),
+        format!("{}\n", key.public()).as_bytes(),
+        0o644,
+    )
+}
+
+/// Retires `entry` at `at` after `last_version` (keeping an earlier limit).
+fn retire(entry: &mut SigningKeyEntry, at: DateTime<Utc>, last_version: u64, revoked: Option<String>) {
+    let earlier = entry
+        .retired
+        .as_ref()
+        .filter(|r| r.at.0 <= at && revoked.is_none());
+    if earlier.is_none() {
+        entry.retired = Some(Retirement {
+            at: at.into(),
+            last_version,
+            revoked,
+        });
+    }
+}
+
+fn head_version(store: &Store) -> Result<u64> {
+    Ok(store.head_version()?.map_or(0, |(v, _)| v))
+}
+
+/// `key rotate`: a new online key; the old one keeps what it signed up to now.
+pub fn key_rotate(
+    data: &DataDir,
+    root_keys: &[SecretKey],
+    author: &str,
+    now: DateTime<Utc>,
+) -> Result<RootChanged> {
+    let new_key = SecretKey::from_seed(crate::random_bytes::<32>());
+    let new_public = new_key.public();
+    let signers: Vec<&SecretKey> = root_keys.iter().collect();
+    let now = whole_second(now);
+    change_root(data, &signers, Some(new_key), author, now, |next, store| {
+        let last_version = head_version(store)?;
+        for entry in next.signing_keys.iter_mut().filter(|e| e.retired.is_none()) {
+            retire(entry, now, last_version, None);
+        }
+        next.signing_keys.push(SigningKeyEntry {
+            key: new_public,
+            retired: None,
+        });
+        Ok(())
+    })
+}
+
+/// `key revoke`: key `key` counts only for versions published up to `after`
+/// (the last of them by number too); when it is the online key, a new one
+/// replaces it.
+pub fn key_revoke(
+    data: &DataDir,
+    root_keys: &[SecretKey],
+    key: KeyId,
+    after: DateTime<Utc>,
+    reason: &str,
+    author: &str,
+    now: DateTime<Utc>,
+) -> Result<RootChanged> {
+    let current = local_chain(data)?
+        .ok_or_else(|| trust_error("this data directory has no trust root: nothing to revoke"))?;
+    let entry = current
+        .root()
+        .signing_keys
+        .iter()
+        .find(|e| e.key.id() == key)
+        .ok_or_else(|| {
+            trust_error(format!(
+                "key {key} is not a signing key of root {}: `skycast-publisher root show` lists them",
+                current.version()
+            ))
+        })?;
+    let is_online = current.root().online_key() == Some(&entry.key);
+    let new_key = is_online.then(|| SecretKey::from_seed(crate::random_bytes::<32>()));
+    let new_public = new_key.as_ref().map(SecretKey::public);
+    let signers: Vec<&SecretKey> = root_keys.iter().collect();
+    let reason = if reason.trim().is_empty() {
+        "revoked".to_string()
+    } else {
+        reason.trim().to_string()
+    };
+    let after = whole_second(after);
+    change_root(data, &signers, new_key, author, now, |next, store| {
+        let last_version = store
+            .history()?
+            .iter()
+            .filter(|v| v.time <= after)
+            .map(|v| v.version)
+            .max()
+            .unwrap_or(0);
+        for e in next.signing_keys.iter_mut().filter(|e| e.key.id() == key) {
+            retire(e, after, last_version, Some(reason.clone()));
+        }
+        if let Some(key) = new_public {
+            next.signing_keys.push(SigningKeyEntry { key, retired: None });
+        }
+        Ok(())
+    })
+}
+
+/// `root rotate`: `new_keys` with `threshold` replace the root keys; signed by
+/// the old keys given and by the new ones.
+pub fn root_rotate(
+    data: &DataDir,
+    old_keys: &[SecretKey],
+    new_keys: &[SecretKey],
+    threshold: usize,
+    author: &str,
+    now: DateTime<Utc>,
+) -> Result<RootChanged> {
+    let signers: Vec<&SecretKey> = old_keys.iter().chain(new_keys).collect();
+    change_root(data, &signers, None, author, now, |next, _| {
+        next.root_keys = new_keys.iter().map(SecretKey::public).collect();
+        next.root_threshold = threshold;
+        Ok(())
+    })
+}
+
+/// `root show`: the newest root's text.
+pub fn describe(root: &VerifiedRoot) -> String {
+    use std::fmt::Write as _;
+    let r = root.root();
+    let mut out = format!(
+        "root {} (published {}): {} of {} root key(s) sign the next root\n",
+        r.version,
+        r.published_at,
+        r.root_threshold,
+        r.root_keys.len()
+    );
+    for k in &r.root_keys {
+        let _ = writeln!(out, "  root key    {} {k}", k.id());
+    }
+    for e in &r.signing_keys {
+        let state = match &e.retired {
+            None => "in service".to_string(),
+            Some(Retirement {
+                at,
+                last_version,
+                revoked: None,
+            }) => format!("retired at {at}, after version {last_version}"),
+            Some(Retirement {
+                at,
+                last_version,
+                revoked: Some(why),
+            }) => format!("REVOKED at {at} ({why}), after version {last_version}"),
+        };
+        let _ = writeln!(out, "  signing key {} {state}", e.key.id());
+    }
+    let _ = writeln!(out, "  {} TLS CA certificate(s)", r.tls_ca.len());
+    out
+}

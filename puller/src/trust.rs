@@ -1,0 +1,97 @@
+//! The trust root a player follows: the one it was enrolled with (its config),
+//! then each next root a server offers, verified by `VerifiedRoot::next` and
+//! kept in `roots/` so a restart follows the same chain again. The keys a
+//! manifest may be signed with come from the newest root.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use skycast_schema::{TrustedKeys, VerifiedRoot};
+
+use crate::config::Config;
+use crate::local_store::Layout;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrustError {
+    #[error("kept trust root {path} is refused: {reason}; remove it and sync again")]
+    Kept { path: PathBuf, reason: String },
+    #[error("cannot {action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn roots_dir(layout: &Layout) -> PathBuf {
+    layout.root().join("roots")
+}
+
+fn files(dir: &Path, version: u64) -> (PathBuf, PathBuf) {
+    (
+        dir.join(format!("{version}.yaml")),
+        dir.join(format!("{version}.sig")),
+    )
+}
+
+/// The newest root this player trusts: its enrolment root, followed through
+/// the roots it kept; `None` when it pins keys instead.
+pub fn current(config: &Config, layout: &Layout) -> Result<Option<VerifiedRoot>, TrustError> {
+    let Some(mut root) = config.enrolled_root.clone() else {
+        return Ok(None);
+    };
+    let dir = roots_dir(layout);
+    loop {
+        let (yaml_path, sig_path) = files(&dir, root.version() + 1);
+        let Ok(yaml) = fs::read(&yaml_path) else {
+            return Ok(Some(root));
+        };
+        let sig = fs::read(&sig_path).map_err(|source| TrustError::Io {
+            action: "read",
+            path: sig_path.clone(),
+            source,
+        })?;
+        root = root.next(&yaml, &sig).map_err(|e| TrustError::Kept {
+            path: yaml_path,
+            reason: e.to_string(),
+        })?;
+    }
+}
+
+/// The keys a manifest may be signed with: the newest root's, or the pinned ones.
+pub fn trusted_keys(config: &Config, layout: &Layout) -> Result<TrustedKeys, TrustError> {
+    Ok(match current(config, layout)? {
+        Some(root) => root.trusted_keys(),
+        None => config.pinned_keys(),
+    })
+}
+
+/// Keeps `root` (already verified as the next one) in `roots/`: the signature
+/// first, then the root, each written in full and renamed into place, so the
+/// chain on disk is never half a root.
+pub fn keep(layout: &Layout, root: &VerifiedRoot) -> Result<(), TrustError> {
+    let dir = roots_dir(layout);
+    fs::create_dir_all(&dir).map_err(|source| TrustError::Io {
+        action: "create",
+        path: dir.clone(),
+        source,
+    })?;
+    let (yaml_path, sig_path) = files(&dir, root.version());
+    write_atomically(&sig_path, root.signature_bytes())?;
+    write_atomically(&yaml_path, root.bytes())
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), TrustError> {
+    let tmp = path.with_extension("tmp");
+    let io = |action: &'static str, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| TrustError::Io { action, path, source }
+    };
+    let mut f = fs::File::create(&tmp).map_err(io("create", &tmp))?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .map_err(io("write", &tmp))?;
+    fs::rename(&tmp, path).map_err(io("rename into", path))
+}
