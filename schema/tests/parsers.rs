@@ -867,8 +867,9 @@ proptest! {
         version in any::<u64>(),
         published_at in proptest::option::of(any::<String>()),
         manifest in proptest::option::of(any::<String>()),
+        root_version in proptest::option::of(any::<u64>()),
     ) {
-        let head = Head { version, published_at, manifest, commands_pending: false };
+        let head = Head { version, published_at, manifest, commands_pending: false, root_version };
         let json = serde_json::to_vec(&head).unwrap();
         prop_assert_eq!(serde_json::from_slice::<Head>(&json).unwrap(), head);
     }

@@ -65,7 +65,8 @@ fn head(fx: &PublisherFixture) -> (u64, Manifest, String) {
 /// Every version in the store verifies against the publisher's key.
 fn assert_store_verifies(fx: &PublisherFixture) {
     let store = fx.data.store().unwrap();
-    let report = skycast_publisher::audit::verify_store(&store, &fx.trusted()).unwrap();
+    let trust = skycast_publisher::trust::HistoryTrust::of_data_dir(&fx.data).unwrap();
+    let report = skycast_publisher::audit::verify_store(&store, &trust).unwrap();
     assert!(report.ok(), "{}", report.render());
 }
 

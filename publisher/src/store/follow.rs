@@ -141,6 +141,7 @@ mod tests {
                 manifest: format!("version: {n}\n").as_bytes(),
                 signature: b"not checked here",
                 media: &[],
+                roots: &[],
                 author: "ann",
                 message: "test",
                 time: Utc::now(),
