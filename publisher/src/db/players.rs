@@ -344,7 +344,7 @@ impl Db {
     /// Replaces the signal file after a change of the players, unless inside a
     /// transaction (whose caller signals after its commit). A failure only
     /// delays the change until `serve`'s next poll of the generation.
-    fn signal_players_changed(&self) {
+    pub(super) fn signal_players_changed(&self) {
         if self.in_transaction() {
             return;
         }
