@@ -28,9 +28,7 @@ pub fn add_player(
     player_data: Option<&str>,
     out: Option<&std::path::Path>,
 ) -> Result<String> {
-    data.refuse_if_follower()?;
-    check_plain_name("player id", id)?;
-    check_shop_name(shop)?;
+    check_new_player(data, id, shop)?;
     let token = new_player_token();
     let config = player_config_toml(
         data,
@@ -47,6 +45,13 @@ pub fn add_player(
         staged.commit()?;
     }
     Ok(config)
+}
+
+/// A new player is registered on the primary only, with a plain id and shop name.
+fn check_new_player(data: &DataDir, id: &str, shop: &str) -> Result<()> {
+    data.refuse_if_follower()?;
+    check_plain_name("player id", id)?;
+    check_shop_name(shop)
 }
 
 fn player_data_or_default(id: &str, player_data: Option<&str>) -> String {
@@ -259,26 +264,31 @@ pub struct IssuedCode {
     pub command: String,
 }
 
-/// Registers a pending enrolment of player `id` of `shop` and returns its
-/// one-time code (only its hash is stored), valid for `valid`, for a
-/// configuration pointing at `server_url` with data directory `player_data`
-/// (default `skycast-<id>`). Refused on a second site, for an id already
-/// registered or with a pending enrolment, and for a validity outside
-/// 0–[`MAX_VALID_MINUTES`].
-#[allow(clippy::too_many_arguments)]
-pub fn enroll_player(
-    data: &DataDir,
-    db: &Db,
-    id: &str,
-    shop: &str,
-    server_url: &str,
-    player_data: Option<&str>,
-    valid: chrono::Duration,
-    who: Actor<'_>,
-) -> Result<IssuedCode> {
-    data.refuse_if_follower()?;
-    check_plain_name("player id", id)?;
-    check_shop_name(shop)?;
+/// What an admin asks for when making a code (`player enroll`, "Register a player").
+#[derive(Debug, Clone, Copy)]
+pub struct CodeRequest<'a> {
+    pub id: &'a str,
+    pub shop: &'a str,
+    /// Written into the configuration and the command.
+    pub server_url: &'a str,
+    /// The player's data directory in its configuration (default `skycast-<id>`).
+    pub player_data: Option<&'a str>,
+    /// How long the code stays valid.
+    pub valid: chrono::Duration,
+}
+
+/// Registers a pending enrolment and returns its one-time code (only its hash
+/// is stored). Refused on a second site, for an id already registered or with
+/// a pending enrolment, and for a validity over [`MAX_VALID_MINUTES`].
+pub fn enroll_player(data: &DataDir, db: &Db, asked: CodeRequest<'_>, who: Actor<'_>) -> Result<IssuedCode> {
+    let CodeRequest {
+        id,
+        shop,
+        server_url,
+        player_data,
+        valid,
+    } = asked;
+    check_new_player(data, id, shop)?;
     if valid < chrono::Duration::zero() || valid > chrono::Duration::minutes(MAX_VALID_MINUTES) {
         return Err(PublisherError::BadRequest(format!(
             "a code is valid for at most {MAX_VALID_MINUTES} minutes: choose a shorter validity"

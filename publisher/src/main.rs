@@ -393,29 +393,17 @@ enum UserCommand {
 enum PlayerCommand {
     /// Register a player and print its puller configuration (TOML)
     Add {
-        #[arg(long)]
-        data: PathBuf,
-        #[arg(long)]
-        id: String,
-        #[arg(long)]
-        shop: String,
+        #[command(flatten)]
+        player: NewPlayer,
         #[command(flatten)]
         output: ConfigOutput,
     },
     /// Register a pending player and print a one-time code for `skycast-puller enroll` on its box
     Enroll {
-        #[arg(long)]
-        data: PathBuf,
-        #[arg(long)]
-        id: String,
-        #[arg(long)]
-        shop: String,
-        /// Server URL written into the config and the command (default: the URL given at init)
-        #[arg(long)]
-        server_url: Option<String>,
-        /// The player's data directory written into the config (default: skycast-<id>)
-        #[arg(long)]
-        player_data: Option<String>,
+        #[command(flatten)]
+        player: NewPlayer,
+        #[command(flatten)]
+        target: ConfigTarget,
         /// Minutes the code stays valid (at most a day)
         #[arg(long, default_value_t = 60, conflicts_with = "valid_seconds")]
         valid_minutes: u64,
@@ -451,21 +439,39 @@ enum PlayerCommand {
     Remove(PlayerChange),
 }
 
-/// What goes into a puller configuration `player add` or `rotate-token` makes, and where it goes.
+/// A player to register: `player add` and `player enroll`.
 #[derive(clap::Args)]
-struct ConfigOutput {
+struct NewPlayer {
+    #[arg(long)]
+    data: PathBuf,
+    #[arg(long)]
+    id: String,
+    #[arg(long)]
+    shop: String,
+}
+
+/// What goes into a puller configuration `player add`, `enroll` or `rotate-token` makes.
+#[derive(clap::Args)]
+struct ConfigTarget {
     /// Server URL written into the config (default: the URL given at init)
     #[arg(long)]
     server_url: Option<String>,
     /// The player's data directory written into the config (default: skycast-<id>)
     #[arg(long)]
     player_data: Option<String>,
+}
+
+/// A puller configuration's contents and where it goes (`player add`, `rotate-token`).
+#[derive(clap::Args)]
+struct ConfigOutput {
+    #[command(flatten)]
+    target: ConfigTarget,
     /// Write the config to this file (mode 0600, replacing it) instead of printing it
     #[arg(long)]
     out: Option<PathBuf>,
 }
 
-impl ConfigOutput {
+impl ConfigTarget {
     fn server_url(&self, dir: &DataDir) -> anyhow::Result<String> {
         Ok(match &self.server_url {
             Some(u) => u.clone(),
@@ -818,20 +824,18 @@ fn player(command: PlayerCommand, now: chrono::DateTime<chrono::Utc>) -> anyhow:
     };
     match command {
         PlayerCommand::Add {
-            data,
-            id,
-            shop,
+            player: NewPlayer { data, id, shop },
             output,
         } => {
             let dir = DataDir::open(&data)?;
-            let url = output.server_url(&dir)?;
+            let url = output.target.server_url(&dir)?;
             let config = skycast_publisher::enrol::add_player(
                 &dir,
                 &dir.db()?,
                 &id,
                 &shop,
                 &url,
-                output.player_data.as_deref(),
+                output.target.player_data.as_deref(),
                 output.out.as_deref(),
             )?;
             match &output.out {
@@ -843,34 +847,26 @@ fn player(command: PlayerCommand, now: chrono::DateTime<chrono::Utc>) -> anyhow:
             }
         }
         PlayerCommand::Enroll {
-            data,
-            id,
-            shop,
-            server_url,
-            player_data,
+            player: NewPlayer { data, id, shop },
+            target,
             valid_minutes,
             valid_seconds,
             by,
         } => {
             let dir = DataDir::open(&data)?;
-            let url = match server_url {
-                Some(u) => u,
-                None => dir.settings()?.public_url,
-            };
+            let url = target.server_url(&dir)?;
             let valid = match valid_seconds {
                 Some(s) => chrono::Duration::seconds(i64::try_from(s)?),
                 None => chrono::Duration::minutes(i64::try_from(valid_minutes)?),
             };
-            let issued = skycast_publisher::enrol::enroll_player(
-                &dir,
-                &dir.db()?,
-                &id,
-                &shop,
-                &url,
-                player_data.as_deref(),
+            let asked = skycast_publisher::enrol::CodeRequest {
+                id: &id,
+                shop: &shop,
+                server_url: &url,
+                player_data: target.player_data.as_deref(),
                 valid,
-                actor(&by),
-            )?;
+            };
+            let issued = skycast_publisher::enrol::enroll_player(&dir, &dir.db()?, asked, actor(&by))?;
             println!("player:      {id} (shop {shop})");
             println!("code:        {}", issued.code);
             println!("expires:     {}", issued.enrolment.expires_at);
@@ -939,14 +935,14 @@ fn player(command: PlayerCommand, now: chrono::DateTime<chrono::Utc>) -> anyhow:
             output,
         } => {
             let dir = DataDir::open(&data)?;
-            let url = output.server_url(&dir)?;
+            let url = output.target.server_url(&dir)?;
             let (player, config) = skycast_publisher::enrol::rotate_player_token(
                 &dir,
                 &dir.db()?,
                 &id,
                 actor(&by),
                 &url,
-                output.player_data.as_deref(),
+                output.target.player_data.as_deref(),
             )?;
             match output.out {
                 Some(path) => {

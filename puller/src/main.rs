@@ -153,14 +153,9 @@ fn main() -> ExitCode {
             Err(e) => fail(EXIT_FAILED, &e.into()),
         };
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match runtime(tokio::runtime::Builder::new_multi_thread()) {
         Ok(rt) => rt,
-        Err(e) => {
-            return fail(
-                EXIT_FAILED,
-                &anyhow::Error::new(e).context("cannot start the async runtime"),
-            )
-        }
+        Err(code) => return code,
     };
     runtime.block_on(async move {
         if command == "sync" {
@@ -182,6 +177,16 @@ fn main() -> ExitCode {
     })
 }
 
+/// The async runtime `builder` makes, or the exit after saying why there is none.
+fn runtime(mut builder: tokio::runtime::Builder) -> Result<tokio::runtime::Runtime, ExitCode> {
+    builder.enable_all().build().map_err(|e| {
+        fail(
+            EXIT_FAILED,
+            &anyhow::Error::new(e).context("cannot start the async runtime"),
+        )
+    })
+}
+
 /// `enroll`: one line of result on stdout, or the reason on stderr.
 fn enroll(args: &EnrollArgs) -> ExitCode {
     let opts = skycast_puller::enroll::EnrollOptions {
@@ -192,14 +197,9 @@ fn enroll(args: &EnrollArgs) -> ExitCode {
         data: args.data.clone(),
         force: args.force,
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match runtime(tokio::runtime::Builder::new_current_thread()) {
         Ok(rt) => rt,
-        Err(e) => {
-            return fail(
-                EXIT_FAILED,
-                &anyhow::Error::new(e).context("cannot start the async runtime"),
-            )
-        }
+        Err(code) => return code,
     };
     match runtime.block_on(skycast_puller::enroll::enroll(&opts)) {
         Ok(done) => {

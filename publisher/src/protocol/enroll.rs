@@ -91,14 +91,15 @@ async fn ca_pem(State(state): State<Arc<ProtocolState>>) -> Result<Response> {
     let pem = tokio::fs::read(&path)
         .await
         .map_err(PublisherError::io("read", &path))?;
-    let mut resp = pem.into_response();
+    Ok(typed(pem.into_response(), "application/x-pem-file", "no-cache"))
+}
+
+/// `resp` with its content type and cache rule.
+fn typed(mut resp: Response, content_type: &'static str, cache: &'static str) -> Response {
     let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/x-pem-file"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    Ok(resp)
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    resp
 }
 
 #[derive(Deserialize)]
@@ -142,14 +143,12 @@ async fn enroll(State(state): State<Arc<ProtocolState>>, req: Request) -> Result
         Ok((enrolment, config)) => {
             state.codes.succeeded(peer);
             tracing::info!(player = %enrolment.player_id, shop = %enrolment.shop, from = %peer, "player enrolled");
-            let mut resp = config.into_response();
-            let h = resp.headers_mut();
-            h.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/toml; charset=utf-8"),
-            );
-            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            Ok(resp)
+            // It holds the new token: no cache keeps it.
+            Ok(typed(
+                config.into_response(),
+                "application/toml; charset=utf-8",
+                "no-store",
+            ))
         }
         Err(e) => {
             if !e.status().is_server_error() {

@@ -101,16 +101,14 @@ async fn create(State(state): State<Arc<WebState>>, ctx: Ctx, Form(form): Form<E
                         via: Via::Web,
                         at: now,
                     };
-                    let issued = crate::enrol::enroll_player(
-                        &data,
-                        db,
-                        &id,
-                        &shop,
-                        &url,
-                        None,
-                        chrono::Duration::minutes(minutes),
-                        who,
-                    )?;
+                    let asked = crate::enrol::CodeRequest {
+                        id: &id,
+                        shop: &shop,
+                        server_url: &url,
+                        player_data: None,
+                        valid: chrono::Duration::minutes(minutes),
+                    };
+                    let issued = crate::enrol::enroll_player(&data, db, asked, who)?;
                     tracing::info!(user = %admin, player = %id, shop = %shop, expires_at = %issued.enrolment.expires_at, "enrolment code made");
                     Ok(issued)
                 })
