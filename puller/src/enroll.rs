@@ -29,6 +29,9 @@ use crate::transport::{
 /// Where `enroll` writes the configuration unless `--config` says otherwise:
 /// the file the Debian package's unit reads.
 pub const DEFAULT_CONFIG: &str = "/etc/skycast/puller.toml";
+/// The user the Debian package's unit runs the puller as: run as root (`sudo`),
+/// `enroll` gives it a configuration written in [`DEFAULT_CONFIG`]'s directory.
+const SERVICE_USER: &str = "skycast";
 /// A CA certificate is a few kilobytes.
 const MAX_CA_BYTES: usize = 64 * 1024;
 /// A configuration is a few kilobytes too (the CA's PEM is most of it).
@@ -306,6 +309,10 @@ fn write_private(path: &Path, text: &str, replace: bool) -> Result<(), EnrollErr
             .custom_flags(nix::libc::O_NOFOLLOW)
             .open(&tmp)
             .map_err(io("create", &tmp))?;
+        if let Some((uid, gid)) = service_owner(path) {
+            std::os::unix::fs::fchown(&file, Some(uid), Some(gid))
+                .map_err(io("give to the skycast user", &tmp))?;
+        }
         file.write_all(text.as_bytes())
             .and_then(|()| file.sync_all())
             .map_err(io("write", &tmp))?;
@@ -326,6 +333,19 @@ fn write_private(path: &Path, text: &str, replace: bool) -> Result<(), EnrollErr
     std::fs::File::open(&dir)
         .and_then(|d| d.sync_all())
         .map_err(io("sync", &dir))
+}
+
+/// The service user's uid and gid when root writes into the package's config
+/// directory (`/etc/skycast`, which only root may write): the unit reads the
+/// file as that user, as the package's `postinst` leaves it.
+fn service_owner(path: &Path) -> Option<(u32, u32)> {
+    if !nix::unistd::geteuid().is_root()
+        || Some(config_dir(path).as_path()) != Path::new(DEFAULT_CONFIG).parent()
+    {
+        return None;
+    }
+    let user = nix::unistd::User::from_name(SERVICE_USER).ok()??;
+    Some((user.uid.as_raw(), user.gid.as_raw()))
 }
 
 #[cfg(test)]
