@@ -23,9 +23,9 @@ struct Issued {
 }
 
 /// `skycast-publisher player enroll` for player `id` of shop `main`, pointing at
-/// the fixture, its data in `data` beside the config; fails the test unless it worked.
-async fn enroll_on_publisher(fx: &PublisherFixture, id: &str, extra: &[&str]) -> Issued {
-    let out = tokio::process::Command::new(bin("skycast-publisher"))
+/// the fixture, its data in `data` beside the config.
+async fn player_enroll(fx: &PublisherFixture, id: &str, extra: &[&str]) -> Output {
+    tokio::process::Command::new(bin("skycast-publisher"))
         .args(["player", "enroll", "--data"])
         .arg(fx.data.root())
         .args([
@@ -42,7 +42,12 @@ async fn enroll_on_publisher(fx: &PublisherFixture, id: &str, extra: &[&str]) ->
         .env("RUST_LOG", "warn")
         .output()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// [`player_enroll`], failing the test unless it worked; what it shows.
+async fn enroll_on_publisher(fx: &PublisherFixture, id: &str, extra: &[&str]) -> Issued {
+    let out = player_enroll(fx, id, extra).await;
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(
         out.status.success(),
@@ -177,6 +182,15 @@ async fn a_code_from_player_enroll_enrols_a_puller_that_then_syncs_the_published
 
     shop.sync_ok().await;
     assert_eq!(shop.current_version(), Some(1));
+
+    // A registered id gets no second code: the refusal says what to do instead.
+    let again = player_enroll(&fx, "main-1", &[]).await;
+    assert!(!again.status.success());
+    assert!(
+        stderr(&again).contains("player rotate-token --id main-1"),
+        "{}",
+        stderr(&again)
+    );
     fx.stop().await;
 }
 
@@ -233,6 +247,14 @@ async fn a_wrong_fingerprint_is_refused_before_the_code_is_sent() {
     let fx = PublisherFixture::start().await;
     let issued = enroll_on_publisher(&fx, "main-1", &[]).await;
     let shop = box_dir(&fx, "main-1");
+    // A pending id gets no second code either.
+    let again = player_enroll(&fx, "main-1", &[]).await;
+    assert!(!again.status.success());
+    assert!(
+        stderr(&again).contains("pending enrolment") && stderr(&again).contains("cancel-enrollment"),
+        "{}",
+        stderr(&again)
+    );
     let wrong = format!("sha256:{}", "ab".repeat(32));
     let out = puller_enroll(&fx, &issued.code, &wrong, &shop.config).await;
     assert_refused(&out, &shop.config, "possible attack");
