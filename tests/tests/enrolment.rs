@@ -455,6 +455,12 @@ async fn the_admin_page_shows_the_pending_enrolment_then_the_enrolled_player_and
         "the enrolled player is listed with the others: {}",
         home.body
     );
+    assert!(
+        home.body
+            .contains("data-player=\"web-1\" data-action=\"enrolled\""),
+        "the enrolment is in the recent player changes: {}",
+        home.body
+    );
 
     // A code cancelled on the page is refused.
     let shown = web

@@ -9,7 +9,8 @@ use chrono::{DateTime, Utc};
 use rusqlite::{params, OptionalExtension, Row};
 use serde::Serialize;
 
-use super::{timestamp, token_hash, Db, DbError, Via};
+use super::players::record;
+use super::{timestamp, token_hash, Actor, Db, DbError, PlayerAction, Via};
 
 /// Every column of a row, in the order [`enrolment`] reads them.
 const COLUMNS: &str = "id, player_id, shop, server_url, player_data, created_by, via, created_at, \
@@ -253,11 +254,17 @@ impl Db {
                 }
             }
             tx.add_player(&e.player_id, &e.shop, r.token)?;
+            let maker = Actor {
+                name: &e.created_by,
+                via: e.via,
+                at: r.at,
+            };
             tx.write(|c| {
                 c.execute(
                     "UPDATE enrolments SET used_at = ?2, used_from = ?3 WHERE id = ?1",
                     params![e.id, timestamp(r.at), r.from],
-                )
+                )?;
+                record(c, &e.player_id, PlayerAction::Enrolled, maker)
             })?;
             tx.enrolment(e.id)
         })?;
@@ -284,6 +291,20 @@ CREATE TABLE enrolments (
     cancelled_by TEXT
 );
 CREATE INDEX enrolments_by_player ON enrolments (player_id, id);
+-- `player_events` learns `enrolled` (SQLite cannot change a CHECK in place).
+CREATE TABLE player_events_new (
+    id INTEGER PRIMARY KEY,
+    player_id TEXT NOT NULL,
+    action TEXT NOT NULL CHECK (action IN ('disabled', 'enabled', 'token_rotated', 'removed', 'enrolled')),
+    by_name TEXT NOT NULL,
+    via TEXT NOT NULL CHECK (via IN ('cli', 'web')),
+    at TEXT NOT NULL
+);
+INSERT INTO player_events_new (id, player_id, action, by_name, via, at)
+    SELECT id, player_id, action, by_name, via, at FROM player_events;
+DROP TABLE player_events;
+ALTER TABLE player_events_new RENAME TO player_events;
+CREATE INDEX player_events_by_player ON player_events (player_id, id);
 ";
 
 #[cfg(test)]
@@ -334,6 +355,12 @@ mod tests {
             .unwrap();
         assert_eq!(e.state(t0), EnrolmentState::Used);
         assert_eq!(db.player_by_token("tok").unwrap().unwrap().id, "main-1");
+        let event = db.player("main-1").unwrap().last_change.unwrap();
+        assert_eq!(
+            (event.action, event.by.as_str(), event.at.as_str()),
+            (PlayerAction::Enrolled, "ann", "2026-12-01T10:05:00Z"),
+            "recorded with who made the code"
+        );
         let again = db.redeem_enrolment(redeem("CODE1", "tok2", t0)).unwrap_err();
         assert!(matches!(again, DbError::EnrolmentCodeUsed { .. }), "{again}");
         assert!(db.player_by_token("tok2").unwrap().is_none());
