@@ -91,6 +91,14 @@ pub enum PublisherError {
     /// A request body over its limit (supervision's `ReportTooLarge`).
     #[error("{0}")]
     BodyTooLarge(String),
+    /// An enrolment code nobody issued (403).
+    #[error("{0}")]
+    CodeRefused(String),
+    /// An enrolment code that was good once: used, expired or cancelled (410).
+    #[error("{0}")]
+    Gone(String),
+    #[error("too many wrong enrolment codes from this address: try again in {retry_after_secs} seconds")]
+    TooManyCodes { retry_after_secs: u64 },
     #[error("not found: {0}")]
     NotFound(String),
     #[error("internal error: {0}")]
@@ -126,6 +134,13 @@ impl From<crate::db::DbError> for PublisherError {
                 "player `{id}`: `skycast-publisher player list` shows the registered players"
             )),
             DbError::Password(e) => e.into(),
+            DbError::NoSuchEnrolment(id) => PublisherError::NotFound(format!("enrolment {id}")),
+            e @ DbError::NoPendingEnrolment(_) => PublisherError::NotFound(e.to_string()),
+            e @ DbError::EnrolmentPending { .. } => PublisherError::Conflict(e.to_string()),
+            e @ DbError::EnrolmentCodeUnknown => PublisherError::CodeRefused(e.to_string()),
+            e @ (DbError::EnrolmentCodeUsed { .. }
+            | DbError::EnrolmentCodeExpired { .. }
+            | DbError::EnrolmentCodeCancelled { .. }) => PublisherError::Gone(e.to_string()),
             e @ (DbError::NoSuchRole(_) | DbError::UsernameRefused(_)) => {
                 PublisherError::BadRequest(e.to_string())
             }

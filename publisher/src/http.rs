@@ -22,7 +22,9 @@ impl PublisherError {
             | Conflict(_)
             | ReadOnlyCopy { .. } => StatusCode::CONFLICT,
             Forbidden { .. } | CsrfRejected => StatusCode::FORBIDDEN,
-            TooManyLogins { .. } => StatusCode::TOO_MANY_REQUESTS,
+            TooManyLogins { .. } | TooManyCodes { .. } => StatusCode::TOO_MANY_REQUESTS,
+            CodeRefused(_) => StatusCode::FORBIDDEN,
+            Gone(_) => StatusCode::GONE,
             UploadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             WrongPlayer(_) => StatusCode::FORBIDDEN,
@@ -44,7 +46,8 @@ impl PublisherError {
     /// that pass (`Retry-After`).
     pub fn retry_after_secs(&self) -> Option<u64> {
         match self {
-            PublisherError::Busy { retry_after_secs, .. } => Some(*retry_after_secs),
+            PublisherError::Busy { retry_after_secs, .. }
+            | PublisherError::TooManyCodes { retry_after_secs } => Some(*retry_after_secs),
             _ => None,
         }
     }

@@ -418,16 +418,30 @@ enum UserCommand {
 enum PlayerCommand {
     /// Register a player and print its puller configuration (TOML)
     Add {
-        #[arg(long)]
-        data: PathBuf,
-        #[arg(long)]
-        id: String,
-        #[arg(long)]
-        shop: String,
+        #[command(flatten)]
+        player: NewPlayer,
         #[command(flatten)]
         output: ConfigOutput,
     },
-    /// List players: id, shop, state, registered, last change (who, how, when)
+    /// Register a pending player and print a one-time code for `skycast-puller enroll` on its box
+    Enroll {
+        #[command(flatten)]
+        player: NewPlayer,
+        #[command(flatten)]
+        target: ConfigTarget,
+        /// Minutes the code stays valid (at most a day)
+        #[arg(long, default_value_t = 60, conflicts_with = "valid_seconds")]
+        valid_minutes: u64,
+        /// Seconds the code stays valid, for tests (0 makes one already expired)
+        #[arg(long, hide = true)]
+        valid_seconds: Option<u64>,
+        /// Who is recorded as having made the code
+        #[arg(long, env = "USER", default_value = "publisher")]
+        by: String,
+    },
+    /// Cancel a player's pending enrolment: its code is refused from then on
+    CancelEnrollment(PlayerChange),
+    /// List players: id, shop, state, registered, last change (who, how, when); then pending enrolments
     List {
         #[arg(long)]
         data: PathBuf,
@@ -450,21 +464,39 @@ enum PlayerCommand {
     Remove(PlayerChange),
 }
 
-/// What goes into a puller configuration `player add` or `rotate-token` makes, and where it goes.
+/// A player to register: `player add` and `player enroll`.
 #[derive(clap::Args)]
-struct ConfigOutput {
+struct NewPlayer {
+    #[arg(long)]
+    data: PathBuf,
+    #[arg(long)]
+    id: String,
+    #[arg(long)]
+    shop: String,
+}
+
+/// What goes into a puller configuration `player add`, `enroll` or `rotate-token` makes.
+#[derive(clap::Args)]
+struct ConfigTarget {
     /// Server URL written into the config (default: the URL given at init)
     #[arg(long)]
     server_url: Option<String>,
     /// The player's data directory written into the config (default: skycast-<id>)
     #[arg(long)]
     player_data: Option<String>,
+}
+
+/// A puller configuration's contents and where it goes (`player add`, `rotate-token`).
+#[derive(clap::Args)]
+struct ConfigOutput {
+    #[command(flatten)]
+    target: ConfigTarget,
     /// Write the config to this file (mode 0600, replacing it) instead of printing it
     #[arg(long)]
     out: Option<PathBuf>,
 }
 
-impl ConfigOutput {
+impl ConfigTarget {
     fn server_url(&self, dir: &DataDir) -> anyhow::Result<String> {
         Ok(match &self.server_url {
             Some(u) => u.clone(),
@@ -818,7 +850,7 @@ fn serve_limits(
 
 /// `player ...`: registration, listing, and the audited changes.
 fn player(command: PlayerCommand, now: chrono::DateTime<chrono::Utc>) -> anyhow::Result<()> {
-    use skycast_publisher::db::{Actor, PlayerEvent, Via};
+    use skycast_publisher::db::{Actor, EnrolmentState, PlayerEvent, Via};
 
     let actor = |name| Actor {
         name,
@@ -831,20 +863,18 @@ fn player(command: PlayerCommand, now: chrono::DateTime<chrono::Utc>) -> anyhow:
     };
     match command {
         PlayerCommand::Add {
-            data,
-            id,
-            shop,
+            player: NewPlayer { data, id, shop },
             output,
         } => {
             let dir = DataDir::open(&data)?;
-            let url = output.server_url(&dir)?;
+            let url = output.target.server_url(&dir)?;
             let config = skycast_publisher::enrol::add_player(
                 &dir,
                 &dir.db()?,
                 &id,
                 &shop,
                 &url,
-                output.player_data.as_deref(),
+                output.target.player_data.as_deref(),
                 output.out.as_deref(),
             )?;
             match &output.out {
@@ -855,6 +885,40 @@ fn player(command: PlayerCommand, now: chrono::DateTime<chrono::Utc>) -> anyhow:
                 None => print!("{config}"),
             }
         }
+        PlayerCommand::Enroll {
+            player: NewPlayer { data, id, shop },
+            target,
+            valid_minutes,
+            valid_seconds,
+            by,
+        } => {
+            let dir = DataDir::open(&data)?;
+            let url = target.server_url(&dir)?;
+            let valid = match valid_seconds {
+                Some(s) => chrono::Duration::seconds(i64::try_from(s)?),
+                None => chrono::Duration::minutes(i64::try_from(valid_minutes)?),
+            };
+            let asked = skycast_publisher::enrol::CodeRequest {
+                id: &id,
+                shop: &shop,
+                server_url: &url,
+                player_data: target.player_data.as_deref(),
+                valid,
+            };
+            let issued = skycast_publisher::enrol::enroll_player(&dir, &dir.db()?, asked, actor(&by))?;
+            println!("player:      {id} (shop {shop})");
+            println!("code:        {}", issued.code);
+            println!("expires:     {}", issued.enrolment.expires_at);
+            println!("fingerprint: {}", issued.fingerprint);
+            println!("on the shop's box, run:");
+            println!("  {}", issued.command);
+            eprintln!("the code works once and is shown only now: give it to the person at the box; `player list` shows the enrolment pending until it is used");
+        }
+        PlayerCommand::CancelEnrollment(PlayerChange { data, id, by }) => {
+            let db = DataDir::open(&data)?.db()?;
+            db.cancel_enrolment(&id, &by, now)?;
+            println!("the pending enrolment of player `{id}` is cancelled: its code is refused from now on");
+        }
         PlayerCommand::List { data, history } => {
             let db = DataDir::open(&data)?.db()?;
             if history {
@@ -864,13 +928,29 @@ fn player(command: PlayerCommand, now: chrono::DateTime<chrono::Utc>) -> anyhow:
                 return Ok(());
             }
             let players = db.players()?;
-            if players.is_empty() {
-                eprintln!("no player is registered yet: `skycast-publisher player add` registers one");
+            let pending: Vec<_> = db
+                .enrolments()?
+                .into_iter()
+                .filter(|e| e.state(now) == EnrolmentState::Pending)
+                .collect();
+            if players.is_empty() && pending.is_empty() {
+                eprintln!("no player is registered yet: `skycast-publisher player enroll` (or `player add`) registers one");
             }
             for p in players {
                 let state = if p.disabled { "disabled" } else { "enabled" };
                 let last = p.last_change.as_ref().map_or_else(|| "-".to_string(), describe);
                 println!("{}\t{}\t{state}\t{}\t{last}", p.id, p.shop, p.created_at);
+            }
+            for e in pending {
+                println!(
+                    "{}\t{}\tpending\t{}\tcode by {} ({}) valid until {}",
+                    e.player_id,
+                    e.shop,
+                    e.created_at,
+                    e.created_by,
+                    e.via.as_str(),
+                    e.expires_at
+                );
             }
         }
         PlayerCommand::Disable(PlayerChange { data, id, by }) => {
@@ -894,14 +974,14 @@ fn player(command: PlayerCommand, now: chrono::DateTime<chrono::Utc>) -> anyhow:
             output,
         } => {
             let dir = DataDir::open(&data)?;
-            let url = output.server_url(&dir)?;
+            let url = output.target.server_url(&dir)?;
             let (player, config) = skycast_publisher::enrol::rotate_player_token(
                 &dir,
                 &dir.db()?,
                 &id,
                 actor(&by),
                 &url,
-                output.player_data.as_deref(),
+                output.target.player_data.as_deref(),
             )?;
             match output.out {
                 Some(path) => {

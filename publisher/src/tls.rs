@@ -95,3 +95,18 @@ pub fn server_config(cert_pem: &[u8], key_pem: &[u8]) -> Result<Arc<rustls::Serv
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
+
+/// `sha256:` and the lower-case hex SHA-256 of the DER of the first
+/// certificate in `pem`: the CA fingerprint `player enroll` shows and
+/// `skycast-puller enroll` checks.
+pub fn fingerprint_of_pem(pem: &[u8]) -> Result<String> {
+    use sha2::Digest;
+    let der = rustls_pemfile::certs(&mut BufReader::new(pem))
+        .next()
+        .ok_or_else(|| PublisherError::Tls("the CA file holds no certificate".into()))?
+        .map_err(tls_err)?;
+    Ok(format!(
+        "sha256:{}",
+        hex::encode(sha2::Sha256::digest(der.as_ref()))
+    ))
+}

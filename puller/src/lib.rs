@@ -1,7 +1,8 @@
 //! Skycast puller: pulls signed manifests and media from the publisher, verifies
 //! everything, and swaps the shop's `current` version atomically.
 //!
-//! Entry points: [`sync_once`] (one pull), [`run`] (the daemon loop), [`status()`].
+//! Entry points: [`sync_once`] (one pull), [`run`] (the daemon loop), [`status()`],
+//! [`enroll::enroll`] (a one-time code traded for the configuration).
 //! This file only declares the modules and re-exports what callers use.
 
 pub mod audio;
@@ -11,6 +12,7 @@ pub mod commands;
 pub mod config;
 pub mod daemon;
 pub mod download;
+pub mod enroll;
 pub mod live;
 pub mod local_store;
 pub mod outbox;

@@ -1,4 +1,4 @@
-//! `skycast-puller`: command-line entry point (sync, run, status) over the library.
+//! `skycast-puller`: command-line entry point (sync, run, status, enroll) over the library.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -29,6 +29,32 @@ enum Command {
     Run(Common),
     /// Print the local state as JSON.
     Status(Common),
+    /// Enrol this box with the one-time code an admin made (`player enroll` or
+    /// "Register a player"): checks the server's CA against --fingerprint, then
+    /// writes the configuration it answers (mode 0600).
+    Enroll(EnrollArgs),
+}
+
+#[derive(Args)]
+struct EnrollArgs {
+    /// The publisher's base URL, as shown with the code (https).
+    #[arg(long, value_name = "URL")]
+    server: String,
+    /// The one-time code (case and dashes do not matter).
+    #[arg(long, value_name = "CODE")]
+    code: String,
+    /// The CA fingerprint shown with the code: sha256:<hex> or colon-separated hex.
+    #[arg(long, value_name = "SHA256")]
+    fingerprint: String,
+    /// Where to write the configuration (the Debian package's unit reads the default).
+    #[arg(long, value_name = "FILE", default_value = skycast_puller::enroll::DEFAULT_CONFIG)]
+    config: PathBuf,
+    /// Data directory written into the configuration instead of the publisher's choice.
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// Replace an existing configuration file.
+    #[arg(long)]
+    force: bool,
 }
 
 #[derive(Args)]
@@ -97,7 +123,7 @@ fn main() -> ExitCode {
     let default_level = match cli.command {
         Command::Run(_) => "info",
         // One line of result on stdout, one line of reason on stderr: keep logs quiet.
-        Command::Sync(_) | Command::Status(_) => "warn",
+        Command::Sync(_) | Command::Status(_) | Command::Enroll(_) => "warn",
     };
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level)))
@@ -109,6 +135,7 @@ fn main() -> ExitCode {
         Command::Sync(c) => (c, "sync"),
         Command::Run(c) => (c, "run"),
         Command::Status(c) => (c, "status"),
+        Command::Enroll(args) => return enroll(args),
     };
     let config = match common.load() {
         Ok(c) => c,
@@ -126,14 +153,9 @@ fn main() -> ExitCode {
             Err(e) => fail(EXIT_FAILED, &e.into()),
         };
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match runtime(tokio::runtime::Builder::new_multi_thread()) {
         Ok(rt) => rt,
-        Err(e) => {
-            return fail(
-                EXIT_FAILED,
-                &anyhow::Error::new(e).context("cannot start the async runtime"),
-            )
-        }
+        Err(code) => return code,
     };
     runtime.block_on(async move {
         if command == "sync" {
@@ -153,6 +175,45 @@ fn main() -> ExitCode {
             }
         }
     })
+}
+
+/// The async runtime `builder` makes, or the exit after saying why there is none.
+fn runtime(mut builder: tokio::runtime::Builder) -> Result<tokio::runtime::Runtime, ExitCode> {
+    builder.enable_all().build().map_err(|e| {
+        fail(
+            EXIT_FAILED,
+            &anyhow::Error::new(e).context("cannot start the async runtime"),
+        )
+    })
+}
+
+/// `enroll`: one line of result on stdout, or the reason on stderr.
+fn enroll(args: &EnrollArgs) -> ExitCode {
+    let opts = skycast_puller::enroll::EnrollOptions {
+        server: args.server.clone(),
+        code: args.code.clone(),
+        fingerprint: args.fingerprint.clone(),
+        config: args.config.clone(),
+        data: args.data.clone(),
+        force: args.force,
+    };
+    let runtime = match runtime(tokio::runtime::Builder::new_current_thread()) {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    match runtime.block_on(skycast_puller::enroll::enroll(&opts)) {
+        Ok(done) => {
+            println!(
+                "enrolled as player `{}`{}: configuration written to {} (mode 0600), data in {}",
+                done.player_id,
+                done.shop.map(|s| format!(" (shop `{s}`)")).unwrap_or_default(),
+                done.config_path.display(),
+                done.data.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(EXIT_FAILED, &e.into()),
+    }
 }
 
 /// Prints the reason on one line of stderr, without a trailing period.

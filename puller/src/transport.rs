@@ -176,26 +176,35 @@ impl HttpsTransport {
         Ok(HttpsTransport { http, token: None })
     }
 
+    /// Enrolment's first request only (`GET /v1/ca.pem`): HTTPS without a token
+    /// and **without any certificate check**. Whatever answers is trusted for
+    /// nothing: `enroll` compares the CA it sends with the fingerprint the admin
+    /// gave before anything else goes out.
+    pub fn accepting_any_certificate() -> Result<HttpsTransport, BuildError> {
+        let http = base_builder(true, Duration::from_secs(30))
+            .danger_accept_invalid_certs(true)
+            .build()
+            .map_err(|e| BuildError { reason: one_line(&e) })?;
+        Ok(HttpsTransport { http, token: None })
+    }
+
+    /// Enrolment's second request (`POST /v1/enroll`): HTTPS without a token,
+    /// trusting only the CA in `ca_pem` (normal verification, host name included).
+    pub fn pinned_to(ca_pem: &str) -> Result<HttpsTransport, BuildError> {
+        let builder = with_pinned_ca(
+            base_builder(true, Duration::from_secs(30)),
+            ca_pem,
+            Roots::PinnedOnly,
+        )?;
+        let http = builder.build().map_err(|e| BuildError { reason: one_line(&e) })?;
+        Ok(HttpsTransport { http, token: None })
+    }
+
     fn client(config: &Config, https_only: bool, roots: Roots) -> Result<reqwest::Client, BuildError> {
-        let mut builder = reqwest::Client::builder()
-            .use_rustls_tls()
-            .https_only(https_only)
-            // A redirect could lead to plain HTTP or another host: never follow one.
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(Duration::from_secs(10))
-            // Between two reads of a body; long-polls get their own total timeout.
-            .read_timeout(Duration::from_secs(30) + config.long_poll)
-            .user_agent(concat!("skycast-puller/", env!("CARGO_PKG_VERSION")));
+        // Between two reads of a body; long-polls get their own total timeout.
+        let mut builder = base_builder(https_only, Duration::from_secs(30) + config.long_poll);
         if let Some(pem) = &config.ca_cert {
-            let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes()).map_err(|e| BuildError {
-                reason: format!("ca_cert is not a usable PEM: {}", one_line(&e)),
-            })?;
-            if roots == Roots::PinnedOnly {
-                builder = builder.tls_built_in_root_certs(false);
-            }
-            for cert in certs {
-                builder = builder.add_root_certificate(cert);
-            }
+            builder = with_pinned_ca(builder, pem, roots)?;
         }
         builder.build().map_err(|e| BuildError { reason: one_line(&e) })
     }
@@ -257,6 +266,36 @@ impl Transport for HttpsTransport {
     fn post(&self, request: PostRequest) -> BoxFuture<'_, Result<FetchResponse, TransportError>> {
         Box::pin(self.post_json(request))
     }
+}
+
+/// Every client's settings: rustls, no redirects, bounded connect and read times.
+fn base_builder(https_only: bool, read_timeout: Duration) -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .use_rustls_tls()
+        .https_only(https_only)
+        // A redirect could lead to plain HTTP or another host: never follow one.
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(Duration::from_secs(10))
+        .read_timeout(read_timeout)
+        .user_agent(concat!("skycast-puller/", env!("CARGO_PKG_VERSION")))
+}
+
+/// Adds the CA certificates of `pem` as roots; with [`Roots::PinnedOnly`] they are the only ones.
+fn with_pinned_ca(
+    mut builder: reqwest::ClientBuilder,
+    pem: &str,
+    roots: Roots,
+) -> Result<reqwest::ClientBuilder, BuildError> {
+    let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes()).map_err(|e| BuildError {
+        reason: format!("ca_cert is not a usable PEM: {}", one_line(&e)),
+    })?;
+    if roots == Roots::PinnedOnly {
+        builder = builder.tls_built_in_root_certs(false);
+    }
+    for cert in certs {
+        builder = builder.add_root_certificate(cert);
+    }
+    Ok(builder)
 }
 
 /// Renders an error with its causes on one line (reqwest hides the useful part in

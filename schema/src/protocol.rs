@@ -15,6 +15,12 @@ pub const ROOT_FILE: &str = "root.yaml";
 pub const ROOT_SIGNATURE_FILE: &str = "root.yaml.sig";
 /// Prefix of media downloads: `/v1/media/<blake3>`.
 pub const MEDIA_PREFIX: &str = "/v1/media";
+/// The publisher's CA certificate (PEM), without a token: a box being enrolled
+/// checks its SHA-256 fingerprint before it trusts it.
+pub const CA_CERT_PATH: &str = "/v1/ca.pem";
+/// `POST {"code": "..."}` without a token: redeems a one-time enrolment code
+/// for the new player's puller configuration (TOML).
+pub const ENROLL_PATH: &str = "/v1/enroll";
 /// Every protocol path starts with this; everything else is the web UI.
 pub const PROTOCOL_PREFIX: &str = "/v1/";
 

@@ -14,6 +14,7 @@
 
 mod alerts;
 mod drafts;
+mod enrolments;
 mod fleet;
 mod library;
 mod mirrors;
@@ -39,6 +40,7 @@ pub use alerts::{
     AlertOpening, AlertPlayerFacts, AlertRow, AlertTransition, IntegrityEvent, NewAlert, PlayFact,
 };
 pub use drafts::SavedDraft;
+pub use enrolments::{Enrolment, EnrolmentState, NewEnrolment, Redemption};
 pub use fleet::{
     Applied, CommandView, LogEvent, PlayRecord, PlayerStatus, Purged, ReportedEntry, RowFilter, StatusUpdate,
 };
@@ -178,6 +180,8 @@ BEGIN UPDATE player_generation SET n = n + 1; END;
     mirrors::MIGRATION,
     // The audio clock of players on a sound device (issue 14).
     fleet::AUDIO_CLOCK_MIGRATION,
+    // One-time enrolment codes (issue 13): hashed, one use, short validity.
+    enrolments::MIGRATION,
 ];
 
 /// What the database refused, or a failure of the file itself (which names it).
@@ -210,6 +214,28 @@ pub enum DbError {
     NoSuchPlayer(String),
     #[error("not found: publish request {0}")]
     NoSuchRequest(i64),
+    #[error("not found: enrolment {0}")]
+    NoSuchEnrolment(i64),
+    #[error(
+        "player `{player}` already has a pending enrolment, valid until {expires_at}: wait for its code to be used or to expire, or cancel it (`skycast-publisher player cancel-enrollment --id {player}` or the admin page)"
+    )]
+    EnrolmentPending { player: String, expires_at: String },
+    #[error("player `{0}` has no pending enrolment: `skycast-publisher player list` shows the pending ones")]
+    NoPendingEnrolment(String),
+    #[error(
+        "this enrolment code is unknown: check it with your admin (codes look like ABCD-EFGH-JKMN-PQRS)"
+    )]
+    EnrolmentCodeUnknown,
+    #[error(
+        "this enrolment code was already used (player `{player}`, at {at}): a code works once; ask your admin for a new one"
+    )]
+    EnrolmentCodeUsed { player: String, at: String },
+    #[error(
+        "this enrolment code expired at {at} (player `{player}`): ask your admin for a new one (`skycast-publisher player enroll`)"
+    )]
+    EnrolmentCodeExpired { player: String, at: String },
+    #[error("this enrolment code was cancelled by {by} (player `{player}`): ask your admin for a new one")]
+    EnrolmentCodeCancelled { player: String, by: String },
 }
 
 impl DbError {

@@ -1,6 +1,7 @@
 //! The `players` table: shop players registered with `player add`, each known by
 //! the blake3 hash of its bearer token (the token itself is never stored), and
-//! `player_events`, who disabled, enabled, re-keyed or removed one, how and when.
+//! `player_events`, who disabled, enabled, re-keyed, removed or enrolled one
+//! (`enrolments.rs` records that), how and when.
 //! Every change of `players` also bumps `player_generation` (by trigger), which
 //! `serve` polls to re-check the tokens of waiting long-polls, and replaces the
 //! signal file `players.changed` so that `serve` reloads its in-memory tokens
@@ -40,6 +41,8 @@ pub enum PlayerAction {
     Enabled,
     TokenRotated,
     Removed,
+    /// Registered by redeeming a one-time code; `by` is who made the code.
+    Enrolled,
 }
 
 impl PlayerAction {
@@ -49,6 +52,7 @@ impl PlayerAction {
             PlayerAction::Enabled => "enabled",
             PlayerAction::TokenRotated => "token_rotated",
             PlayerAction::Removed => "removed",
+            PlayerAction::Enrolled => "enrolled",
         }
     }
 
@@ -58,6 +62,7 @@ impl PlayerAction {
             PlayerAction::Enabled,
             PlayerAction::TokenRotated,
             PlayerAction::Removed,
+            PlayerAction::Enrolled,
         ]
         .into_iter()
         .find(|a| a.as_str() == text)
@@ -137,7 +142,7 @@ fn registered(r: &Row<'_>) -> rusqlite::Result<RegisteredPlayer> {
     })
 }
 
-fn record(
+pub(super) fn record(
     c: &rusqlite::Connection,
     id: &str,
     action: PlayerAction,
@@ -344,7 +349,7 @@ impl Db {
     /// Replaces the signal file after a change of the players, unless inside a
     /// transaction (whose caller signals after its commit). A failure only
     /// delays the change until `serve`'s next poll of the generation.
-    fn signal_players_changed(&self) {
+    pub(super) fn signal_players_changed(&self) {
         if self.in_transaction() {
             return;
         }

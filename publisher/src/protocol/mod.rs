@@ -1,7 +1,9 @@
 //! The pull protocol (DESIGN §5) players speak: head with long-poll, immutable
-//! manifests and signatures, ranged media, all behind per-player bearer tokens.
-//! Its errors answer as JSON `{"error": "..."}`.
+//! manifests and signatures, ranged media, all behind per-player bearer tokens;
+//! and enrolment (`enroll.rs`), the only requests without one. Its errors
+//! answer as JSON `{"error": "..."}`.
 
+mod enroll;
 mod head;
 mod players;
 mod range;
@@ -55,6 +57,8 @@ pub(crate) struct ProtocolState {
     players: watch::Sender<u64>,
     /// Reports in, commands out (`report.rs`).
     fleet: Arc<crate::fleet::Fleet>,
+    /// Wrong enrolment codes by address (`enroll.rs`).
+    codes: enroll::CodeThrottle,
 }
 
 impl ProtocolState {
@@ -80,6 +84,7 @@ impl ProtocolState {
             shutdown,
             players,
             fleet,
+            codes: enroll::CodeThrottle::default(),
         })
     }
 }
@@ -95,6 +100,8 @@ pub(crate) fn router(state: Arc<ProtocolState>) -> Router {
         .route(&format!("{MEDIA_PREFIX}/{{id}}"), get(media))
         .route(&report_path("{id}"), post(report::report))
         .layer(middleware::from_fn_with_state(state.clone(), require_player))
+        // Enrolment comes without a token: added after the token check's layer.
+        .merge(enroll::routes())
         .with_state(state)
 }
 

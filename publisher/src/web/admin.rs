@@ -58,7 +58,7 @@ async fn with_ws<T: Send + 'static>(
 }
 
 /// A text of this area with `{name}` placeholders filled in.
-fn text(lang: Lang, key: &str, args: &[(&str, &str)]) -> String {
+pub(super) fn text(lang: Lang, key: &str, args: &[(&str, &str)]) -> String {
     let mut out = skycast_web::text(lang, key);
     for (name, value) in args {
         out = out.replace(&format!("{{{name}}}"), value);
@@ -77,19 +77,30 @@ fn id_of(what: &str, text: &str) -> Result<i64> {
 }
 
 async fn home(State(state): State<Arc<WebState>>, ctx: Ctx) -> Response {
-    let st = state.clone();
+    let (st, now) = (state.clone(), state.now());
     let found = with_ws(&state, move |ws, data, db| {
         let pending = ws.requests()?.iter().filter(|r| r.status == "pending").count();
         let versions = st.history.recent_versions(&data.store()?, Some(5))?;
         let players = (db.players()?, db.player_events(PLAYER_EVENTS_SHOWN)?);
-        Ok((pending, versions, players, ws.review_required()?))
+        let enrolments = db.enrolments()?;
+        let pending_enrolments = enrolments
+            .iter()
+            .filter(|e| e.state(now) == crate::db::EnrolmentState::Pending)
+            .count();
+        Ok((
+            pending,
+            versions,
+            players,
+            ws.review_required()?,
+            pending_enrolments,
+        ))
     })
     .await;
     match found {
-        Ok((pending, versions, (players, player_events), review_required)) => state.page(
+        Ok((pending, versions, (players, player_events), review_required, pending_enrolments)) => state.page(
             &ctx,
             "admin_home.html",
-            context! { pending, versions, players, player_events, review_required },
+            context! { pending, versions, players, player_events, review_required, pending_enrolments },
         ),
         Err(e) => state.error_page(&ctx, &e),
     }

@@ -6,6 +6,7 @@
 mod admin;
 mod ads;
 pub mod auth;
+mod enrolment;
 mod fleet;
 mod form;
 mod history;

@@ -17,6 +17,7 @@ pub(super) fn routes() -> Router<Arc<WebState>> {
         .merge(super::urgent::routes())
         .merge(super::publishing::routes())
         .merge(super::admin::routes())
+        .merge(super::enrolment::routes())
         .merge(super::history::routes())
         .merge(super::fleet::routes())
         .merge(super::webhooks::routes())
