@@ -6,12 +6,13 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use skycast_schema::{PublicKey, SecretKey};
+use skycast_schema::{sign_root, PublicKey, Root, SecretKey, SigningKeyEntry, VerifiedRoot};
 
 use crate::db::Db;
 use crate::error::{PublisherError, Result};
-use crate::store::{Store, StoreLock};
+use crate::store::{RootFile, Store, StoreLock};
 use crate::tls;
 
 #[derive(Debug, Clone)]
@@ -118,6 +119,10 @@ impl DataDir {
     }
     pub fn public_key_path(&self) -> PathBuf {
         self.root.join("keys/signing.pub")
+    }
+    /// Every trust root this primary made: `roots/<N>.yaml` and `roots/<N>.sig`.
+    pub fn roots_dir(&self) -> PathBuf {
+        self.root.join("roots")
     }
     pub fn ca_cert_path(&self) -> PathBuf {
         self.root.join("tls/ca.pem")
@@ -227,7 +232,7 @@ impl DataDir {
         }
         let ca = fs::read_to_string(self.ca_cert_path())
             .map_err(PublisherError::io("read", self.ca_cert_path()))?;
-        crate::trust::write_initial_root(
+        write_initial_root(
             self,
             &keys,
             spec.threshold,
@@ -363,6 +368,67 @@ fn write_with_mode(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     f.write_all(bytes)
         .and_then(|_| f.sync_all())
         .map_err(PublisherError::io("write", path))
+}
+
+/// Root 1 of a new primary: `root_keys` (kept offline afterwards) with
+/// `threshold`, the online key `signing` and the CA players reach `serve` through.
+fn write_initial_root(
+    data: &DataDir,
+    root_keys: &[SecretKey],
+    threshold: usize,
+    signing: PublicKey,
+    ca_pem: &str,
+    now: DateTime<Utc>,
+) -> Result<VerifiedRoot> {
+    let root = Root {
+        skycast_root: skycast_schema::root::ROOT_SCHEMA_V1,
+        version: 1,
+        published_at: whole_second(now).into(),
+        root_threshold: threshold,
+        root_keys: root_keys.iter().map(SecretKey::public).collect(),
+        signing_keys: vec![SigningKeyEntry {
+            key: signing,
+            retired: None,
+        }],
+        tls_ca: vec![ca_pem.to_string()],
+    };
+    let bytes = root.to_yaml().into_bytes();
+    let signers: Vec<&SecretKey> = root_keys.iter().collect();
+    let sig = sign_root(&bytes, &signers).into_bytes();
+    let verified = VerifiedRoot::trust_initial(&bytes, &sig)?;
+    write_root_files(data, &verified)?;
+    Ok(verified)
+}
+
+fn whole_second(t: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {
+    use chrono::Timelike;
+    t.with_nanosecond(0).unwrap_or(t)
+}
+
+/// Writes root `root` into `roots/`: signature first, then the root, each in
+/// full to a temporary file renamed into place, so a half-written root is never read.
+pub(crate) fn write_root_files(data: &DataDir, root: &VerifiedRoot) -> Result<()> {
+    let dir = data.roots_dir();
+    create_private_dir(&dir)?;
+    let v = root.version();
+    write_atomically(&dir.join(RootFile::sig_name(v)), root.signature_bytes(), 0o644)?;
+    write_atomically(&dir.join(RootFile::yaml_name(v)), root.bytes(), 0o644)
+}
+
+/// Writes `bytes` in full to a temporary file beside `path` and renames it there.
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    let _ = fs::remove_file(&tmp);
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(PublisherError::io("create", &tmp))?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .map_err(PublisherError::io("write", &tmp))?;
+    fs::rename(&tmp, path).map_err(PublisherError::io("rename into", path))
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {

@@ -2,8 +2,8 @@
 //! keeps in `roots/` (and commits into every version's tree), the keys its
 //! manifests verify with, and the changes an admin makes with the offline root
 //! keys: `key rotate`, `key revoke`, `root rotate`. Each change is a new root
-//! signed by a threshold of the old root keys and of the new ones, committed
-//! with a re-signed head, so players learn it at their next sync.
+//! signed by a threshold of the old root keys and of the new ones; the caller
+//! re-signs the head (`publish::resign`) so players learn it at their next sync.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -18,11 +18,7 @@ use skycast_schema::{
 
 use crate::data_dir::DataDir;
 use crate::error::{PublisherError, Result};
-use crate::publish::{self, Resigned};
 use crate::store::{CommitId, RootFile, Store};
-
-/// Where a primary keeps every root it made (`roots/<N>.yaml`, `roots/<N>.sig`).
-pub const ROOTS_DIR: &str = "roots";
 
 /// What a root chain found in a store must agree with.
 #[derive(Debug, Clone)]
@@ -45,7 +41,7 @@ impl Anchor {
 }
 
 fn roots_dir(data: &DataDir) -> PathBuf {
-    data.root().join(ROOTS_DIR)
+    data.roots_dir()
 }
 
 fn trust_error(reason: impl Into<String>) -> PublisherError {
@@ -190,64 +186,11 @@ pub fn check_signing_key(data: &DataDir, signing: &PublicKey) -> Result<Vec<Root
     Ok(roots)
 }
 
-/// Root 1 of a new primary: `root_keys` (kept offline afterwards) with
-/// `threshold`, the online key `signing` and the CA players reach `serve` through.
-pub fn write_initial_root(
-    data: &DataDir,
-    root_keys: &[SecretKey],
-    threshold: usize,
-    signing: PublicKey,
-    ca_pem: &str,
-    now: DateTime<Utc>,
-) -> Result<VerifiedRoot> {
-    let root = Root {
-        skycast_root: skycast_schema::root::ROOT_SCHEMA_V1,
-        version: 1,
-        published_at: whole_second(now).into(),
-        root_threshold: threshold,
-        root_keys: root_keys.iter().map(SecretKey::public).collect(),
-        signing_keys: vec![SigningKeyEntry {
-            key: signing,
-            retired: None,
-        }],
-        tls_ca: vec![ca_pem.to_string()],
-    };
-    let bytes = root.to_yaml().into_bytes();
-    let signers: Vec<&SecretKey> = root_keys.iter().collect();
-    let sig = sign_root(&bytes, &signers).into_bytes();
-    let verified = VerifiedRoot::trust_initial(&bytes, &sig)?;
-    write_root_files(data, &verified)?;
-    Ok(verified)
-}
-
 fn whole_second(t: DateTime<Utc>) -> DateTime<Utc> {
     t.with_nanosecond(0).unwrap_or(t)
 }
 
-/// Writes root `root` into `roots/`: signature first, then the root, each in
-/// full to a temporary file renamed into place, so a half-written root is never read.
-fn write_root_files(data: &DataDir, root: &VerifiedRoot) -> Result<()> {
-    let dir = roots_dir(data);
-    crate::data_dir::create_private_dir(&dir)?;
-    let v = root.version();
-    write_atomically(&dir.join(RootFile::sig_name(v)), root.signature_bytes(), 0o644)?;
-    write_atomically(&dir.join(RootFile::yaml_name(v)), root.bytes(), 0o644)
-}
-
-fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    let _ = fs::remove_file(&tmp);
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(PublisherError::io("create", &tmp))?;
-    f.write_all(bytes)
-        .and_then(|()| f.sync_all())
-        .map_err(PublisherError::io("write", &tmp))?;
-    fs::rename(&tmp, path).map_err(PublisherError::io("rename into", path))
-}
+use crate::data_dir::{write_atomically, write_root_files};
 
 /// Reads secret key files (root keys the admin brings from offline storage).
 pub fn read_secret_keys(paths: &[PathBuf]) -> Result<Vec<SecretKey>> {
@@ -275,53 +218,38 @@ pub fn generate_key_file(path: &Path) -> Result<SecretKey> {
     Ok(key)
 }
 
-/// What a change of the root did.
-#[derive(Debug)]
-pub struct RootChanged {
-    pub root: VerifiedRoot,
-    /// The head re-signed to carry the new root; `None` before the first publish
-    /// (the first version will carry it).
-    pub resigned: Option<Resigned>,
-}
-
 /// Makes root N+1 from the newest root with `edit`, signed by `signers`; it must
 /// meet the old root's threshold and its own (checked here as players will).
-/// Writes it, then re-signs the head so the new root is committed and served.
+/// Writes it; the next version commits it (the caller re-signs the head with
+/// `publish::resign` so players learn it at once).
 fn change_root(
     data: &DataDir,
     signers: &[&SecretKey],
     new_online: Option<SecretKey>,
-    author: &str,
     now: DateTime<Utc>,
     edit: impl FnOnce(&mut Root, &Store) -> Result<()>,
-) -> Result<RootChanged> {
+) -> Result<VerifiedRoot> {
     data.refuse_if_follower()?;
     let current = local_chain(data)?.ok_or_else(|| {
         trust_error("this data directory has no trust root (it was made before roots): nothing to rotate")
     })?;
     let store = data.store()?;
-    let root = {
-        // Held while the head is read and the key swapped: no version is signed
-        // with the old key after the limit this root sets.
-        let _lock = data.lock_store()?;
-        if let Some(key) = &new_online {
-            swap_signing_key(data, key)?;
-        }
-        let mut next = current.root().clone();
-        next.version += 1;
-        next.published_at = whole_second(now).into();
-        edit(&mut next, &store)?;
-        let bytes = next.to_yaml().into_bytes();
-        let sig = sign_root(&bytes, signers).into_bytes();
-        let verified = current.next(&bytes, &sig)?;
-        write_root_files(data, &verified)?;
-        verified
-    };
-    let resigned = match store.head()? {
-        Some(_) => Some(publish::resign(data, author, now)?),
-        None => None,
-    };
-    Ok(RootChanged { root, resigned })
+    // Held while the head is read and the key swapped: no version is signed
+    // with the old key after the limit this root sets.
+    let _lock = data.lock_store()?;
+    let mut next = current.root().clone();
+    next.version += 1;
+    next.published_at = whole_second(now).into();
+    edit(&mut next, &store)?;
+    let bytes = next.to_yaml().into_bytes();
+    let sig = sign_root(&bytes, signers).into_bytes();
+    // Checked as players will, before anything changes on disk.
+    let verified = current.next(&bytes, &sig)?;
+    if let Some(key) = &new_online {
+        swap_signing_key(data, key)?;
+    }
+    write_root_files(data, &verified)?;
+    Ok(verified)
 }
 
 /// Puts `key` in place as the online signing key (and its public half).
@@ -354,17 +282,12 @@ fn head_version(store: &Store) -> Result<u64> {
 }
 
 /// `key rotate`: a new online key; the old one keeps what it signed up to now.
-pub fn key_rotate(
-    data: &DataDir,
-    root_keys: &[SecretKey],
-    author: &str,
-    now: DateTime<Utc>,
-) -> Result<RootChanged> {
+pub fn key_rotate(data: &DataDir, root_keys: &[SecretKey], now: DateTime<Utc>) -> Result<VerifiedRoot> {
     let new_key = SecretKey::from_seed(crate::random_bytes::<32>());
     let new_public = new_key.public();
     let signers: Vec<&SecretKey> = root_keys.iter().collect();
     let now = whole_second(now);
-    change_root(data, &signers, Some(new_key), author, now, |next, store| {
+    change_root(data, &signers, Some(new_key), now, |next, store| {
         let last_version = head_version(store)?;
         for entry in next.signing_keys.iter_mut().filter(|e| e.retired.is_none()) {
             retire(entry, now, last_version, None);
@@ -386,9 +309,8 @@ pub fn key_revoke(
     key: KeyId,
     after: DateTime<Utc>,
     reason: &str,
-    author: &str,
     now: DateTime<Utc>,
-) -> Result<RootChanged> {
+) -> Result<VerifiedRoot> {
     let current = local_chain(data)?
         .ok_or_else(|| trust_error("this data directory has no trust root: nothing to revoke"))?;
     let entry = current
@@ -412,7 +334,7 @@ pub fn key_revoke(
         reason.trim().to_string()
     };
     let after = whole_second(after);
-    change_root(data, &signers, new_key, author, now, |next, store| {
+    change_root(data, &signers, new_key, now, |next, store| {
         let last_version = store
             .history()?
             .iter()
@@ -437,11 +359,10 @@ pub fn root_rotate(
     old_keys: &[SecretKey],
     new_keys: &[SecretKey],
     threshold: usize,
-    author: &str,
     now: DateTime<Utc>,
-) -> Result<RootChanged> {
+) -> Result<VerifiedRoot> {
     let signers: Vec<&SecretKey> = old_keys.iter().chain(new_keys).collect();
-    change_root(data, &signers, None, author, now, |next, _| {
+    change_root(data, &signers, None, now, |next, _| {
         next.root_keys = new_keys.iter().map(SecretKey::public).collect();
         next.root_threshold = threshold;
         Ok(())

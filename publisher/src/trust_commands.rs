@@ -4,8 +4,9 @@
 use std::path::PathBuf;
 
 use clap::Subcommand;
-use skycast_publisher::trust::{self, RootChanged};
-use skycast_publisher::DataDir;
+use skycast_publisher::trust;
+use skycast_publisher::{publish, DataDir};
+use skycast_schema::VerifiedRoot;
 
 #[derive(Subcommand)]
 pub enum KeyCommand {
@@ -72,19 +73,29 @@ fn parse_instant(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
     s.parse::<skycast_schema::Instant>().map(|i| i.0)
 }
 
-fn print_changed(what: &str, changed: &RootChanged) {
-    println!("{what}: root {} written", changed.root.version());
-    print!("{}", trust::describe(&changed.root));
-    match &changed.resigned {
-        Some(r) => println!(
-            "published version {} with the content of version {}, signed with the key in service",
-            r.published.version, r.of_version
-        ),
-        None => println!(
+/// Prints the new root and re-signs the head, so the version players take next carries it.
+fn commit_changed(
+    dir: &DataDir,
+    what: &str,
+    root: &VerifiedRoot,
+    author: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<()> {
+    println!("{what}: root {} written", root.version());
+    print!("{}", trust::describe(root));
+    if dir.store()?.head()?.is_none() {
+        println!(
             "nothing published yet: the first version will carry root {}",
-            changed.root.version()
-        ),
+            root.version()
+        );
+        return Ok(());
     }
+    let r = publish::resign(dir, author, now)?;
+    println!(
+        "published version {} with the content of version {}, signed with the key in service",
+        r.published.version, r.of_version
+    );
+    Ok(())
 }
 
 pub fn key(command: KeyCommand, now: chrono::DateTime<chrono::Utc>) -> anyhow::Result<()> {
@@ -96,10 +107,8 @@ pub fn key(command: KeyCommand, now: chrono::DateTime<chrono::Utc>) -> anyhow::R
         } => {
             let dir = DataDir::open(&data)?;
             let keys = trust::read_secret_keys(&root_keys)?;
-            print_changed(
-                "signing key rotated",
-                &trust::key_rotate(&dir, &keys, &author, now)?,
-            );
+            let root = trust::key_rotate(&dir, &keys, now)?;
+            commit_changed(&dir, "signing key rotated", &root, &author, now)?;
         }
         KeyCommand::Revoke {
             data,
@@ -112,8 +121,8 @@ pub fn key(command: KeyCommand, now: chrono::DateTime<chrono::Utc>) -> anyhow::R
             let dir = DataDir::open(&data)?;
             let keys = trust::read_secret_keys(&root_keys)?;
             let id = key.parse().map_err(anyhow::Error::msg)?;
-            let changed = trust::key_revoke(&dir, &keys, id, after, &reason, &author, now)?;
-            print_changed(&format!("key {key} revoked"), &changed);
+            let root = trust::key_revoke(&dir, &keys, id, after, &reason, now)?;
+            commit_changed(&dir, &format!("key {key} revoked"), &root, &author, now)?;
         }
         KeyCommand::Generate { out } => {
             let key = trust::generate_key_file(&out)?;
@@ -135,10 +144,8 @@ pub fn root(command: RootCommand, now: chrono::DateTime<chrono::Utc>) -> anyhow:
             let dir = DataDir::open(&data)?;
             let old = trust::read_secret_keys(&root_keys)?;
             let new = trust::read_secret_keys(&new_root_keys)?;
-            print_changed(
-                "root keys rotated",
-                &trust::root_rotate(&dir, &old, &new, threshold, &author, now)?,
-            );
+            let root = trust::root_rotate(&dir, &old, &new, threshold, now)?;
+            commit_changed(&dir, "root keys rotated", &root, &author, now)?;
         }
         RootCommand::Show { data } => {
             let dir = DataDir::open(&data)?;

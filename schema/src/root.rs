@@ -405,10 +405,12 @@ mod tests {
         assert_eq!(Root::parse(r.to_yaml().as_bytes()).unwrap(), r);
     }
 
+    /// (case, signers, new root keys, new threshold, more signers, accepted)
+    type RotationCase<'a> = (&'a str, &'a [u8], &'a [u8], usize, &'a [u8], bool);
+
     #[test]
     fn rotations_are_accepted_or_refused_by_who_signed_them() {
-        // (case, old root signers, new root keys, new threshold, new signers, accepted)
-        let cases: &[(&str, &[u8], &[u8], usize, &[u8], bool)] = &[
+        let cases: &[RotationCase] = &[
             ("two old keys only", &[1, 2], &[4, 5, 6], 2, &[], false),
             ("two old, two new", &[1, 2, 4, 5], &[4, 5, 6], 2, &[], true),
             ("one old key only", &[1, 4, 5], &[4, 5, 6], 2, &[], false),
