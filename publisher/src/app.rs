@@ -50,6 +50,9 @@ pub struct ServeConfig {
     /// When to check whether the head is due for re-signing (cron with seconds,
     /// `--resign-schedule`).
     pub resign_schedule: String,
+    /// When to check whether the server certificate is due for renewal
+    /// (`--tls-renew-schedule`).
+    pub tls_renew_schedule: String,
 }
 
 impl ServeConfig {
@@ -65,6 +68,7 @@ impl ServeConfig {
             metrics_listener: None,
             follow_every: None,
             resign_schedule: crate::resign::DEFAULT_SCHEDULE.to_string(),
+            tls_renew_schedule: crate::cert_renewal::DEFAULT_SCHEDULE.to_string(),
         }
     }
 }
@@ -136,6 +140,14 @@ pub async fn run(
         config.resign_schedule.clone(),
         stop_rx.clone(),
     ));
+    if config.transport == TransportMode::Https {
+        // The server certificate renewed from the local CA before it expires.
+        tasks.spawn(crate::cert_renewal::renew_on_schedule(
+            data.clone(),
+            config.tls_renew_schedule.clone(),
+            stop_rx.clone(),
+        ));
+    }
     {
         // Every version copied to the object-storage mirrors, from a persistent queue.
         let mirrors = crate::mirror::worker::MirrorTask::new(data.clone(), head.subscribe())?;
@@ -167,12 +179,11 @@ pub async fn run(
             None
         }
         TransportMode::Https => {
-            let cert = std::fs::read(data.server_cert_path())
-                .map_err(PublisherError::io("read", data.server_cert_path()))?;
-            let key = std::fs::read(data.server_key_path())
-                .map_err(PublisherError::io("read", data.server_key_path()))?;
             tracing::info!(%addr, "serving HTTPS");
-            Some(crate::tls::server_config(&cert, &key)?)
+            Some(crate::tls::reloading_server_config(
+                &data.server_cert_path(),
+                &data.server_key_path(),
+            )?)
         }
     };
     let limits = config.limits;

@@ -176,7 +176,7 @@ impl DataDir {
                 write_public(&self.ca_cert_path(), &cert_pem)?;
             }
             None => {
-                let material = tls::generate(&opts.extra_names)?;
+                let material = tls::generate(&opts.extra_names, Utc::now())?;
                 write_public(&self.ca_cert_path(), material.ca_cert_pem.as_bytes())?;
                 write_private(&self.ca_key_path(), material.ca_key_pem.as_bytes())?;
                 write_public(&self.server_cert_path(), material.server_cert_pem.as_bytes())?;
@@ -293,11 +293,55 @@ impl DataDir {
         ))?;
         let ca_cert =
             fs::read(self.ca_cert_path()).map_err(PublisherError::io("read", self.ca_cert_path()))?;
-        let (cert, key) = tls::issue(&ca_key, names)?;
+        let (cert, key) = tls::issue(&ca_key, names, Utc::now())?;
         fs::create_dir_all(out).map_err(PublisherError::io("create", out))?;
         write_public(&out.join("server.pem"), cert.as_bytes())?;
         write_private(&out.join("server.key"), key.as_bytes())?;
         write_public(&out.join("ca.pem"), &ca_cert)
+    }
+
+    /// `tls renew`: a new server certificate and key from this directory's CA,
+    /// for the names the current one holds, valid [`tls::SERVER_CERT_DAYS`]
+    /// from `now`. The key is renamed into place before the certificate, and
+    /// `serve` reloads the pair at its next handshake. Returns the new expiry.
+    pub fn renew_server_cert(&self, now: DateTime<Utc>) -> Result<DateTime<Utc>> {
+        self.refuse_if_follower()?;
+        let ca_key = fs::read_to_string(self.ca_key_path()).map_err(PublisherError::io(
+            "read the CA key (only a directory made by `init` with its own CA can renew)",
+            self.ca_key_path(),
+        ))?;
+        let current = fs::read_to_string(self.server_cert_path())
+            .map_err(PublisherError::io("read", self.server_cert_path()))?;
+        let (_, names) = tls::certificate_info(&current)?;
+        let (cert, key) = tls::issue(&ca_key, &names, now)?;
+        tls::server_config(cert.as_bytes(), key.as_bytes())?; // refuse unusable material before it replaces anything
+        write_atomically(&self.server_key_path(), key.as_bytes(), 0o600)?;
+        write_atomically(&self.server_cert_path(), cert.as_bytes(), 0o644)?;
+        Ok(tls::certificate_info(&cert)?.0)
+    }
+
+    /// The server certificate's expiry, read from its file.
+    pub fn server_cert_expiry(&self) -> Result<DateTime<Utc>> {
+        let pem = fs::read_to_string(self.server_cert_path())
+            .map_err(PublisherError::io("read", self.server_cert_path()))?;
+        Ok(tls::certificate_info(&pem)?.0)
+    }
+
+    /// Puts a new CA in place (`tls rotate-ca`, once the trust root lists it):
+    /// the old certificate and key are kept as `ca-previous.*`; server
+    /// certificates come from the new CA from the next `tls renew` on.
+    pub fn install_ca(&self, ca_cert_pem: &str, ca_key_pem: &str) -> Result<()> {
+        let tls_dir = self.root.join("tls");
+        for (from, to) in [
+            (self.ca_cert_path(), tls_dir.join("ca-previous.pem")),
+            (self.ca_key_path(), tls_dir.join("ca-previous.key")),
+        ] {
+            if from.exists() {
+                fs::copy(&from, &to).map_err(PublisherError::io("copy", &from))?;
+            }
+        }
+        write_atomically(&self.ca_key_path(), ca_key_pem.as_bytes(), 0o600)?;
+        write_atomically(&self.ca_cert_path(), ca_cert_pem.as_bytes(), 0o644)
     }
 
     pub fn settings(&self) -> Result<Settings> {

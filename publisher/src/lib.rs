@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod audit;
+pub mod cert_renewal;
 mod cron;
 pub mod data_dir;
 pub mod db;

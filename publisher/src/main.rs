@@ -252,6 +252,9 @@ struct ServeArgs {
     /// When to check whether the head is due for re-signing (half of its validity passed): cron with seconds first
     #[arg(long, value_name = "CRON", default_value = skycast_publisher::resign::DEFAULT_SCHEDULE)]
     resign_schedule: String,
+    /// When to check whether the server certificate is due for renewal (cron with seconds)
+    #[arg(long, value_name = "CRON", default_value = skycast_publisher::cert_renewal::DEFAULT_SCHEDULE)]
+    tls_renew_schedule: String,
 }
 
 #[derive(Subcommand)]
@@ -266,6 +269,21 @@ enum TlsCommand {
         /// Directory to write server.pem, server.key (0600) and ca.pem into
         #[arg(long)]
         out: PathBuf,
+    },
+    /// Issue a new server certificate from the CA (same names, valid 90 days); `serve` uses it from its next handshake
+    Renew {
+        #[arg(long)]
+        data: PathBuf,
+    },
+    /// Make a new CA, listed by a new trust root beside the old one (players learn it at their next sync); `tls renew` then issues from it
+    RotateCa {
+        #[arg(long)]
+        data: PathBuf,
+        /// A root key file (repeatable): as many as the root's threshold
+        #[arg(long = "root-key", required = true)]
+        root_keys: Vec<PathBuf>,
+        #[arg(long, env = "USER", default_value = "publisher")]
+        author: String,
     },
 }
 
@@ -638,6 +656,20 @@ fn main() -> anyhow::Result<()> {
             DataDir::open(&data)?.issue_server_cert(&names, &out)?;
             println!("server.pem, server.key and ca.pem written to {}", out.display());
         }
+        Command::Tls {
+            command: TlsCommand::Renew { data },
+        } => {
+            let until = DataDir::open(&data)?.renew_server_cert(now)?;
+            println!("server certificate renewed, valid until {}", until.to_rfc3339());
+        }
+        Command::Tls {
+            command:
+                TlsCommand::RotateCa {
+                    data,
+                    root_keys,
+                    author,
+                },
+        } => trust_commands::rotate_ca(&DataDir::open(&data)?, &root_keys, &author, now)?,
         Command::Player { command } => player(command, now)?,
         Command::Key { command } => trust_commands::key(command, now)?,
         Command::Root { command } => trust_commands::root(command, now)?,
@@ -777,6 +809,7 @@ fn serve(dir: DataDir, args: ServeArgs, follow_every: Option<std::time::Duration
         retention_days,
         metrics_listen,
         resign_schedule,
+        tls_renew_schedule,
     } = args;
     let limits = serve_limits(
         max_connections,
@@ -801,6 +834,7 @@ fn serve(dir: DataDir, args: ServeArgs, follow_every: Option<std::time::Duration
         config.retention = std::time::Duration::from_secs(retention_days.saturating_mul(86_400));
         config.follow_every = follow_every;
         config.resign_schedule = resign_schedule;
+        config.tls_renew_schedule = tls_renew_schedule;
         if let Some(addr) = &metrics_listen {
             let metrics = tokio::net::TcpListener::bind(addr)
                 .await

@@ -369,6 +369,22 @@ pub fn root_rotate(
     })
 }
 
+/// `tls rotate-ca`: the next root also lists `ca_pem`, so players trust
+/// certificates from the new CA before the server uses one. The CAs listed
+/// before stay (players keep reaching a server whose certificate is older).
+pub fn add_tls_ca(
+    data: &DataDir,
+    root_keys: &[SecretKey],
+    ca_pem: &str,
+    now: DateTime<Utc>,
+) -> Result<VerifiedRoot> {
+    let signers: Vec<&SecretKey> = root_keys.iter().collect();
+    change_root(data, &signers, None, now, |next, _| {
+        next.tls_ca.push(ca_pem.to_string());
+        Ok(())
+    })
+}
+
 /// `root show`: the newest root's text.
 pub fn describe(root: &VerifiedRoot) -> String {
     use std::fmt::Write as _;

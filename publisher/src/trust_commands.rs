@@ -157,3 +157,24 @@ pub fn root(command: RootCommand, now: chrono::DateTime<chrono::Utc>) -> anyhow:
     }
     Ok(())
 }
+
+/// `tls rotate-ca`: a new CA, listed by the next root beside the old one; the
+/// files are put in place once the root is written, and the head is re-signed
+/// so players learn the root (and trust the new CA) at their next sync.
+pub fn rotate_ca(
+    dir: &DataDir,
+    root_keys: &[PathBuf],
+    author: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<()> {
+    let keys = trust::read_secret_keys(root_keys)?;
+    let (cert, key) = skycast_publisher::tls::new_ca()?;
+    let root = trust::add_tls_ca(dir, &keys, &cert, now)?;
+    dir.install_ca(&cert, &key)?;
+    commit_changed(dir, "new CA listed", &root, author, now)?;
+    println!(
+        "when the fleet is on root {} (`fleet` shows every player in sync), run `skycast-publisher tls renew` to serve a certificate from the new CA",
+        root.version()
+    );
+    Ok(())
+}

@@ -36,6 +36,8 @@ pub enum RunError {
     PlayLog(#[from] PlayLogError),
     #[error("the player stopped: see the log above; restarting the puller restarts it")]
     PlayerStopped,
+    #[error("{0}")]
+    Trust(String),
 }
 
 /// `on_event`, shared by every player thread the daemon starts (a restart makes a new one).
@@ -59,6 +61,8 @@ pub async fn run(
     on_event: impl FnMut(&PlayEvent) + Send + 'static,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
+    // The CAs of the newest trust root are trusted too (read at start).
+    let config = crate::trust::with_root_cas(config).map_err(|e| RunError::Trust(e.to_string()))?;
     let sources = Arc::new(Sources::new(&config)?);
     let layout = Layout::new(&config.data);
     tokio::pin!(shutdown);

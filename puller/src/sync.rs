@@ -137,6 +137,7 @@ impl fmt::Display for SyncReport {
 /// recorded in `state.sqlite`. Every server and mirror of the config is a source
 /// (see [`sync_sources`]).
 pub async fn sync_once(config: &Config, now: impl Fn() -> DateTime<Utc>) -> Result<SyncReport, SyncError> {
+    let config = &trust::with_root_cas(config.clone())?;
     let sources = Sources::new(config)?;
     sync_sources(config, &sources, &now, &FetchProgress::default()).await
 }

@@ -68,6 +68,29 @@ pub fn trusted_keys(config: &Config, layout: &Layout) -> Result<TrustedKeys, Tru
     })
 }
 
+/// `config` with the CAs of its newest root added to the ones it pins
+/// (`ca_cert`): a CA change the publisher makes through the root (`tls
+/// rotate-ca`) reaches the box without touching its config. Read when the
+/// clients are built (each `sync`, and when `run` starts).
+pub fn with_root_cas(mut config: Config) -> Result<Config, TrustError> {
+    let layout = Layout::new(&config.data);
+    let Some(root) = current(&config, &layout)? else {
+        return Ok(config);
+    };
+    let mut bundle = config.ca_cert.take().unwrap_or_default();
+    for ca in &root.root().tls_ca {
+        if !bundle.contains(ca.trim()) {
+            if !bundle.is_empty() && !bundle.ends_with('\n') {
+                bundle.push('\n');
+            }
+            bundle.push_str(ca.trim());
+            bundle.push('\n');
+        }
+    }
+    config.ca_cert = (!bundle.is_empty()).then_some(bundle);
+    Ok(config)
+}
+
 /// Keeps `root` (already verified as the next one) in `roots/`: the signature
 /// first, then the root, each written in full and renamed into place, so the
 /// chain on disk is never half a root.
