@@ -313,11 +313,25 @@ impl DataDir {
         let current = fs::read_to_string(self.server_cert_path())
             .map_err(PublisherError::io("read", self.server_cert_path()))?;
         let (_, names) = tls::certificate_info(&current)?;
-        let (cert, key) = tls::issue(&ca_key, &names, now)?;
+        let (mut cert, key) = tls::issue(&ca_key, &names, now)?;
+        // After `tls rotate-ca`, the new CA certified by the old one follows the
+        // certificate: players that still trust only the old CA reach serve too.
+        let previous_key = self.previous_ca_key_path();
+        if previous_key.exists() {
+            let old = fs::read_to_string(&previous_key).map_err(PublisherError::io("read", &previous_key))?;
+            cert.push_str(&tls::cross_certificate(&ca_key, &old)?);
+        }
         tls::server_config(cert.as_bytes(), key.as_bytes())?; // refuse unusable material before it replaces anything
         write_atomically(&self.server_key_path(), key.as_bytes(), 0o600)?;
         write_atomically(&self.server_cert_path(), cert.as_bytes(), 0o644)?;
         Ok(tls::certificate_info(&cert)?.0)
+    }
+
+    /// The CA key `tls rotate-ca` replaced: while it is there, `tls renew`
+    /// serves the new CA cross-certified by it. Remove it (and
+    /// `ca-previous.pem`) once every box trusts the new CA.
+    pub fn previous_ca_key_path(&self) -> PathBuf {
+        self.root.join("tls/ca-previous.key")
     }
 
     /// The server certificate's expiry, read from its file.
@@ -331,10 +345,9 @@ impl DataDir {
     /// the old certificate and key are kept as `ca-previous.*`; server
     /// certificates come from the new CA from the next `tls renew` on.
     pub fn install_ca(&self, ca_cert_pem: &str, ca_key_pem: &str) -> Result<()> {
-        let tls_dir = self.root.join("tls");
         for (from, to) in [
-            (self.ca_cert_path(), tls_dir.join("ca-previous.pem")),
-            (self.ca_key_path(), tls_dir.join("ca-previous.key")),
+            (self.ca_cert_path(), self.root.join("tls/ca-previous.pem")),
+            (self.ca_key_path(), self.previous_ca_key_path()),
         ] {
             if from.exists() {
                 fs::copy(&from, &to).map_err(PublisherError::io("copy", &from))?;

@@ -101,6 +101,22 @@ pub fn issue(ca_key_pem: &str, extra_names: &[String], now: DateTime<Utc>) -> Re
     server_cert(&ca_cert, &ca_key, extra_names, now)
 }
 
+/// The CA whose key is `new_ca_key_pem`, certified by the CA whose key is
+/// `old_ca_key_pem` (a cross-certificate, PEM): served after the server's own
+/// certificate, it lets a player that still trusts only the old CA reach a
+/// server whose certificate the new CA issued (leaf → new CA → old CA), while
+/// players that learned the new CA through the trust root stop at the new one.
+pub fn cross_certificate(new_ca_key_pem: &str, old_ca_key_pem: &str) -> Result<String> {
+    let unreadable = |e: rcgen::Error| tls_err(format!("CA key unreadable: {e}"));
+    let new_key = KeyPair::from_pem(new_ca_key_pem).map_err(unreadable)?;
+    let old_key = KeyPair::from_pem(old_ca_key_pem).map_err(unreadable)?;
+    let old_ca = ca_params()?.self_signed(&old_key).map_err(tls_err)?;
+    let cross = ca_params()?
+        .signed_by(&new_key, &old_ca, &old_key)
+        .map_err(tls_err)?;
+    Ok(cross.pem())
+}
+
 /// When the certificate in `pem` stops being valid, and the names it holds.
 pub fn certificate_info(pem: &str) -> Result<(DateTime<Utc>, Vec<String>)> {
     let params = CertificateParams::from_ca_cert_pem(pem)

@@ -358,15 +358,23 @@ async fn tls_renew_and_a_ca_change_through_the_root_keep_pullers_syncing_without
     pl.sync_ok().await;
     assert!(pl.data.join("roots/2.yaml").exists(), "the puller follows root 2");
 
-    // Now the server's certificate comes from the new CA only.
+    // Now the server's certificate comes from the new CA, which the old one
+    // cross-certifies: a client trusting either CA alone gets through (a `run`
+    // daemon that learned the new CA while running has not rebuilt its client).
     ok(on_data(&p, &["tls", "renew"], &[]));
+    let served = std::fs::read_to_string(p.data.server_cert_path()).unwrap();
+    assert_eq!(
+        served.matches("BEGIN CERTIFICATE").count(),
+        2,
+        "leaf and cross-certificate"
+    );
     assert!(
         served_by_ca(&p.url(), &new_ca).await,
         "the new certificate chains to the new CA"
     );
     assert!(
-        !served_by_ca(&p.url(), &old_ca).await,
-        "and no longer to the old one"
+        served_by_ca(&p.url(), &old_ca).await,
+        "and, cross-certified, to the old one"
     );
     let v4 = publish_next(&p, "v4", 2);
     pl.sync_ok().await;
@@ -376,5 +384,16 @@ async fn tls_renew_and_a_ca_change_through_the_root_keep_pullers_syncing_without
         config_before,
         "no config change on the box"
     );
+    // Once the old CA is retired, the chain is the new CA's alone, and the box still syncs.
+    std::fs::remove_file(p.data.previous_ca_key_path()).unwrap();
+    ok(on_data(&p, &["tls", "renew"], &[]));
+    assert!(served_by_ca(&p.url(), &new_ca).await);
+    assert!(
+        !served_by_ca(&p.url(), &old_ca).await,
+        "without the cross-certificate the old CA alone no longer reaches it"
+    );
+    let v5 = publish_next(&p, "v5", 0);
+    pl.sync_ok().await;
+    assert_eq!(pl.current_version(), Some(v5));
     p.stop().await;
 }
