@@ -40,17 +40,13 @@ impl Anchor {
     }
 }
 
-fn roots_dir(data: &DataDir) -> PathBuf {
-    data.roots_dir()
-}
-
 fn trust_error(reason: impl Into<String>) -> PublisherError {
     PublisherError::BadRequest(reason.into())
 }
 
 /// The roots in `roots/`, 1, 2, … up to the first missing one.
 pub fn local_roots(data: &DataDir) -> Result<Vec<RootFile>> {
-    let dir = roots_dir(data);
+    let dir = data.roots_dir();
     let mut roots = Vec::new();
     for version in 1.. {
         let (yaml_path, sig_path) = (
@@ -262,19 +258,21 @@ fn swap_signing_key(data: &DataDir, key: &SecretKey) -> Result<()> {
     )
 }
 
-/// Retires `entry` at `at` after `last_version` (keeping an earlier limit).
+/// Retires `entry` at `at` after `last_version`, or revokes it when `revoked`
+/// gives the reason. A limit only ever narrows: a key already retired keeps
+/// the earlier instant and the lower version, so revoking a key rotated out
+/// long ago never lets it sign again in between.
 fn retire(entry: &mut SigningKeyEntry, at: DateTime<Utc>, last_version: u64, revoked: Option<String>) {
-    let earlier = entry
-        .retired
-        .as_ref()
-        .filter(|r| r.at.0 <= at && revoked.is_none());
-    if earlier.is_none() {
-        entry.retired = Some(Retirement {
-            at: at.into(),
-            last_version,
-            revoked,
-        });
-    }
+    let (at, last_version) = match &entry.retired {
+        Some(r) => (r.at.0.min(at), r.last_version.min(last_version)),
+        None => (at, last_version),
+    };
+    let revoked = revoked.or_else(|| entry.retired.as_ref().and_then(|r| r.revoked.clone()));
+    entry.retired = Some(Retirement {
+        at: at.into(),
+        last_version,
+        revoked,
+    });
 }
 
 fn head_version(store: &Store) -> Result<u64> {
@@ -417,4 +415,55 @@ pub fn describe(root: &VerifiedRoot) -> String {
     }
     let _ = writeln!(out, "  {} TLS CA certificate(s)", r.tls_ca.len());
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(retired: Option<(&str, u64)>) -> SigningKeyEntry {
+        SigningKeyEntry {
+            key: SecretKey::from_seed([3; 32]).public(),
+            retired: retired.map(|(at, last_version)| Retirement {
+                at: at.parse().unwrap(),
+                last_version,
+                revoked: None,
+            }),
+        }
+    }
+
+    fn at(s: &str) -> DateTime<Utc> {
+        s.parse::<skycast_schema::Instant>().unwrap().0
+    }
+
+    #[test]
+    fn a_limit_only_narrows_when_a_key_is_retired_or_revoked() {
+        // (already retired at, then retired or revoked at, expected instant and last version)
+        let cases = [
+            (None, ("2026-12-02T10:00:00Z", 9), ("2026-12-02T10:00:00Z", 9)),
+            (
+                Some(("2026-12-01T10:00:00Z", 5)),
+                ("2026-12-02T10:00:00Z", 9),
+                ("2026-12-01T10:00:00Z", 5),
+            ),
+            (
+                Some(("2026-12-03T10:00:00Z", 12)),
+                ("2026-12-02T10:00:00Z", 9),
+                ("2026-12-02T10:00:00Z", 9),
+            ),
+        ];
+        for (before, (when, last), (want_at, want_last)) in cases {
+            for revoked in [None, Some("stolen".to_string())] {
+                let mut e = entry(before);
+                retire(&mut e, at(when), last, revoked.clone());
+                let r = e.retired.unwrap();
+                assert_eq!(
+                    (r.at.0, r.last_version),
+                    (at(want_at), want_last),
+                    "{before:?} then {when}"
+                );
+                assert_eq!(r.revoked, revoked);
+            }
+        }
+    }
 }

@@ -151,7 +151,19 @@ async fn assert_version_readable(garage: &GarageCluster, node: usize, data: &Pat
     for file in [MANIFEST_FILE, SIGNATURE_FILE] {
         let key = version_file_path(version, file);
         let (status, body) = garage.web_get_eventually(node, mirror_key(&key)).await;
-        assert_eq!(status, 200, "{key} through node {node}");
+        assert_eq!(
+            status,
+            200,
+            "{key} through node {node}: {}\n{}",
+            String::from_utf8_lossy(&body[..body.len().min(300)]),
+            garage
+                .log(node)
+                .lines()
+                .rev()
+                .take(20)
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
         assert_eq!(
             body,
             store.version_file(version, file).unwrap(),
