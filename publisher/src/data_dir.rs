@@ -488,7 +488,8 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> Result<(
     fs::rename(&tmp, path).map_err(PublisherError::io("rename into", path))
 }
 
-fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+/// Writes a new file (never over an existing one) only its owner can read.
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
     write_with_mode(path, bytes, 0o600)
 }
 

@@ -7,8 +7,6 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Timelike, Utc};
@@ -202,15 +200,7 @@ pub fn read_secret_keys(paths: &[PathBuf]) -> Result<Vec<SecretKey>> {
 /// Writes a new secret key file (0600, never over an existing file) and returns the key.
 pub fn generate_key_file(path: &Path) -> Result<SecretKey> {
     let key = SecretKey::from_seed(crate::random_bytes::<32>());
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(PublisherError::io("create (it must not exist yet)", path))?;
-    f.write_all(key.to_file_text().as_bytes())
-        .and_then(|()| f.sync_all())
-        .map_err(PublisherError::io("write", path))?;
+    crate::data_dir::write_private(path, key.to_file_text().as_bytes())?;
     Ok(key)
 }
 

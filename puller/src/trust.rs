@@ -4,18 +4,19 @@
 //! manifest may be signed with come from the newest root.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use skycast_schema::{TrustedKeys, VerifiedRoot};
 
 use crate::config::Config;
-use crate::local_store::Layout;
+use crate::local_store::{fsync_dir, write_atomic, Layout, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrustError {
     #[error("kept trust root {path} is refused: {reason}; remove it and sync again")]
     Kept { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
     #[error("cannot {action} {path}: {source}")]
     Io {
         action: &'static str,
@@ -102,19 +103,7 @@ pub fn keep(layout: &Layout, root: &VerifiedRoot) -> Result<(), TrustError> {
         source,
     })?;
     let (yaml_path, sig_path) = files(&dir, root.version());
-    write_atomically(&sig_path, root.signature_bytes())?;
-    write_atomically(&yaml_path, root.bytes())
-}
-
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), TrustError> {
-    let tmp = path.with_extension("tmp");
-    let io = |action: &'static str, path: &Path| {
-        let path = path.to_path_buf();
-        move |source| TrustError::Io { action, path, source }
-    };
-    let mut f = fs::File::create(&tmp).map_err(io("create", &tmp))?;
-    f.write_all(bytes)
-        .and_then(|()| f.sync_all())
-        .map_err(io("write", &tmp))?;
-    fs::rename(&tmp, path).map_err(io("rename into", path))
+    write_atomic(&sig_path, root.signature_bytes())?;
+    write_atomic(&yaml_path, root.bytes())?;
+    Ok(fsync_dir(&dir)?)
 }

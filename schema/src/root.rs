@@ -273,7 +273,11 @@ impl VerifiedRoot {
     /// The root a player starts from (its enrolment): signed by a threshold of its
     /// own root keys. Whoever hands it over vouches for it, as for a pinned key.
     pub fn trust_initial(bytes: &[u8], signatures: &[u8]) -> Result<VerifiedRoot, RootError> {
-        let root = Root::parse(bytes)?;
+        VerifiedRoot::signed_by_itself(Root::parse(bytes)?, bytes, signatures)
+    }
+
+    /// `root` (parsed from `bytes`) once a threshold of its own keys signed it.
+    fn signed_by_itself(root: Root, bytes: &[u8], signatures: &[u8]) -> Result<VerifiedRoot, RootError> {
         check_threshold(
             &root,
             bytes,
@@ -309,19 +313,7 @@ impl VerifiedRoot {
             self.root.root_threshold,
             "the previous root's",
         )?;
-        check_threshold(
-            &root,
-            bytes,
-            signatures,
-            &root.root_keys,
-            root.root_threshold,
-            "its own",
-        )?;
-        Ok(VerifiedRoot {
-            root,
-            bytes: bytes.to_vec(),
-            signatures: signatures.to_vec(),
-        })
+        VerifiedRoot::signed_by_itself(root, bytes, signatures)
     }
 
     /// Follows `chain` (roots N+1, N+2, … in order) from this root.
