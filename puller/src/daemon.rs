@@ -36,8 +36,8 @@ pub enum RunError {
     PlayLog(#[from] PlayLogError),
     #[error("the player stopped: see the log above; restarting the puller restarts it")]
     PlayerStopped,
-    #[error("{0}")]
-    Trust(String),
+    #[error(transparent)]
+    Trust(#[from] crate::trust::TrustError),
 }
 
 /// `on_event`, shared by every player thread the daemon starts (a restart makes a new one).
@@ -62,7 +62,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
     // The CAs of the newest trust root are trusted too (read at start).
-    let config = crate::trust::with_root_cas(config).map_err(|e| RunError::Trust(e.to_string()))?;
+    let config = crate::trust::with_root_cas(config)?;
     let sources = Arc::new(Sources::new(&config)?);
     let layout = Layout::new(&config.data);
     tokio::pin!(shutdown);
@@ -450,8 +450,7 @@ fn start_player(
 ) -> Result<PlayerHandle, PlayerError> {
     let manifest = match layout.current_version()? {
         Some(v) => {
-            let keys =
-                crate::trust::trusted_keys(config, layout).map_err(|e| PlayerError::Trust(e.to_string()))?;
+            let keys = crate::trust::trusted_keys(config, layout)?;
             Some(Arc::new(layout.load_verified(v, &keys)?))
         }
         None => None,

@@ -63,8 +63,8 @@ pub enum PlayerError {
     Thread(std::io::Error),
     #[error("cannot create the data directory {path}: {source}")]
     DataDir { path: PathBuf, source: std::io::Error },
-    #[error("{0}")]
-    Trust(String),
+    #[error(transparent)]
+    Trust(#[from] crate::trust::TrustError),
 }
 
 /// How the player is set up.
