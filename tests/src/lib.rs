@@ -13,6 +13,7 @@ pub mod proxy;
 pub mod recording;
 pub mod serve_process;
 pub mod static_mirror;
+pub mod ui;
 pub mod web;
 
 use std::collections::BTreeSet;

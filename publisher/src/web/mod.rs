@@ -220,6 +220,7 @@ fn nav(role: Option<Role>, path: &str) -> Vec<NavItem> {
             ("/marketing", "nav.marketing"),
             ("/marketing/media", "nav.media"),
             ("/marketing/playlists", "nav.playlists"),
+            ("/marketing/calendar", "nav.calendar"),
             ("/marketing/planning", "nav.planning"),
             ("/shops", "nav.shops"),
             ("/publish", "nav.publish"),

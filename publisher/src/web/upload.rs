@@ -38,6 +38,8 @@ pub(super) struct UploadOutcome {
     /// Files refused, as (file name as a label, why), in the order sent. Nothing of
     /// them was kept.
     pub refused: Vec<(String, String)>,
+    /// The form's text fields (a field sent twice: its values joined by commas).
+    pub fields: BTreeMap<String, String>,
 }
 
 impl UploadOutcome {
@@ -259,7 +261,10 @@ pub(super) async fn receive_uploads(
         Some(text) => kind_from_field(text)?,
         None => kind_default,
     };
-    let mut outcome = UploadOutcome::default();
+    let mut outcome = UploadOutcome {
+        fields,
+        ..UploadOutcome::default()
+    };
     let now = state.now();
     for (path, file_name) in files {
         let label = sanitize_file_name(&file_name);

@@ -5,6 +5,8 @@
 //! the schema's resolver (`ShopSchedule`) run on the draft's unsigned manifest, so
 //! the page shows exactly what players would do once it is published.
 
+mod calendar;
+mod calendar_edit;
 mod home;
 mod preview;
 mod rules;
@@ -16,12 +18,15 @@ use axum::routing::{get, post};
 use axum::Router;
 use chrono::{DateTime, Datelike, NaiveDate, NaiveTime, TimeDelta, Utc};
 use serde::Serialize;
+use skycast_schema::schedule::local_datetime;
 use skycast_schema::{ShopSchedule, ShopTarget, TimeOfDay, Weekday};
 
 use super::form::{bad, shown};
 use super::WebState;
 use crate::error::Result;
 
+use calendar::calendar_page;
+use calendar_edit::{drop_files, edit_rule};
 use home::home;
 use preview::preview_page;
 use rules::{add_rule, delete_rule, set_fallback};
@@ -38,6 +43,12 @@ pub(super) fn routes() -> Router<Arc<WebState>> {
         .route("/marketing/planning/rules/{index}/delete", post(delete_rule))
         .route("/marketing/planning/fallback", post(set_fallback))
         .route("/marketing/preview", get(preview_page))
+        .route("/marketing/calendar", get(calendar_page))
+        .route("/marketing/calendar/rules", post(edit_rule))
+        .route(
+            "/marketing/calendar/drop",
+            super::upload::upload_route(drop_files),
+        )
 }
 
 pub(super) fn parse_date(field: &str, text: &str) -> Result<NaiveDate> {
@@ -70,6 +81,23 @@ pub(super) fn hhmm(s: &ShopSchedule<'_>, at: DateTime<Utc>, day: NaiveDate) -> S
         "24:00".to_string()
     } else {
         local.format("%H:%M").to_string()
+    }
+}
+
+/// Today in the draft's time zone, and the date a page's `week` field names
+/// (today when empty), with a notice when the field is not a date.
+pub(super) fn today_and_chosen(
+    timezone: &str,
+    now: DateTime<Utc>,
+    week: Option<&str>,
+) -> (NaiveDate, NaiveDate, Option<String>) {
+    let today = local_datetime(timezone, now).map_or(now.date_naive(), |l| l.date());
+    match week.filter(|w| !w.is_empty()) {
+        None => (today, today, None),
+        Some(w) => match parse_date("week", w) {
+            Ok(date) => (today, date, None),
+            Err(e) => (today, today, Some(e.public_message())),
+        },
     }
 }
 

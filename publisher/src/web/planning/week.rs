@@ -104,8 +104,10 @@ pub(super) struct RuleView {
     pub(super) fp: String,
 }
 
-/// What the add-rule form holds (the draft's defaults, or what was submitted).
-#[derive(Serialize, Default, Clone)]
+/// What the add-rule form holds (the draft's defaults, or what was submitted);
+/// also the calendar's editor, as JSON.
+#[derive(Debug, Serialize, Deserialize, Default, Clone, PartialEq)]
+#[serde(default)]
 pub(super) struct RuleForm {
     pub(super) playlist: String,
     pub(super) shops: Vec<String>,
@@ -347,15 +349,7 @@ pub(super) async fn render_planning(
     };
     let m = &data.manifest;
     let now = state.now();
-    let today = local_datetime(&m.timezone, now).map_or(now.date_naive(), |l| l.date());
-    let mut notice = None;
-    let week_date = match q.week.as_deref().filter(|w| !w.is_empty()) {
-        None => today,
-        Some(w) => parse_date("week", w).unwrap_or_else(|e| {
-            notice = Some(e.public_message());
-            today
-        }),
-    };
+    let (today, week_date, mut notice) = today_and_chosen(&m.timezone, now, q.week.as_deref());
     let monday = monday_of(week_date);
     let shop = q
         .shop
