@@ -524,12 +524,32 @@ async fn mp3_files_dropped_on_saturday_afternoon_become_a_playlist_a_player_play
     assert_eq!(time_of(rule).as_deref(), Some("14:00-16:00"));
     assert_eq!(rule.shops, ["main"]);
 
+    // Renamed on its page, from the block's editor: the rule follows.
+    ui.b.click(&format!(
+        ".cal-block[data-playlist='main-sat-1400'][data-date='{sat}']"
+    ))
+    .await;
+    wait_css(&ui, "dialog#cal-editor[open]").await;
+    ui.mark_page().await;
+    ui.b.click("#ed-open-playlist").await;
+    ui.wait_new_page().await;
+    assert_eq!(ui.b.current_path().await, "/marketing/playlists/main-sat-1400");
+    ui.b.fill("#playlist-new-name", "saturday-treats").await;
+    ui.submit("#playlist-rename").await;
+    assert_eq!(ui.b.current_path().await, "/marketing/playlists/saturday-treats");
+    ui.ok_flash().await;
+    let rule = &rules(&fx)[0];
+    assert_eq!(
+        (rule.playlist.as_str(), time_of(rule).as_deref()),
+        ("saturday-treats", Some("14:00-16:00"))
+    );
+
     // The preview at 15:00 that Saturday plays them.
     ui.open(&format!("/marketing/preview?shop=main&date={sat}&time=15:00"))
         .await;
     assert_eq!(
         ui.attr("#preview-result", "data-playlist").await.as_deref(),
-        Some("main-sat-1400")
+        Some("saturday-treats")
     );
     let tracks = ui.texts("#preview-tracks li").await;
     // chords-b was in the library already, as "Four Chords": the same content.

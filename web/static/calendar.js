@@ -223,6 +223,7 @@
     form.elements.date_from.value = rule.date_from;
     form.elements.date_to.value = rule.date_to;
     form.elements.priority.value = rule.priority;
+    document.getElementById("ed-open-playlist").href = "/marketing/playlists/" + encodeURIComponent(rule.playlist);
     document.getElementById("ed-delete").hidden = !block;
     const error = document.getElementById("cal-editor-error");
     error.hidden = true;

@@ -27,6 +27,7 @@ pub(super) fn routes() -> Router<Arc<WebState>> {
         // `{name}.m3u` is the download: a playlist name never holds a dot.
         .route("/marketing/playlists/{name}", get(editor_or_m3u).post(save))
         .route("/marketing/playlists/{name}/delete", post(delete))
+        .route("/marketing/playlists/{name}/rename", post(rename))
 }
 
 /// A playlist name as the manifest requires it, with a message saying how to fix it.
@@ -400,6 +401,55 @@ async fn delete(State(state): State<Arc<WebState>>, ctx: Ctx, Path(name): Path<S
     state.done(&ctx, result, "/marketing/playlists").await
 }
 
+/// Renames playlist `old` to `new` everywhere the draft names it: the schedule's
+/// rules and the fallback. Refused when `new` is taken or not a plain name.
+fn rename_playlist(program: &mut Program<MediaId>, old: &str, new: &str) -> Result<()> {
+    check_playlist_name(new)
+        .map_err(|e| PublisherError::BadRequest(format!("field `new_name`: {}", e.public_message())))?;
+    if program.playlists.contains_key(new) {
+        return Err(PublisherError::Conflict(format!(
+            "a playlist named `{new}` already exists: pick another name"
+        )));
+    }
+    let playlist = program
+        .playlists
+        .remove(old)
+        .ok_or_else(|| no_such_playlist(old))?;
+    program.playlists.insert(new.to_string(), playlist);
+    for rule in program.schedule.iter_mut().filter(|r| r.playlist == old) {
+        rule.playlist = new.to_string();
+    }
+    if program.playback.fallback_playlist.as_deref() == Some(old) {
+        program.playback.fallback_playlist = Some(new.to_string());
+    }
+    Ok(())
+}
+
+async fn rename(
+    State(state): State<Arc<WebState>>,
+    ctx: Ctx,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Response {
+    let new = Fields::parse(&body).get("new_name").trim().to_string();
+    let result = async {
+        check_playlist_name(&name).map_err(|_| no_such_playlist(&name))?;
+        let (by, now, old, to) = (ctx.username().to_string(), state.now(), name.clone(), new.clone());
+        state
+            .with_workspace(move |ws| ws.edit_draft(&by, now, |d: &mut Draft| rename_playlist(&mut d.program, &old, &to)))
+            .await?;
+        tracing::info!(user = %ctx.username(), playlist = %name, renamed_to = %new, "playlist renamed in the draft");
+        Ok(format!("{} `{name}` → `{new}`", skycast_web::text(ctx.lang, "playlists.renamed")))
+    }
+    .await;
+    let back = if result.is_ok() {
+        format!("/marketing/playlists/{new}")
+    } else {
+        format!("/marketing/playlists/{name}")
+    };
+    state.done(&ctx, result, &back).await
+}
+
 /// One `#EXTINF` label: no line breaks or control characters, which would end it.
 fn m3u_label(text: &str) -> String {
     text.chars()
@@ -462,6 +512,43 @@ mod tests {
 
     fn form(pairs: &[(&str, String)]) -> Fields {
         Fields::new(pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect())
+    }
+
+    #[test]
+    fn a_renamed_playlist_is_renamed_in_its_rules_and_the_fallback_only() {
+        let mut program: Program<MediaId> = serde_norway::from_str(
+            "{playlists: {main-sat-1400: {items: []}, jazz: {items: []}}, shops: {main: {hours: {}}},
+              schedule: [{playlist: main-sat-1400, shops: [main]}, {playlist: jazz, shops: [main]}],
+              playback: {fallback_playlist: main-sat-1400}}",
+        )
+        .unwrap();
+        rename_playlist(&mut program, "main-sat-1400", "saturday-treats").unwrap();
+        assert_eq!(
+            program.playlists.keys().collect::<Vec<_>>(),
+            ["jazz", "saturday-treats"]
+        );
+        assert_eq!(program.schedule[0].playlist, "saturday-treats");
+        assert_eq!(program.schedule[1].playlist, "jazz");
+        assert_eq!(
+            program.playback.fallback_playlist.as_deref(),
+            Some("saturday-treats")
+        );
+        let before = program.clone();
+        for (to, status) in [
+            ("jazz", StatusCode::CONFLICT),
+            ("Bad Name", StatusCode::BAD_REQUEST),
+            ("", StatusCode::BAD_REQUEST),
+        ] {
+            let e = rename_playlist(&mut program, "saturday-treats", to).unwrap_err();
+            assert_eq!(e.status(), status, "{to}: {e}");
+            assert_eq!(program, before, "{to}");
+        }
+        assert_eq!(
+            rename_playlist(&mut program, "gone", "other")
+                .unwrap_err()
+                .status(),
+            StatusCode::NOT_FOUND
+        );
     }
 
     #[test]
