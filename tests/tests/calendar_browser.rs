@@ -734,7 +734,8 @@ async fn focused(ui: &Ui) -> Value {
     js(
         ui,
         "const e = document.activeElement;
-         return {playlist: e.dataset.playlist || null, date: e.dataset.date || null, id: e.id || null};",
+         return {playlist: e.dataset.playlist || null, date: e.dataset.date || null, id: e.id || null,
+                 at: e.dataset.at || null};",
         vec![],
     )
     .await
@@ -924,5 +925,102 @@ async fn a_refused_save_says_why_and_leaves_the_calendar_as_it_was() {
         "the block is back where it was"
     );
     assert_eq!(draft(&fx), changed, "the other edit stands");
+    ui.close().await;
+}
+
+#[tokio::test]
+async fn sales_drop_an_ad_on_a_minute_and_remove_it_from_its_pin() {
+    let fx = PublisherFixture::start().await;
+    fx.add_role_users();
+    fx.publish(&write_calendar_planning(&fx.dir.path().join("planning"), ""));
+    let mut ui = Ui::start(&fx, "en-US", "commercial").await;
+    assert_eq!(ui.login("commercial", TEST_PASSWORD).await, "/commercial");
+    ui.open_expecting("/marketing/calendar", 403).await;
+    ui.open("/commercial/calendar?shop=main&week=2026-12-14").await;
+    let before = draft(&fx);
+    let bread = file_id(&canonical("ads/bread.mp3")).0.to_string();
+
+    // "Fresh bread" dragged onto Tuesday 10:35: played there on that date.
+    let chip = format!("#cal-palette [data-media='{bread}']");
+    scroll_to_minute(&ui, 11 * 60).await;
+    let [cx, cy, cw, ch] = rect(&ui, &chip).await;
+    let to = point_of(&ui, day(15), 10 * 60 + 35).await;
+    drag(&ui, (cx + cw / 2.0, cy + ch / 2.0), to).await;
+    let words = saved(&ui, "the ad drop").await;
+    assert!(
+        words.contains("Fresh bread") && words.contains("10:35"),
+        "{words}"
+    );
+    let d = draft(&fx);
+    assert_eq!(d.program.ads.len(), before.program.ads.len() + 1);
+    let ad = d.program.ads.last().unwrap();
+    assert_eq!(ad.media.to_string(), bread);
+    assert_eq!(ad.shops, ["main"]);
+    assert_eq!(
+        ad.at
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>(),
+        ["10:35"]
+    );
+    let dates = ad.dates.unwrap();
+    assert_eq!((dates.first, dates.last), (day(15), day(15)));
+    let pin = ".cal-day[data-date='2026-12-15'] .cal-pin[data-at='10:35']";
+    wait_css(&ui, pin).await;
+    assert!(
+        !ui.b
+            .exists(".cal-day[data-date='2026-12-16'] .cal-pin[data-at='10:35']")
+            .await,
+        "that date only"
+    );
+    assert_eq!(
+        focused(&ui).await["at"],
+        json!("10:35"),
+        "the new pin has the focus"
+    );
+    ui.shot("calendar-ads-en").await;
+
+    // Delete on the focused pin removes it; Undo puts it back.
+    press(&ui, &[Key::Delete]).await;
+    assert!(saved(&ui, "Delete on the pin").await.contains("Fresh bread"));
+    assert_eq!(draft(&fx), before);
+    ui.b.click("#cal-undo").await;
+    saved(&ui, "the undo").await;
+    assert_eq!(draft(&fx).program.ads.len(), before.program.ads.len() + 1);
+    wait_css(&ui, pin).await;
+
+    // A minute typed in the keyboard's dialog, and a time that is not one.
+    js(
+        &ui,
+        "document.querySelector(arguments[0]).focus(); return null;",
+        vec![json!(chip)],
+    )
+    .await;
+    press(&ui, &[Key::Enter]).await;
+    wait_css(&ui, "dialog#cal-ad-editor[open]").await;
+    ui.b.select("#ad-date", "2026-12-18").await;
+    ui.set_value("#ad-at", "16:05").await;
+    ui.b.click("#ad-save").await;
+    saved(&ui, "the dialog's ad").await;
+    wait_css(&ui, ".cal-day[data-date='2026-12-18'] .cal-pin[data-at='16:05']").await;
+    let (kind, words) = {
+        let answer = js(
+            &ui,
+            "return fetch('/commercial/calendar/ads', {method: 'POST',
+               headers: {'content-type': 'application/json', 'x-csrf-token': document.getElementById('cal-csrf').value},
+               body: JSON.stringify({op: 'create', media: arguments[0], shop: 'main', date: '2026-12-18', at: '25:00'})})
+             .then(async (r) => [r.status, (await r.json()).error]);",
+            vec![json!(bread)],
+        )
+        .await;
+        (
+            answer[0].as_u64().unwrap(),
+            answer[1].as_str().unwrap_or_default().to_string(),
+        )
+    };
+    assert_eq!(kind, 400, "{words}");
+    assert!(words.contains("field `at`"), "{words}");
     ui.close().await;
 }

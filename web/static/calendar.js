@@ -16,6 +16,9 @@
   const saidEl = document.getElementById("cal-said");
   const undoButton = document.getElementById("cal-undo");
   const dialog = document.getElementById("cal-editor");
+  const adDialog = document.getElementById("cal-ad-editor");
+  // `music` (marketing: rules) or `ads` (sales: fixed-time ads).
+  const ads = cal.dataset.mode === "ads";
   const STEP = 15;
   const DAY = 24 * 60;
   const DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
@@ -133,7 +136,7 @@
     }
   }
 
-  const sendEdit = (edit, undoing) => send("/marketing/calendar/rules", {
+  const sendEdit = (edit, undoing) => send(cal.dataset.edit, {
     method: "POST",
     headers: { "content-type": "application/json" },
     body: JSON.stringify(edit),
@@ -161,7 +164,8 @@
   // Puts the focus on a block of rule `rule`, on the day shown when it has one.
   function focusRule(rule) {
     if (rule === null || rule === undefined) return;
-    const blocks = Array.from(cal.querySelectorAll(`.cal-block[data-rule="${rule}"]`));
+    const kind = ads ? ".cal-pin[data-ad" : ".cal-block[data-rule";
+    const blocks = Array.from(cal.querySelectorAll(`${kind}="${rule}"]`));
     const target = blocks.find((b) => b.dataset.date === shownDate && !b.hidden) || blocks.find((b) => !b.hidden);
     if (target) target.focus();
   }
@@ -240,7 +244,7 @@
     return rule;
   }
 
-  dialog.querySelector("form").addEventListener("submit", async (e) => {
+  if (dialog) dialog.querySelector("form").addEventListener("submit", async (e) => {
     const action = e.submitter ? e.submitter.value : "save";
     if (action === "cancel") return;
     e.preventDefault();
@@ -272,6 +276,39 @@
     }
   });
 
+  // ---- Ads (sales): a fixed-time ad on a date, removed pin by pin ----
+
+  const AD_STEP = 5;
+  const createAd = (media, date, minute) => sendEdit({
+    op: "create", media, shop: cal.dataset.shop, date,
+    at: toHhmm(Math.min(Math.round(minute / AD_STEP) * AD_STEP, DAY - AD_STEP)),
+  });
+  const removeAd = (pin) => sendEdit({ op: "remove_time", index: Number(pin.dataset.ad), fp: pin.dataset.fp, at: pin.dataset.at });
+
+  function openAdEditor(media, date, minute) {
+    const form = adDialog.querySelector("form");
+    if (media) form.elements.media.value = media;
+    form.elements.date.value = date;
+    form.elements.at.value = toHhmm(Math.round(minute / AD_STEP) * AD_STEP);
+    document.getElementById("cal-ad-error").hidden = true;
+    adDialog.showModal();
+  }
+
+  if (adDialog) adDialog.querySelector("form").addEventListener("submit", async (e) => {
+    if (e.submitter && e.submitter.value === "cancel") return;
+    e.preventDefault();
+    const f = e.target.elements;
+    const error = await createAd(f.media.value, f.date.value, toMin(f.at.value));
+    if (error) {
+      const el = document.getElementById("cal-ad-error");
+      el.textContent = error;
+      el.hidden = false;
+    } else {
+      adDialog.close();
+      focusRule(lastRule);
+    }
+  });
+
   // A day column and the minute under a point (week view only).
   function slotAt(x, y) {
     if (!vertical()) return null;
@@ -287,6 +324,13 @@
     if (justDragged) return;
     const tab = e.target.closest(".cal-tab");
     if (tab) { showDay(tab.dataset.date); return; }
+    if (ads) {
+      const remove = e.target.closest(".cal-pin-remove");
+      if (remove) { removeAd(remove.closest(".cal-pin")); return; }
+      const at = slotAt(e.clientX, e.clientY);
+      if (at && !e.target.closest(".cal-pin")) openAdEditor(null, at.col.dataset.date, at.minute);
+      return;
+    }
     const block = e.target.closest(".cal-block[data-rule]");
     if (block) { openEditor(formOf(block), block); return; }
     // Anywhere else in a day, the fallback included: plan something there.
@@ -296,6 +340,12 @@
 
   const palette = document.getElementById("cal-palette");
   palette.addEventListener("click", (e) => {
+    if (ads) {
+      const chip = e.target.closest("[data-media]");
+      const day = cal.querySelector(`.cal-day[data-date="${shownDate}"]`) || cal.querySelector(".cal-day");
+      if (chip && !justDragged && day) openAdEditor(chip.dataset.media, day.dataset.date, range()[0] + 120);
+      return;
+    }
     const chip = e.target.closest("[data-playlist]");
     if (!chip || justDragged) return;
     const day = cal.querySelector(`.cal-day[data-date="${shownDate}"]`) || cal.querySelector(".cal-day");
@@ -306,6 +356,8 @@
   // ---- Keys on a focused block ----
 
   cal.addEventListener("keydown", (e) => {
+    const pin = e.target.closest(".cal-pin[data-ad]");
+    if (pin && (e.key === "Delete" || e.key === "Backspace")) { e.preventDefault(); removeAd(pin); return; }
     const block = e.target.closest(".cal-block[data-rule]");
     if (!block) return;
     let rule = null;
@@ -350,7 +402,7 @@
     startDrag(e, handle ? (handle.classList.contains("top") ? "top" : "bottom") : "move", block);
   });
   palette.addEventListener("pointerdown", (e) => {
-    const chip = e.target.closest("[data-playlist]");
+    const chip = e.target.closest(ads ? "[data-media]" : "[data-playlist]");
     if (chip && vertical()) startDrag(e, "create", chip);
   });
 
@@ -400,7 +452,8 @@
     setTimeout(() => { justDragged = false; }, 0);
     if (d.kind === "create") {
       const slot = slotAt(e.clientX, e.clientY);
-      if (slot) await sendEdit({ op: "create", rule: newRule(slot.col.dataset.date, slot.col.dataset.day, slot.minute, d.el.dataset.playlist) });
+      if (slot && ads) await createAd(d.el.dataset.media, slot.col.dataset.date, slot.minute);
+      else if (slot) await sendEdit({ op: "create", rule: newRule(slot.col.dataset.date, slot.col.dataset.day, slot.minute, d.el.dataset.playlist) });
       return;
     }
     const r = d.result;

@@ -225,7 +225,11 @@ fn nav(role: Option<Role>, path: &str) -> Vec<NavItem> {
             ("/shops", "nav.shops"),
             ("/publish", "nav.publish"),
         ],
-        Some(Role::Commercial) => &[("/commercial", "nav.commercial"), ("/publish", "nav.publish")],
+        Some(Role::Commercial) => &[
+            ("/commercial", "nav.commercial"),
+            ("/commercial/calendar", "nav.calendar"),
+            ("/publish", "nav.publish"),
+        ],
         Some(Role::Admin) => &[
             ("/admin", "nav.admin"),
             ("/admin/users", "nav.users"),

@@ -16,12 +16,14 @@ use minijinja::context;
 use serde::{Deserialize, Serialize};
 use skycast_schema::planned::{planned_messages, PlannedKind};
 use skycast_schema::schedule::MusicSpan;
-use skycast_schema::{Manifest, ScheduleRule, ShopSchedule, Weekday};
+use skycast_schema::{Manifest, ShopSchedule, Weekday};
 
 use crate::describe::media_title as title;
 use crate::web::form::shown;
 use crate::web::{Ctx, WebState};
 
+use super::calendar_ads::ad_fingerprint;
+use super::rules::form_of;
 use super::week::{load_draft, rule_fingerprint, RuleForm};
 use super::*;
 
@@ -47,28 +49,6 @@ pub(super) fn colour_of(playlist: &str) -> u64 {
     let mut first = [0u8; 8];
     first.copy_from_slice(&hash.as_bytes()[..8]);
     u64::from_le_bytes(first) % PALETTE
-}
-
-/// A rule as the calendar's editor holds it: the add-rule form's fields.
-pub(super) fn form_of(rule: &ScheduleRule) -> RuleForm {
-    let days = match &rule.days {
-        None => Vec::new(),
-        Some(ranges) => Weekday::ALL
-            .iter()
-            .filter(|d| ranges.iter().any(|r| r.contains(**d)))
-            .map(|d| d.key().to_string())
-            .collect(),
-    };
-    RuleForm {
-        playlist: rule.playlist.clone(),
-        shops: rule.shops.iter().map(ToString::to_string).collect(),
-        days,
-        from_time: rule.time.map(|w| w.start.to_string()).unwrap_or_default(),
-        to_time: rule.time.map(|w| w.end.to_string()).unwrap_or_default(),
-        date_from: rule.dates.map(|d| d.first.to_string()).unwrap_or_default(),
-        date_to: rule.dates.map(|d| d.last.to_string()).unwrap_or_default(),
-        priority: rule.priority.to_string(),
-    }
 }
 
 /// Why the winner of a tie wins: the same priority, listed first.
@@ -117,6 +97,9 @@ pub(super) struct Pin {
     title: String,
     /// `ad` or `closing`.
     kind: &'static str,
+    /// The ad rule that plans it, and its fingerprint (sales may remove it).
+    ad: Option<usize>,
+    fp: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -261,14 +244,17 @@ fn day_of(
         .into_iter()
         .map(|p| {
             let minute = minute_of(s, p.playable_from, day).min(DAY_MINUTES - 1);
+            let ad = match p.kind {
+                PlannedKind::FixedTimeAd { rule } => Some(rule),
+                PlannedKind::Closing { .. } => None,
+            };
             Pin {
                 minute,
                 at: hhmm_of(minute),
                 title: title(m, &p.media),
-                kind: match p.kind {
-                    PlannedKind::FixedTimeAd { .. } => "ad",
-                    PlannedKind::Closing { .. } => "closing",
-                },
+                kind: if ad.is_some() { "ad" } else { "closing" },
+                fp: ad.and_then(|i| m.program.ads.get(i)).map(ad_fingerprint),
+                ad,
             }
         })
         .collect();
@@ -352,14 +338,81 @@ fn month_day(day: CalDay, month: u32, today: NaiveDate) -> MonthDay {
     }
 }
 
+/// Who edits the calendar: marketing plans music, sales plans ads.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Music,
+    Ads,
+}
+
+impl Mode {
+    fn page(self) -> &'static str {
+        match self {
+            Mode::Music => "/marketing/calendar",
+            Mode::Ads => "/commercial/calendar",
+        }
+    }
+
+    fn edits(self) -> &'static str {
+        match self {
+            Mode::Music => "/marketing/calendar/rules",
+            Mode::Ads => "/commercial/calendar/ads",
+        }
+    }
+}
+
+/// An ad sales may drop on the calendar.
+#[derive(Serialize)]
+struct AdChoice {
+    id: String,
+    title: String,
+}
+
 pub(super) async fn calendar_page(
+    state: State<Arc<WebState>>,
+    ctx: Ctx,
+    q: Query<CalendarQuery>,
+) -> Response {
+    render(state, ctx, q, Mode::Music).await
+}
+
+pub(super) async fn ads_calendar_page(
+    state: State<Arc<WebState>>,
+    ctx: Ctx,
+    q: Query<CalendarQuery>,
+) -> Response {
+    render(state, ctx, q, Mode::Ads).await
+}
+
+async fn render(
     State(state): State<Arc<WebState>>,
     ctx: Ctx,
     Query(q): Query<CalendarQuery>,
+    mode: Mode,
 ) -> Response {
     let data = match load_draft(&state, &ctx).await {
         Ok(d) => d,
         Err(e) => return state.error_page(&ctx, &e),
+    };
+    let ads = if mode == Mode::Ads {
+        match state.with_workspace(|ws| ws.library(None)).await {
+            Ok(library) => library
+                .into_iter()
+                .filter(|m| {
+                    matches!(
+                        m.kind,
+                        skycast_schema::MediaKind::Ad | skycast_schema::MediaKind::Announcement
+                    )
+                })
+                .map(|m| AdChoice {
+                    id: m.id.to_string(),
+                    title: m.title,
+                })
+                .collect(),
+            Err(e) => return state.error_page(&ctx, &e),
+        }
+    } else {
+        Vec::new()
     };
     let m = &data.manifest;
     let program = &data.draft.program;
@@ -469,6 +522,10 @@ pub(super) async fn calendar_page(
         &ctx,
         "planning_calendar.html",
         context! {
+            mode => if mode == Mode::Ads { "ads" } else { "music" },
+            page => mode.page(),
+            edits => mode.edits(),
+            ads => ads,
             view => view,
             shop => shop,
             shops => program.shops.keys().collect::<Vec<_>>(),
@@ -503,6 +560,8 @@ pub(super) async fn calendar_page(
 
 #[cfg(test)]
 mod tests {
+    use skycast_schema::ScheduleRule;
+
     use super::*;
 
     #[test]

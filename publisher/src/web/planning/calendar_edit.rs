@@ -19,10 +19,9 @@ use crate::error::{PublisherError, Result};
 use crate::web::form::{bad, shown};
 use crate::web::upload::receive_uploads;
 use crate::web::{Ctx, WebState};
-use crate::workspace::Draft;
+use crate::workspace::{Draft, Workspace};
 
-use super::calendar::form_of;
-use super::rules::rule_from_form;
+use super::rules::{form_of, rule_from_form};
 use super::week::{rule_fingerprint, RuleForm};
 use super::*;
 
@@ -59,16 +58,16 @@ struct Said {
 
 /// The answer to a change that landed.
 #[derive(Serialize)]
-struct Done {
+struct Done<U> {
     /// The draft's diff of this change, in words.
     said: Vec<Said>,
     /// The change that undoes this one.
-    undo: Edit,
+    undo: U,
     /// The rule the change left in place (created, changed, re-inserted).
     index: Option<usize>,
 }
 
-fn json_error(e: &PublisherError) -> Response {
+pub(super) fn json_error(e: &PublisherError) -> Response {
     (
         e.status(),
         Json(serde_json::json!({ "error": e.public_message() })),
@@ -145,10 +144,11 @@ fn apply(d: &mut Draft, edit: &Edit) -> Result<(Edit, Option<usize>)> {
 }
 
 /// Runs `change` on the draft and answers what it did in words, or why not.
-async fn change_draft(
+/// `change` returns the change that undoes it and the position it left in place.
+pub(super) async fn change_draft<U: Serialize + Send + 'static>(
     state: &Arc<WebState>,
     ctx: &Ctx,
-    change: impl FnOnce(&mut Draft) -> Result<(Edit, Option<usize>)> + Send + 'static,
+    change: impl FnOnce(&Workspace, &mut Draft) -> Result<(U, Option<usize>)> + Send + 'static,
 ) -> Response {
     let by = ctx.username().to_string();
     let now = state.now();
@@ -157,7 +157,7 @@ async fn change_draft(
             let before = ws.draft()?;
             let mut outcome = None;
             let after = ws.edit_draft(&by, now, |d| {
-                outcome = Some(change(d)?);
+                outcome = Some(change(ws, d)?);
                 Ok(())
             })?;
             let (undo, index) =
@@ -189,20 +189,25 @@ async fn change_draft(
     }
 }
 
+/// The change of `body`, or why it is not one.
+pub(super) fn parse_change<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T> {
+    serde_json::from_slice(body).map_err(|e| {
+        bad(format!(
+            "the change is not the JSON the calendar sends ({e}): reload the page"
+        ))
+    })
+}
+
 pub(super) async fn edit_rule(
     State(state): State<Arc<WebState>>,
     ctx: Ctx,
     body: axum::body::Bytes,
 ) -> Response {
-    let edit: Edit = match serde_json::from_slice(&body) {
+    let edit: Edit = match parse_change(&body) {
         Ok(e) => e,
-        Err(e) => {
-            return json_error(&bad(format!(
-                "the change is not the JSON the calendar sends ({e}): reload the page"
-            )))
-        }
+        Err(e) => return json_error(&e),
     };
-    change_draft(&state, &ctx, move |d| apply(d, &edit)).await
+    change_draft(&state, &ctx, move |_, d| apply(d, &edit)).await
 }
 
 /// A playlist name for files dropped on `shop`, `day` at `from`: `main-sat-1400`,
@@ -246,7 +251,7 @@ pub(super) async fn drop_files(
         url::form_urlencoded::byte_serialize(date.as_bytes()).collect::<String>()
     );
     let items: Vec<_> = outcome.stored.iter().map(|m| m.id).collect();
-    let response = change_draft(&state, &ctx, move |d| {
+    let response = change_draft(&state, &ctx, move |_, d| {
         if !d.program.shops.contains_key(&shop) {
             return Err(bad(format!("field `shop`: no shop is named `{}`", shown(&shop))));
         }

@@ -6,6 +6,7 @@
 //! the page shows exactly what players would do once it is published.
 
 mod calendar;
+mod calendar_ads;
 mod calendar_edit;
 mod home;
 mod preview;
@@ -25,7 +26,8 @@ use super::form::{bad, shown};
 use super::WebState;
 use crate::error::Result;
 
-use calendar::calendar_page;
+use calendar::{ads_calendar_page, calendar_page};
+use calendar_ads::edit_ad;
 use calendar_edit::{drop_files, edit_rule};
 use home::home;
 use preview::preview_page;
@@ -45,6 +47,8 @@ pub(super) fn routes() -> Router<Arc<WebState>> {
         .route("/marketing/preview", get(preview_page))
         .route("/marketing/calendar", get(calendar_page))
         .route("/marketing/calendar/rules", post(edit_rule))
+        .route("/commercial/calendar", get(ads_calendar_page))
+        .route("/commercial/calendar/ads", post(edit_ad))
         .route(
             "/marketing/calendar/drop",
             super::upload::upload_route(drop_files),

@@ -131,6 +131,28 @@ pub(super) fn rule_from_form(
     })
 }
 
+/// A rule as the calendar's editor holds it: the add-rule form's fields.
+pub(super) fn form_of(rule: &ScheduleRule) -> RuleForm {
+    let days = match &rule.days {
+        None => Vec::new(),
+        Some(ranges) => Weekday::ALL
+            .iter()
+            .filter(|d| ranges.iter().any(|r| r.contains(**d)))
+            .map(|d| d.key().to_string())
+            .collect(),
+    };
+    RuleForm {
+        playlist: rule.playlist.clone(),
+        shops: rule.shops.iter().map(ToString::to_string).collect(),
+        days,
+        from_time: rule.time.map(|w| w.start.to_string()).unwrap_or_default(),
+        to_time: rule.time.map(|w| w.end.to_string()).unwrap_or_default(),
+        date_from: rule.dates.map(|d| d.first.to_string()).unwrap_or_default(),
+        date_to: rule.dates.map(|d| d.last.to_string()).unwrap_or_default(),
+        priority: rule.priority.to_string(),
+    }
+}
+
 /// Ticked weekdays as the fewest ranges (`mon-fri`, `sun`); `None` when every
 /// day (or none) is ticked: the rule then applies every day.
 pub(super) fn day_ranges(days: &BTreeSet<Weekday>) -> Option<Vec<DayRange>> {
