@@ -355,6 +355,9 @@ code="$(curl -s --cacert "$CA" -b "$JAR" -c "$JAR" -o /dev/null -w '%{http_code}
 wait_version 3
 echo "play-now published version 3; all ${#SHOPS[@]} players on it $(elapsed "$t_pub")s after the click"
 "$PUB" history --data "$D/publisher" | head -n 3
+read -r code secs <<<"$(web_get "/commercial/calendar?shop=main")"
+[[ "$code" == 200 ]] || die "the sales calendar answered HTTP $code (see $D/logs/publisher.log)"
+echo "GET /commercial/calendar: HTTP $code in ${secs}s: this week in shop main, $(grep -c 'data-test="block"' "$D/logs/web-page.html") music blocks and $(grep -c 'data-test="pin"' "$D/logs/web-page.html") planned messages drawn by the resolver"
 echo "(the players' demo clock is in December, so this real-time ad's one-hour window has passed for them;"
 echo " with SKYCAST_DEMO_CLOCK=system, an open shop main cuts the music for it within a second)"
 
@@ -844,6 +847,7 @@ if [[ $KEEP_RUNNING -eq 1 ]]; then
     echo "status:          $PULL status --config $D/players/main-1.toml"
     echo "web UI:          $URL/ (your browser must trust $CA, or accept the warning)"
     echo "web UI users:    marketing, commercial, auditor (password $DEMO_PASSWORD)"
+    echo "calendar:        $URL/marketing/calendar (marketing), $URL/commercial/calendar (sales' ads)"
     echo "admin password:  \$SKYCAST_ADMIN_PASSWORD if you set it, else the one printed by init above ($D/logs/init.log)"
     echo "dashboard:       $URL/fleet (admin; auditor read-only), JSON at $URL/api/fleet"
     echo "metrics:         http://127.0.0.1:$METRICS_PORT/metrics"

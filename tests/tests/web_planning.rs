@@ -779,3 +779,102 @@ async fn a_published_draft_carries_rules_and_shop_changes_to_a_player() {
     assert_eq!(puller.current_version(), Some(2));
     fx.stop().await;
 }
+
+/// The calendar's drop form works without its script: the files are planned in
+/// their slot and the calendar says so; a broken file plans nothing.
+#[tokio::test]
+async fn the_calendar_drop_form_works_without_script_and_refuses_a_broken_file() {
+    let (fx, mut web) = start("marketing").await;
+    let bells = std::fs::read(example("music/bells-d.mp3")).unwrap();
+    let slot = [
+        ("shop", "main"),
+        ("date", "2026-12-19"),
+        ("from_time", "14:00"),
+        ("to_time", "16:00"),
+    ];
+    let before = draft(&fx);
+    let page = web
+        .upload(
+            "/marketing/calendar/drop",
+            "files",
+            &[("broken.mp3", b"not audio".to_vec())],
+            &slot,
+        )
+        .await;
+    let flash = page.flash().unwrap_or_default();
+    assert!(flash.contains("broken.mp3"), "{flash}");
+    assert_eq!(draft(&fx), before, "a broken file plans nothing");
+
+    let page = web
+        .upload(
+            "/marketing/calendar/drop",
+            "files",
+            &[("bells-d.mp3", bells)],
+            &slot,
+        )
+        .await;
+    assert_eq!(page.path, "/marketing/calendar", "{}", page.body);
+    assert!(
+        page.flash().is_some_and(|f| f.contains("planned")),
+        "{:?}",
+        page.flash()
+    );
+    let d = draft(&fx);
+    let rule = d.program.schedule.last().unwrap();
+    assert_eq!(rule.playlist, "main-sat-1400");
+    assert_eq!(rule.time.map(|t| t.to_string()).as_deref(), Some("14:00-16:00"));
+    assert!(
+        page.body.contains("data-playlist=\"main-sat-1400\""),
+        "the calendar shows it"
+    );
+}
+
+/// A change the calendar's script would never send is refused with the reason,
+/// as JSON, and changes nothing.
+#[tokio::test]
+async fn malformed_calendar_changes_are_refused_with_the_reason() {
+    let (fx, mut web) = start("marketing").await;
+    let page = web.get("/marketing/calendar").await;
+    let token = skycast_tests::web::csrf_in(&page.body).expect("a CSRF token");
+    let before = draft(&fx);
+    for (body, status, says) in [
+        ("not json", 400, "not the JSON the calendar sends"),
+        (r#"{"op": "explode"}"#, 400, "not the JSON the calendar sends"),
+        (r#"{"op": "create"}"#, 400, "field `rule`"),
+        (
+            r#"{"op": "create", "rule": {"playlist": "nope", "shops": ["main"]}}"#,
+            400,
+            "field `playlist`",
+        ),
+        (
+            r#"{"op": "create", "rule": {"playlist": "daytime", "shops": ["main"], "from_time": "9h"}}"#,
+            400,
+            "field `to_time`",
+        ),
+        (
+            r#"{"op": "delete", "index": 0, "fp": "0000"}"#,
+            409,
+            "changed since",
+        ),
+        (
+            r#"{"op": "delete", "index": 99, "fp": "0000"}"#,
+            404,
+            "not in the draft",
+        ),
+    ] {
+        let resp = web
+            .client()
+            .post(format!("{}/marketing/calendar/rules", fx.url()))
+            .header("x-csrf-token", &token)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), status, "{body}");
+        let answer: serde_json::Value = resp.json().await.unwrap();
+        let error = answer["error"].as_str().unwrap_or_default();
+        assert!(error.contains(says), "{body}: {error}");
+        assert_eq!(draft(&fx), before, "{body}");
+    }
+}

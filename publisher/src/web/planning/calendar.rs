@@ -6,7 +6,6 @@
 //! (`ShopSchedule::music_timeline`, `planned_messages`) run on the draft, never a
 //! second implementation. Editing goes through `calendar_edit`.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
@@ -485,7 +484,6 @@ async fn render(
     } else {
         visible_hours(&[week.as_slice()])
     };
-    let used: BTreeSet<&String> = m.program.schedule.iter().map(|r| &r.playlist).collect();
     let legend: Vec<Legend> = program
         .playlists
         .keys()
@@ -531,13 +529,12 @@ async fn render(
             shops => program.shops.keys().collect::<Vec<_>>(),
             tags => super::super::ads::shop_tags(program),
             playlists => program.playlists.keys().collect::<Vec<_>>(),
-            unused => program.playlists.keys().filter(|p| !used.contains(p)).collect::<Vec<_>>(),
             week => monday.to_string(),
             date => date.to_string(),
             prev_week => (monday - TimeDelta::days(7)).to_string(),
             next_week => (monday + TimeDelta::days(7)).to_string(),
             this_week => monday_of(today).to_string(),
-            month_label => month_first.format("%m/%Y").to_string(),
+            month_year => month_first.year(),
             month_key => month_first.month(),
             prev_month => prev_month.to_string(),
             next_month => next_month.to_string(),
@@ -560,6 +557,8 @@ async fn render(
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
     use skycast_schema::ScheduleRule;
 
     use super::*;

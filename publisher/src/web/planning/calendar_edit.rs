@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use axum::extract::{Multipart, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -143,13 +143,13 @@ fn apply(d: &mut Draft, edit: &Edit) -> Result<(Edit, Option<usize>)> {
     }
 }
 
-/// Runs `change` on the draft and answers what it did in words, or why not.
-/// `change` returns the change that undoes it and the position it left in place.
-pub(super) async fn change_draft<U: Serialize + Send + 'static>(
+/// Runs `change` on the draft and says what it did in words. `change` returns
+/// the change that undoes it and the position it left in place.
+async fn run_change<U: Send + 'static>(
     state: &Arc<WebState>,
     ctx: &Ctx,
     change: impl FnOnce(&Workspace, &mut Draft) -> Result<(U, Option<usize>)> + Send + 'static,
-) -> Response {
+) -> Result<Done<U>> {
     let by = ctx.username().to_string();
     let now = state.now();
     let result = state
@@ -177,15 +177,24 @@ pub(super) async fn change_draft<U: Serialize + Send + 'static>(
             Ok(Done { said, undo, index })
         })
         .await;
-    match result {
+    match &result {
         Ok(done) => {
-            tracing::info!(user = %ctx.username(), lines = done.said.len(), "calendar change saved in the draft");
-            Json(done).into_response()
+            tracing::info!(user = %ctx.username(), lines = done.said.len(), "calendar change saved in the draft")
         }
-        Err(e) => {
-            tracing::warn!(user = %ctx.username(), reason = %e, "calendar change refused");
-            json_error(&e)
-        }
+        Err(e) => tracing::warn!(user = %ctx.username(), reason = %e, "calendar change refused"),
+    }
+    result
+}
+
+/// [`run_change`], answered as JSON: what it did and its undo, or why not.
+pub(super) async fn change_draft<U: Serialize + Send + 'static>(
+    state: &Arc<WebState>,
+    ctx: &Ctx,
+    change: impl FnOnce(&Workspace, &mut Draft) -> Result<(U, Option<usize>)> + Send + 'static,
+) -> Response {
+    match run_change(state, ctx, change).await {
+        Ok(done) => Json(done).into_response(),
+        Err(e) => json_error(&e),
     }
 }
 
@@ -236,101 +245,74 @@ pub(super) async fn drop_files(
         .get(axum::http::header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("application/json"));
-    let outcome = match receive_uploads(&state, &ctx, multipart, MediaKind::Music).await {
-        Ok(o) => o,
-        Err(e) => return answer_drop(&state, &ctx, wants_json, Err(e), None).await,
-    };
-    if let Err(e) = outcome.summary(ctx.lang) {
-        return answer_drop(&state, &ctx, wants_json, Err(e), None).await;
-    }
-    let field = |name: &str| outcome.fields.get(name).cloned().unwrap_or_default();
-    let (shop, date, from, to) = (field("shop"), field("date"), field("from_time"), field("to_time"));
-    let back = format!(
-        "/marketing/calendar?shop={}&week={}",
-        url::form_urlencoded::byte_serialize(shop.as_bytes()).collect::<String>(),
-        url::form_urlencoded::byte_serialize(date.as_bytes()).collect::<String>()
-    );
-    let items: Vec<_> = outcome.stored.iter().map(|m| m.id).collect();
-    let response = change_draft(&state, &ctx, move |_, d| {
-        if !d.program.shops.contains_key(&shop) {
-            return Err(bad(format!("field `shop`: no shop is named `{}`", shown(&shop))));
-        }
-        let day = Weekday::of(parse_date("date", &date)?);
-        let window = TimeWindow {
-            start: parse_time("from_time", &from)?,
-            end: parse_time("to_time", &to)?,
-        };
-        if window.start == window.end {
-            return Err(bad("field `to_time`: must differ from `from_time`"));
-        }
-        let name = slot_playlist_name(d, &shop, day, &from);
-        d.program.playlists.insert(
-            name.clone(),
-            Playlist {
-                order: PlayOrder::default(),
-                items,
-            },
+    let mut back = "/marketing/calendar".to_string();
+    let result = async {
+        let outcome = receive_uploads(&state, &ctx, multipart, MediaKind::Music).await?;
+        outcome.summary(ctx.lang)?;
+        let field = |name: &str| outcome.fields.get(name).cloned().unwrap_or_default();
+        let (shop, date, from, to) = (field("shop"), field("date"), field("from_time"), field("to_time"));
+        back = format!(
+            "/marketing/calendar?shop={}&week={}",
+            url::form_urlencoded::byte_serialize(shop.as_bytes()).collect::<String>(),
+            url::form_urlencoded::byte_serialize(date.as_bytes()).collect::<String>()
         );
-        let form = RuleForm {
-            playlist: name,
-            shops: vec![shop.clone()],
-            days: vec![day.key().to_string()],
-            from_time: from.clone(),
-            to_time: to.clone(),
-            priority: "0".to_string(),
-            ..RuleForm::default()
-        };
-        apply(
-            d,
-            &Edit {
+        let items: Vec<_> = outcome.stored.iter().map(|m| m.id).collect();
+        run_change(&state, &ctx, move |_, d| {
+            if !d.program.shops.contains_key(&shop) {
+                return Err(bad(format!("field `shop`: no shop is named `{}`", shown(&shop))));
+            }
+            let day = Weekday::of(parse_date("date", &date)?);
+            let window = TimeWindow {
+                start: parse_time("from_time", &from)?,
+                end: parse_time("to_time", &to)?,
+            };
+            if window.start == window.end {
+                return Err(bad("field `to_time`: must differ from `from_time`"));
+            }
+            let name = slot_playlist_name(d, &shop, day, &from);
+            d.program.playlists.insert(
+                name.clone(),
+                Playlist {
+                    order: PlayOrder::default(),
+                    items,
+                },
+            );
+            let form = RuleForm {
+                playlist: name,
+                shops: vec![shop.clone()],
+                days: vec![day.key().to_string()],
+                from_time: from.clone(),
+                to_time: to.clone(),
+                priority: "0".to_string(),
+                ..RuleForm::default()
+            };
+            let create = Edit {
                 op: Op::Create,
                 index: None,
                 fp: None,
                 rule: Some(form),
-            },
-        )
-    })
+            };
+            apply(d, &create)
+        })
+        .await
+    }
     .await;
-    answer_drop(&state, &ctx, wants_json, Ok(response), Some(back)).await
-}
-
-/// The calendar's script gets JSON; a plain form (no script) gets the calendar
-/// page back with the outcome as a message.
-async fn answer_drop(
-    state: &Arc<WebState>,
-    ctx: &Ctx,
-    wants_json: bool,
-    result: Result<Response>,
-    back: Option<String>,
-) -> Response {
-    let back = back.unwrap_or_else(|| "/marketing/calendar".to_string());
+    // The calendar's script gets JSON; a plain form (no script) gets the
+    // calendar page back with the outcome as a message.
     match (wants_json, result) {
-        (true, Ok(response)) => response,
+        (true, Ok(done)) => Json(done).into_response(),
         (true, Err(e)) => json_error(&e),
-        (false, Ok(response)) if response.status() == StatusCode::OK => {
-            state
-                .done(ctx, Ok(skycast_web::text(ctx.lang, "calendar.dropped")), &back)
-                .await
+        (false, result) => {
+            let text = result.map(|_| skycast_web::text(ctx.lang, "calendar.dropped"));
+            state.done(&ctx, text, &back).await
         }
-        (false, Ok(response)) => {
-            let status = response.status();
-            let bytes = axum::body::to_bytes(response.into_body(), 64 * 1024)
-                .await
-                .unwrap_or_default();
-            let message = serde_json::from_slice::<serde_json::Value>(&bytes)
-                .ok()
-                .and_then(|v| v["error"].as_str().map(str::to_string))
-                .unwrap_or_else(|| status.to_string());
-            state
-                .done(ctx, Err(PublisherError::BadRequest(message)), &back)
-                .await
-        }
-        (false, Err(e)) => state.done(ctx, Err(e), &back).await,
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use axum::http::StatusCode;
+
     use super::*;
 
     fn draft() -> Draft {
