@@ -106,16 +106,20 @@
     } catch (e) {
       return { ok: false, body: { error: String(e) } };
     }
-    const body = await response.json().catch(() => ({ error: response.status + " " + response.statusText }));
+    // Not JSON: the session ended (the sign-in page answered) or a proxy spoke.
+    const body = await response.json().catch(() => null);
+    if (body === null) {
+      return { ok: false, body: { error: response.redirected ? T.signedOut : response.status + " " + response.statusText } };
+    }
     return { ok: response.ok, body };
   }
 
-  // Sends a change; on success shows what it did, remembers its undo and redraws
-  // the calendar from the server. Returns the error text when refused.
   // One change at a time: a key pressed or a drag made while one is on its way
   // would act on blocks about to be redrawn, so it is ignored.
   let busy = false;
 
+  // Sends a change; on success shows what it did, remembers its undo and redraws
+  // the calendar from the server. Returns the error text when refused.
   async function send(url, init, undoing) {
     if (busy) return T.saving;
     busy = true;
@@ -128,8 +132,8 @@
       }
       if (undoing) undoStack.pop(); else undoStack.push(body.undo);
       undoButton.disabled = undoStack.length === 0;
-      await redraw(body.index);
-      say(undoing ? T.undone : T.saved, body.said, "ok");
+      const drawn = await redraw(body.index).then(() => true, () => false);
+      say((undoing ? T.undone : T.saved) + (drawn ? "" : " " + T.reload), body.said, "ok");
       return null;
     } finally {
       busy = false;

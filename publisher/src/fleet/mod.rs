@@ -288,7 +288,7 @@ impl Fleet {
             let open = alerts::open_alerts(&db, Some(&id))?;
             let mut shops = HashMap::new();
             Ok(PlayerDetail {
-                player: player_view(&registered, status.as_ref(), open, &context, &mut shops),
+                player: player_view(&registered, status, open, &context, &mut shops),
                 plays: db.recent_plays(&id, DETAIL_ROWS)?,
                 events: db.recent_events(&id, DETAIL_ROWS)?,
                 commands: db.commands(Some(&id), DETAIL_ROWS, now)?,
@@ -494,7 +494,7 @@ fn build_view(db: &Db, context: &ViewContext) -> Result<FleetView> {
         .map(|p| {
             let status = statuses.remove(&p.id);
             let open = alerts.remove(&p.id).unwrap_or_default();
-            player_view(p, status.as_ref(), open, context, &mut shops)
+            player_view(p, status, open, context, &mut shops)
         })
         .collect();
     Ok(FleetView {
@@ -512,17 +512,19 @@ fn shop_open(manifest: Option<&Manifest>, shop: &str, now: DateTime<Utc>) -> Opt
     Some(schedule.open_period(now).is_some())
 }
 
+/// A player's dashboard row. Takes its status by value: the view moves the
+/// report's texts instead of copying them, 10,000 rows at a time for `/api/fleet`.
 fn player_view(
     p: &RegisteredPlayer,
-    status: Option<&PlayerStatus>,
+    status: Option<PlayerStatus>,
     open_alerts: Vec<AlertView>,
     context: &ViewContext,
     shops: &mut HashMap<String, Option<bool>>,
 ) -> PlayerView {
-    let received = status.and_then(|s| parse_instant(&s.received_at));
+    let received = status.as_ref().and_then(|s| parse_instant(&s.received_at));
     let age = received.map(|t| (context.now - t).num_seconds().max(0).unsigned_abs());
     let up = age.is_some_and(|a| a <= context.offline_after.as_secs());
-    let active = status.and_then(|s| s.report.active_version);
+    let active = status.as_ref().and_then(|s| s.report.active_version);
     let head = context.head_version;
     let in_sync = active == Some(head) || (head == 0 && status.is_some());
     let behind_by = if in_sync {
@@ -530,14 +532,9 @@ fn player_view(
     } else {
         head.saturating_sub(active.unwrap_or(0))
     };
-    let behind_since = if in_sync || status.is_none() {
-        None
-    } else {
-        status
-            .and_then(|s| s.behind_since.clone())
-            .or_else(|| context.head_published_at.clone())
-    };
-    let output = status.map_or(OutputState::NotStarted, |s| s.report.output);
+    let output = status
+        .as_ref()
+        .map_or(OutputState::NotStarted, |s| s.report.output);
     let activity = if !up {
         Activity::Unknown
     } else if output == OutputState::Playing {
@@ -552,27 +549,50 @@ fn player_view(
             Activity::NotPlaying
         }
     };
+    let reported = status.is_some();
+    let (last_report_at, behind_since, report) = match status {
+        Some(s) => (Some(s.received_at), s.behind_since, Some(s.report)),
+        None => (None, None, None),
+    };
+    let behind_since = if in_sync || !reported {
+        None
+    } else {
+        behind_since.or_else(|| context.head_published_at.clone())
+    };
+    let (mut now_playing, mut fetching, mut last_error, mut agent_version) = (None, None, None, None);
+    let (mut clock_offset_ms, mut free_disk_bytes, mut audio_clock, mut uptime_secs) =
+        (None, None, None, None);
+    if let Some(r) = report {
+        now_playing = r.now_playing;
+        fetching = r.fetching;
+        last_error = r.last_error;
+        clock_offset_ms = r.clock_offset_ms;
+        free_disk_bytes = r.free_disk_bytes;
+        audio_clock = r.audio_clock;
+        agent_version = Some(r.agent_version);
+        uptime_secs = Some(r.uptime_secs);
+    }
     PlayerView {
         id: p.id.clone(),
         shop: p.shop.clone(),
         disabled: p.disabled,
         up,
-        last_report_at: status.map(|s| s.received_at.clone()),
+        last_report_at,
         last_report_age_secs: age,
         active_version: active,
         in_sync,
         behind_by,
         behind_since,
         activity,
-        now_playing: status.and_then(|s| s.report.now_playing.clone()),
+        now_playing,
         output,
-        fetching: status.and_then(|s| s.report.fetching.clone()),
-        last_error: status.and_then(|s| s.report.last_error.clone()),
-        clock_offset_ms: status.and_then(|s| s.report.clock_offset_ms),
-        free_disk_bytes: status.and_then(|s| s.report.free_disk_bytes),
-        audio_clock: status.and_then(|s| s.report.audio_clock),
-        agent_version: status.map(|s| s.report.agent_version.clone()),
-        uptime_secs: status.map(|s| s.report.uptime_secs),
+        fetching,
+        last_error,
+        clock_offset_ms,
+        free_disk_bytes,
+        audio_clock,
+        agent_version,
+        uptime_secs,
         open_alerts,
     }
 }
