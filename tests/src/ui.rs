@@ -233,16 +233,19 @@ impl Ui {
             .unwrap_or_else(|e| panic!("attribute {name} of `{css}`: {e}"))
     }
 
-    /// The rendered texts of every element matching `css`.
-    pub async fn texts(&self, css: &str) -> Vec<String> {
-        let mut out = Vec::new();
-        for el in self
-            .b
+    /// Every element matching `css`.
+    async fn all(&self, css: &str) -> Vec<fantoccini::elements::Element> {
+        self.b
             .client()
             .find_all(Locator::Css(css))
             .await
             .unwrap_or_else(|e| panic!("find `{css}`: {e}"))
-        {
+    }
+
+    /// The rendered texts of every element matching `css`.
+    pub async fn texts(&self, css: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        for el in self.all(css).await {
             out.push(el.text().await.unwrap_or_default());
         }
         out
@@ -251,13 +254,7 @@ impl Ui {
     /// An attribute of every element matching `css`.
     pub async fn attrs(&self, css: &str, name: &str) -> Vec<String> {
         let mut out = Vec::new();
-        for el in self
-            .b
-            .client()
-            .find_all(Locator::Css(css))
-            .await
-            .unwrap_or_else(|e| panic!("find `{css}`: {e}"))
-        {
+        for el in self.all(css).await {
             out.push(el.attr(name).await.unwrap_or_default().unwrap_or_default());
         }
         out

@@ -301,11 +301,6 @@ async fn wait_css(ui: &Ui, css: &str) {
     }
 }
 
-/// Every attribute `name` of the elements matching `css`.
-async fn attrs(ui: &Ui, css: &str, name: &str) -> Vec<String> {
-    ui.attrs(css, name).await
-}
-
 /// The page must fit a 390 px phone: nothing wider than the screen.
 async fn assert_fits_phone(ui: &Ui, what: &str) {
     let width = js(ui, "return document.documentElement.scrollWidth;", vec![]).await;
@@ -355,19 +350,19 @@ async fn a_december_campaign_shows_in_the_month_and_the_week_and_stops_on_the_25
         // are closed, Christmas Eve has its own hours.
         ui.open("/marketing/calendar?view=month&shop=main&week=2026-12-10")
             .await;
-        let with_campaign = attrs(
-            &ui,
-            "td[data-test=month-day]:has(.cal-chip[data-playlist=christmas])",
-            "data-date",
-        )
-        .await;
+        let with_campaign = ui
+            .attrs(
+                "td[data-test=month-day]:has(.cal-chip[data-playlist=christmas])",
+                "data-date",
+            )
+            .await;
         let expected: Vec<String> = (1..=24)
             .map(|d| NaiveDate::from_ymd_opt(2026, 12, d).unwrap())
             .filter(|d| d.weekday() != chrono::Weekday::Sun)
             .map(|d| d.to_string())
             .collect();
         assert_eq!(with_campaign, expected, "days of the month playing the campaign");
-        let closed = attrs(&ui, "td[data-test=month-day].closed", "data-date").await;
+        let closed = ui.attrs("td[data-test=month-day].closed", "data-date").await;
         assert!(
             closed.contains(&"2026-12-06".to_string()) && closed.contains(&"2026-12-27".to_string()),
             "{closed:?}"
@@ -379,7 +374,7 @@ async fn a_december_campaign_shows_in_the_month_and_the_week_and_stops_on_the_25
             "{christmas}"
         );
         assert_eq!(
-            attrs(&ui, "td[data-test=month-day].exception", "data-date").await,
+            ui.attrs("td[data-test=month-day].exception", "data-date").await,
             ["2026-12-24"]
         );
         assert!(ui.b.exists("#cal-campaigns li[data-playlist=christmas]").await);
@@ -395,14 +390,13 @@ async fn a_december_campaign_shows_in_the_month_and_the_week_and_stops_on_the_25
         // 25th; Sunday shaded; the 24th's hours; the 11:30 ad pinned; a conflict on
         // Saturday naming the winner.
         ui.open("/marketing/calendar?shop=main&week=2026-12-21").await;
-        let campaign_days = attrs(&ui, ".cal-block[data-playlist=christmas]", "data-date").await;
+        let campaign_days = ui.attrs(".cal-block[data-playlist=christmas]", "data-date").await;
         assert_eq!(
             campaign_days,
             ["2026-12-21", "2026-12-22", "2026-12-23", "2026-12-24"]
         );
         assert_eq!(
-            attrs(
-                &ui,
+            ui.attrs(
                 ".cal-block[data-playlist=christmas][data-date='2026-12-24']",
                 "data-to"
             )
@@ -416,7 +410,8 @@ async fn a_december_campaign_shows_in_the_month_and_the_week_and_stops_on_the_25
                 .await
         );
         assert_eq!(
-            attrs(&ui, ".cal-day[data-date='2026-12-22'] .cal-pin.ad", "data-minute").await,
+            ui.attrs(".cal-day[data-date='2026-12-22'] .cal-pin.ad", "data-minute")
+                .await,
             ["690"]
         );
         let every =
@@ -431,7 +426,8 @@ async fn a_december_campaign_shows_in_the_month_and_the_week_and_stops_on_the_25
             "{conflict}"
         );
         assert_eq!(
-            attrs(&ui, ".cal-block.conflict [data-test=conflict]", "data-winner").await,
+            ui.attrs(".cal-block.conflict [data-test=conflict]", "data-winner")
+                .await,
             ["2"]
         );
         ui.scroll_to(".cal-day[data-date='2026-12-26'] .cal-block.conflict")
@@ -448,17 +444,14 @@ async fn a_december_campaign_shows_in_the_month_and_the_week_and_stops_on_the_25
 
         // All shops: a lane each, the campaign in both.
         ui.open("/marketing/calendar?view=shops&week=2026-12-21").await;
-        assert_eq!(
-            attrs(&ui, "[data-test=lane]", "data-shop").await,
-            ["lille", "main"]
-        );
+        assert_eq!(ui.attrs("[data-test=lane]", "data-shop").await, ["lille", "main"]);
         for shop in ["lille", "main"] {
-            let days = attrs(
-                &ui,
-                &format!("[data-test=lane][data-shop={shop}] .cal-block[data-playlist=christmas]"),
-                "data-date",
-            )
-            .await;
+            let days = ui
+                .attrs(
+                    &format!("[data-test=lane][data-shop={shop}] .cal-block[data-playlist=christmas]"),
+                    "data-date",
+                )
+                .await;
             assert_eq!(days.len(), 4, "{shop}: {days:?}");
         }
         assert!(
@@ -666,7 +659,8 @@ async fn moving_and_resizing_a_block_changes_its_rule_as_shown_and_an_overlap_na
     assert!(words.contains("jazz") && words.contains("15:00"), "{words}");
     wait_css(&ui, ".cal-block.conflict [data-test=conflict]").await;
     assert_eq!(
-        attrs(&ui, ".cal-block.conflict [data-test=conflict]", "data-winner").await,
+        ui.attrs(".cal-block.conflict [data-test=conflict]", "data-winner")
+            .await,
         ["1"]
     );
     let why = ui.b.text(".cal-block.conflict [data-test=conflict]").await;
@@ -755,7 +749,7 @@ async fn the_keyboard_alone_creates_moves_and_deletes_a_rule_and_a_phone_taps_on
     }
     press(&ui, &[Key::Enter]).await;
     wait_css(&ui, "dialog#cal-editor[open]").await;
-    let day_ticked = attrs(&ui, "#ed-days input:checked", "value").await;
+    let day_ticked = ui.attrs("#ed-days input:checked", "value").await;
     assert_eq!(day_ticked.len(), 1, "{day_ticked:?}");
     let first_day: Weekday = day_ticked[0].parse().unwrap();
     // Tab through the editor to Save, Enter.
@@ -820,7 +814,7 @@ async fn the_keyboard_alone_creates_moves_and_deletes_a_rule_and_a_phone_taps_on
     scroll_to_minute(&ui, 15 * 60).await;
     tap(&ui, point_of(&ui, day(19), 15 * 60 + 20).await).await;
     wait_css(&ui, "dialog#cal-editor[open]").await;
-    assert_eq!(attrs(&ui, "#ed-days input:checked", "value").await, ["sat"]);
+    assert_eq!(ui.attrs("#ed-days input:checked", "value").await, ["sat"]);
     assert_eq!(value(&ui, "#ed-from").await, "15:00");
     ui.b.select("#ed-playlist", "jazz").await;
     ui.shot("calendar-editor-en-phone").await;
@@ -868,7 +862,7 @@ async fn a_refused_save_says_why_and_leaves_the_calendar_as_it_was() {
     );
     assert_eq!(draft(&fx), before, "nothing changed in the draft");
     assert_eq!(
-        attrs(&ui, ".cal-block[data-rule]", "data-playlist").await,
+        ui.attrs(".cal-block[data-rule]", "data-playlist").await,
         ["promo"]
     );
 

@@ -19,9 +19,9 @@ use skycast_schema::{Manifest, ShopSchedule, Weekday};
 
 use crate::describe::media_title as title;
 use crate::web::form::shown;
+use crate::web::media::MediaChoice;
 use crate::web::{Ctx, WebState};
 
-use super::calendar_ads::ad_fingerprint;
 use super::rules::form_of;
 use super::week::{load_draft, rule_fingerprint, RuleForm};
 use super::*;
@@ -180,9 +180,28 @@ fn hhmm_of(minute: u32) -> String {
 }
 
 /// The blocks and shades of one day from the resolver's spans.
+/// What every block of a schedule rule carries, computed once per page: its
+/// fingerprint and its editor fields as JSON.
+struct RuleFacts {
+    fp: String,
+    form: String,
+}
+
+fn rule_facts(m: &Manifest) -> Vec<RuleFacts> {
+    m.program
+        .schedule
+        .iter()
+        .map(|r| RuleFacts {
+            fp: rule_fingerprint(r),
+            form: serde_json::to_string(&form_of(r)).unwrap_or_default(),
+        })
+        .collect()
+}
+
 fn day_of(
     s: &ShopSchedule<'_>,
     m: &Manifest,
+    facts: &[RuleFacts],
     spans: &[MusicSpan],
     day: NaiveDate,
     today: NaiveDate,
@@ -230,8 +249,8 @@ fn day_of(
             colour: colour_of(&choice.playlist),
             rule: rule.map(|(i, _)| i),
             number: rule.map(|(i, _)| i + 1),
-            fp: rule.map(|(_, r)| rule_fingerprint(r)),
-            form: rule.and_then(|(_, r)| serde_json::to_string(&form_of(r)).ok()),
+            fp: rule.and_then(|(i, _)| facts.get(i)).map(|f| f.fp.clone()),
+            form: rule.and_then(|(i, _)| facts.get(i)).map(|f| f.form.clone()),
             conflict,
             campaign: rule
                 .and_then(|(_, r)| r.dates)
@@ -252,7 +271,7 @@ fn day_of(
                 at: hhmm_of(minute),
                 title: title(m, &p.media),
                 kind: if ad.is_some() { "ad" } else { "closing" },
-                fp: ad.and_then(|i| m.program.ads.get(i)).map(ad_fingerprint),
+                fp: ad.and_then(|i| m.program.ads.get(i)).map(fingerprint),
                 ad,
             }
         })
@@ -294,8 +313,9 @@ fn days_of(
     let from = s.instant_of(first, NaiveTime::MIN);
     let to = s.instant_of(first + TimeDelta::days(count), NaiveTime::MIN);
     let spans = s.music_timeline(from, to);
+    let facts = rule_facts(m);
     (0..count)
-        .map(|i| day_of(s, m, &spans, first + TimeDelta::days(i), today))
+        .map(|i| day_of(s, m, &facts, &spans, first + TimeDelta::days(i), today))
         .collect()
 }
 
@@ -360,13 +380,6 @@ impl Mode {
     }
 }
 
-/// An ad sales may drop on the calendar.
-#[derive(Serialize)]
-struct AdChoice {
-    id: String,
-    title: String,
-}
-
 pub(super) async fn calendar_page(
     state: State<Arc<WebState>>,
     ctx: Ctx,
@@ -403,11 +416,8 @@ async fn render(
                         skycast_schema::MediaKind::Ad | skycast_schema::MediaKind::Announcement
                     )
                 })
-                .map(|m| AdChoice {
-                    id: m.id.to_string(),
-                    title: m.title,
-                })
-                .collect(),
+                .map(|m| MediaChoice::from(&m))
+                .collect::<Vec<_>>(),
             Err(e) => return state.error_page(&ctx, &e),
         }
     } else {

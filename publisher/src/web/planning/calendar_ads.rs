@@ -41,13 +41,6 @@ pub(super) enum AdEdit {
     Delete { index: usize, fp: String },
 }
 
-/// Identifies an ad rule's content, so a change never lands on a rule another
-/// editor changed meanwhile.
-pub(super) fn ad_fingerprint(rule: &AdRule<MediaId>) -> String {
-    let text = serde_json::to_string(rule).unwrap_or_default();
-    blake3::hash(text.as_bytes()).to_hex()[..16].to_string()
-}
-
 fn ad_at(d: &Draft, index: usize, fp: &str) -> Result<()> {
     let rule = d.program.ads.get(index).ok_or_else(|| {
         PublisherError::NotFound(format!(
@@ -55,7 +48,7 @@ fn ad_at(d: &Draft, index: usize, fp: &str) -> Result<()> {
             index + 1
         ))
     })?;
-    if ad_fingerprint(rule) != fp {
+    if fingerprint(rule) != fp {
         return Err(PublisherError::Conflict(format!(
             "ad rule {} changed since the calendar was loaded (someone else edited the ads): reload and try again",
             index + 1
@@ -104,7 +97,7 @@ fn apply(ws: &Workspace, d: &mut Draft, edit: AdEdit) -> Result<(AdEdit, Option<
                 start: None,
                 after: None,
             };
-            let fp = ad_fingerprint(&rule);
+            let fp = fingerprint(&rule);
             d.program.ads.push(rule);
             let index = d.program.ads.len() - 1;
             Ok((AdEdit::Delete { index, fp }, Some(index)))
@@ -124,7 +117,7 @@ fn apply(ws: &Workspace, d: &mut Draft, edit: AdEdit) -> Result<(AdEdit, Option<
                 return Ok((AdEdit::Insert { index, rule: old }, None));
             }
             times.retain(|t| *t != time);
-            let fp = ad_fingerprint(rule);
+            let fp = fingerprint(rule);
             Ok((AdEdit::AddTime { index, fp, at }, Some(index)))
         }
         AdEdit::AddTime { index, fp, at } => {
@@ -141,12 +134,12 @@ fn apply(ws: &Workspace, d: &mut Draft, edit: AdEdit) -> Result<(AdEdit, Option<
                 times.push(time);
                 times.sort();
             }
-            let fp = ad_fingerprint(rule);
+            let fp = fingerprint(rule);
             Ok((AdEdit::RemoveTime { index, fp, at }, Some(index)))
         }
         AdEdit::Insert { index, rule } => {
             check_restored(ws, d, &rule)?;
-            let fp = ad_fingerprint(&rule);
+            let fp = fingerprint(&rule);
             let index = index.min(d.program.ads.len());
             d.program.ads.insert(index, rule);
             Ok((AdEdit::Delete { index, fp }, Some(index)))
@@ -183,8 +176,8 @@ mod tests {
         ))
         .unwrap();
         let mut other = rule.clone();
-        assert_eq!(ad_fingerprint(&rule), ad_fingerprint(&other));
+        assert_eq!(fingerprint(&rule), fingerprint(&other));
         other.at = Some(vec!["10:40".parse().unwrap()]);
-        assert_ne!(ad_fingerprint(&rule), ad_fingerprint(&other));
+        assert_ne!(fingerprint(&rule), fingerprint(&other));
     }
 }

@@ -105,6 +105,13 @@ pub(super) fn today_and_chosen(
     }
 }
 
+/// Identifies a rule's content (schedule or ad rule), so a change named by
+/// position never lands on a rule another editor changed meanwhile.
+pub(super) fn fingerprint<T: Serialize>(rule: &T) -> String {
+    let text = serde_json::to_string(rule).unwrap_or_default();
+    blake3::hash(text.as_bytes()).to_hex()[..16].to_string()
+}
+
 pub(super) fn weekday_key(date: NaiveDate) -> &'static str {
     Weekday::of(date).key()
 }

@@ -120,8 +120,7 @@ pub(super) struct RuleForm {
 }
 
 pub(super) fn rule_fingerprint(rule: &ScheduleRule) -> String {
-    let text = serde_json::to_string(rule).unwrap_or_default();
-    blake3::hash(text.as_bytes()).to_hex()[..16].to_string()
+    fingerprint(rule)
 }
 
 pub(super) fn rule_view(index: usize, rule: &ScheduleRule) -> RuleView {
