@@ -119,6 +119,16 @@ pub struct PlayerStatus {
     pub behind_since: Option<String>,
 }
 
+/// A registered player beside its latest report, as the dashboard lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetRow {
+    pub id: String,
+    pub shop: String,
+    pub disabled: bool,
+    /// `None` until it first reports.
+    pub status: Option<PlayerStatus>,
+}
+
 /// What a report says about the player itself (its entries go to [`PlayRecord`]
 /// and [`LogEvent`]). Text fields are already cut to their bounds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -251,10 +261,16 @@ fn output_of(text: &str) -> OutputState {
 }
 
 fn status_row(r: &Row<'_>) -> rusqlite::Result<PlayerStatus> {
+    status_at(r, 0)
+}
+
+/// The [`STATUS_COLUMNS`] that start at column `first` of `r`.
+fn status_at(r: &Row<'_>, first: usize) -> rusqlite::Result<PlayerStatus> {
+    let at = |i: usize| first + i;
     let fetching = match (
-        r.get::<_, Option<i64>>(3)?,
-        r.get::<_, Option<i64>>(4)?,
-        r.get::<_, Option<i64>>(5)?,
+        r.get::<_, Option<i64>>(at(3))?,
+        r.get::<_, Option<i64>>(at(4))?,
+        r.get::<_, Option<i64>>(at(5))?,
     ) {
         (Some(v), Some(d), Some(t)) => Some(Fetching {
             version: v.unsigned_abs(),
@@ -264,10 +280,10 @@ fn status_row(r: &Row<'_>) -> rusqlite::Result<PlayerStatus> {
         _ => None,
     };
     let now_playing = match (
-        r.get::<_, Option<String>>(6)?,
-        r.get::<_, Option<String>>(7)?,
-        r.get::<_, Option<String>>(8)?,
-        r.get::<_, Option<String>>(9)?,
+        r.get::<_, Option<String>>(at(6))?,
+        r.get::<_, Option<String>>(at(7))?,
+        r.get::<_, Option<String>>(at(8))?,
+        r.get::<_, Option<String>>(at(9))?,
     ) {
         (Some(media), Some(title), Some(kind), Some(started_at)) => Some(NowPlaying {
             media,
@@ -278,27 +294,27 @@ fn status_row(r: &Row<'_>) -> rusqlite::Result<PlayerStatus> {
         _ => None,
     };
     Ok(PlayerStatus {
-        player_id: r.get(0)?,
-        received_at: r.get(1)?,
+        player_id: r.get(at(0))?,
+        received_at: r.get(at(1))?,
         report: StatusUpdate {
-            active_version: u64_of(r.get(2)?),
+            active_version: u64_of(r.get(at(2))?),
             fetching,
             now_playing,
-            output: output_of(&r.get::<_, String>(10)?),
-            last_error: r.get(11)?,
-            clock_offset_ms: r.get(12)?,
-            free_disk_bytes: u64_of(r.get(13)?),
+            output: output_of(&r.get::<_, String>(at(10))?),
+            last_error: r.get(at(11))?,
+            clock_offset_ms: r.get(at(12))?,
+            free_disk_bytes: u64_of(r.get(at(13))?),
             // Written by this module from the type, so a value that does not parse is
             // only a row from a future version: shown as unknown.
             audio_clock: r
-                .get::<_, Option<String>>(19)?
+                .get::<_, Option<String>>(at(19))?
                 .and_then(|json| serde_json::from_str(&json).ok()),
-            agent_version: r.get(14)?,
-            uptime_secs: r.get::<_, i64>(15)?.unsigned_abs(),
+            agent_version: r.get(at(14))?,
+            uptime_secs: r.get::<_, i64>(at(15))?.unsigned_abs(),
         },
-        outbox: r.get(16)?,
-        acked_seq: r.get::<_, i64>(17)?.unsigned_abs(),
-        behind_since: r.get(18)?,
+        outbox: r.get(at(16))?,
+        acked_seq: r.get::<_, i64>(at(17))?.unsigned_abs(),
+        behind_since: r.get(at(18))?,
     })
 }
 
@@ -554,14 +570,31 @@ impl Db {
         })
     }
 
-    /// The latest report of every player that ever reported, by player id.
-    pub fn player_statuses(&self) -> Result<Vec<PlayerStatus>, DbError> {
+    /// Every registered player, by shop then id, beside its latest report if it
+    /// ever reported: the dashboard's rows in one query (no lookup per player).
+    pub fn fleet_rows(&self) -> Result<Vec<FleetRow>, DbError> {
+        let status: Vec<String> = STATUS_COLUMNS
+            .split(',')
+            .map(|c| format!("s.{}", c.trim()))
+            .collect();
+        let sql = format!(
+            "SELECT p.id, p.shop, p.disabled, {} FROM players p
+             LEFT JOIN player_status s ON s.player_id = p.id
+             ORDER BY p.shop, p.id",
+            status.join(", ")
+        );
         self.read(|c| {
-            c.prepare(&format!(
-                "SELECT {STATUS_COLUMNS} FROM player_status ORDER BY player_id"
-            ))?
-            .query_map([], status_row)?
-            .collect()
+            c.prepare(&sql)?
+                .query_map([], |r| {
+                    let reported = r.get_ref(3)?.data_type() != rusqlite::types::Type::Null;
+                    Ok(FleetRow {
+                        id: r.get(0)?,
+                        shop: r.get(1)?,
+                        disabled: r.get(2)?,
+                        status: if reported { Some(status_at(r, 3)?) } else { None },
+                    })
+                })?
+                .collect()
         })
     }
 

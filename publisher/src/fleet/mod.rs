@@ -28,9 +28,7 @@ use skycast_schema::{Head, Manifest, ShopSchedule};
 use tokio::sync::watch;
 
 use crate::data_dir::DataDir;
-use crate::db::{
-    Applied, Db, LogEvent, PlayRecord, Player, PlayerStatus, RegisteredPlayer, ReportedEntry, StatusUpdate,
-};
+use crate::db::{Applied, Db, FleetRow, LogEvent, PlayRecord, Player, ReportedEntry, StatusUpdate};
 use crate::error::{PublisherError, Result};
 
 pub use crate::db::{CommandView, Purged};
@@ -284,11 +282,16 @@ impl Fleet {
         let (db, context, id) = (self.db.clone(), self.context(now).await?, id.to_string());
         blocking(move || {
             let registered = db.player(&id)?;
-            let status = db.player_status(&id)?;
+            let row = FleetRow {
+                status: db.player_status(&id)?,
+                id: registered.id,
+                shop: registered.shop,
+                disabled: registered.disabled,
+            };
             let open = alerts::open_alerts(&db, Some(&id))?;
             let mut shops = HashMap::new();
             Ok(PlayerDetail {
-                player: player_view(&registered, status, open, &context, &mut shops),
+                player: player_view(row, open, &context, &mut shops),
                 plays: db.recent_plays(&id, DETAIL_ROWS)?,
                 events: db.recent_events(&id, DETAIL_ROWS)?,
                 commands: db.commands(Some(&id), DETAIL_ROWS, now)?,
@@ -478,23 +481,21 @@ pub fn view_at(data: &DataDir, now: DateTime<Utc>, offline_after: Duration) -> R
 }
 
 fn build_view(db: &Db, context: &ViewContext) -> Result<FleetView> {
-    let mut statuses: HashMap<String, PlayerStatus> = db
-        .player_statuses()?
-        .into_iter()
-        .map(|s| (s.player_id.clone(), s))
-        .collect();
     let mut alerts: HashMap<String, Vec<AlertView>> = HashMap::new();
     for alert in alerts::open_alerts(db, None)? {
         alerts.entry(alert.player_id.clone()).or_default().push(alert);
     }
     let mut shops = HashMap::new();
     let players = db
-        .players()?
-        .iter()
-        .map(|p| {
-            let status = statuses.remove(&p.id);
-            let open = alerts.remove(&p.id).unwrap_or_default();
-            player_view(p, status, open, context, &mut shops)
+        .fleet_rows()?
+        .into_iter()
+        .map(|row| {
+            let open = if alerts.is_empty() {
+                Vec::new()
+            } else {
+                alerts.remove(&row.id).unwrap_or_default()
+            };
+            player_view(row, open, context, &mut shops)
         })
         .collect();
     Ok(FleetView {
@@ -512,15 +513,20 @@ fn shop_open(manifest: Option<&Manifest>, shop: &str, now: DateTime<Utc>) -> Opt
     Some(schedule.open_period(now).is_some())
 }
 
-/// A player's dashboard row. Takes its status by value: the view moves the
+/// A player's dashboard row. Takes its row by value: the view moves the
 /// report's texts instead of copying them, 10,000 rows at a time for `/api/fleet`.
 fn player_view(
-    p: &RegisteredPlayer,
-    status: Option<PlayerStatus>,
+    row: FleetRow,
     open_alerts: Vec<AlertView>,
     context: &ViewContext,
     shops: &mut HashMap<String, Option<bool>>,
 ) -> PlayerView {
+    let FleetRow {
+        id,
+        shop,
+        disabled,
+        status,
+    } = row;
     let received = status.as_ref().and_then(|s| parse_instant(&s.received_at));
     let age = received.map(|t| (context.now - t).num_seconds().max(0).unsigned_abs());
     let up = age.is_some_and(|a| a <= context.offline_after.as_secs());
@@ -540,9 +546,14 @@ fn player_view(
     } else if output == OutputState::Playing {
         Activity::Playing
     } else {
-        let open = *shops
-            .entry(p.shop.clone())
-            .or_insert_with(|| shop_open(context.manifest.as_deref(), &p.shop, context.now));
+        let open = match shops.get(&shop) {
+            Some(open) => *open,
+            None => {
+                let open = shop_open(context.manifest.as_deref(), &shop, context.now);
+                shops.insert(shop.clone(), open);
+                open
+            }
+        };
         if open == Some(false) {
             Activity::Closed
         } else {
@@ -573,9 +584,9 @@ fn player_view(
         uptime_secs = Some(r.uptime_secs);
     }
     PlayerView {
-        id: p.id.clone(),
-        shop: p.shop.clone(),
-        disabled: p.disabled,
+        id,
+        shop,
+        disabled,
         up,
         last_report_at,
         last_report_age_secs: age,

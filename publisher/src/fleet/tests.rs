@@ -119,6 +119,45 @@ fn re_sent_and_overlapping_entries_are_kept_once() {
 }
 
 #[test]
+fn fleet_rows_list_every_player_by_shop_with_its_latest_report_beside_it() {
+    let (_dir, db) = open();
+    db.add_player("lille-0", "lille", "tok-lille-0").unwrap();
+    let now = at("2026-12-01T10:00:10Z");
+    ingest(&db, &player("main-1", "main"), 1, report("box-a", vec![]), now).unwrap();
+    let mut later = report("box-b", vec![]);
+    later.active_version = Some(2);
+    later.last_error = Some("disk full".into());
+    ingest(&db, &player("lille-1", "lille"), 2, later, now).unwrap();
+    let admin = crate::db::Actor {
+        name: "admin",
+        via: crate::db::Via::Cli,
+        at: now,
+    };
+    db.set_player_disabled("lille-1", true, admin).unwrap();
+
+    let rows = db.fleet_rows().unwrap();
+    let listed: Vec<(&str, &str, bool)> = rows
+        .iter()
+        .map(|r| (r.shop.as_str(), r.id.as_str(), r.disabled))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("lille", "lille-0", false),
+            ("lille", "lille-1", true),
+            ("main", "main-1", false)
+        ]
+    );
+    assert_eq!(rows[0].status, None, "lille-0 never reported");
+    for row in &rows[1..] {
+        assert_eq!(row.status, db.player_status(&row.id).unwrap(), "{}", row.id);
+    }
+    let lille = rows[1].status.as_ref().unwrap();
+    assert_eq!(lille.report.active_version, Some(2));
+    assert_eq!(lille.report.last_error.as_deref(), Some("disk full"));
+}
+
+#[test]
 fn a_new_outbox_starts_its_cursor_again_without_overwriting_old_plays() {
     let (_dir, db) = open();
     let p = player("main-1", "main");

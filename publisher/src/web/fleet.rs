@@ -832,10 +832,16 @@ fn json_bytes<T: Serialize>(value: &T, capacity: usize) -> Response {
 
 /// The whole fleet, as `fleet --json` prints it.
 async fn api_fleet(State(state): State<Arc<WebState>>) -> Response {
-    match state.fleet.view(state.now()).await {
-        Ok(view) => json_bytes(&view, 256 + view.players.len() * JSON_BYTES_PER_PLAYER),
-        Err(e) => api_error(&e),
-    }
+    let view = match state.fleet.view(state.now()).await {
+        Ok(view) => view,
+        Err(e) => return api_error(&e),
+    };
+    // Megabytes of JSON at fleet scale: written (and the view dropped) off the
+    // async workers, which go on serving reports meanwhile.
+    let capacity = 256 + view.players.len() * JSON_BYTES_PER_PLAYER;
+    tokio::task::spawn_blocking(move || json_bytes(&view, capacity))
+        .await
+        .unwrap_or_else(|e| api_error(&PublisherError::Internal(format!("fleet JSON: {e}"))))
 }
 
 /// `GET /api/fleet/page?page=N&ko=1&out_of_sync=1&shop=S`: what the dashboard
