@@ -490,11 +490,7 @@ fn build_view(db: &Db, context: &ViewContext) -> Result<FleetView> {
         .fleet_rows()?
         .into_iter()
         .map(|row| {
-            let open = if alerts.is_empty() {
-                Vec::new()
-            } else {
-                alerts.remove(&row.id).unwrap_or_default()
-            };
+            let open = alerts.remove(&row.id).unwrap_or_default();
             player_view(row, open, context, &mut shops)
         })
         .collect();
