@@ -573,15 +573,12 @@ impl Db {
     /// Every registered player, by shop then id, beside its latest report if it
     /// ever reported: the dashboard's rows in one query (no lookup per player).
     pub fn fleet_rows(&self) -> Result<Vec<FleetRow>, DbError> {
-        let status: Vec<String> = STATUS_COLUMNS
-            .split(',')
-            .map(|c| format!("s.{}", c.trim()))
-            .collect();
+        // No column of `players` shares a name with [`STATUS_COLUMNS`], so they
+        // need no table prefix.
         let sql = format!(
-            "SELECT p.id, p.shop, p.disabled, {} FROM players p
+            "SELECT p.id, p.shop, p.disabled, {STATUS_COLUMNS} FROM players p
              LEFT JOIN player_status s ON s.player_id = p.id
-             ORDER BY p.shop, p.id",
-            status.join(", ")
+             ORDER BY p.shop, p.id"
         );
         self.read(|c| {
             c.prepare(&sql)?
